@@ -1,0 +1,67 @@
+"""Settings for the snapctl example project.
+
+The database is selected through environment variables so that tests can point
+the same project at any server:
+
+- EXAMPLE_DB_ENGINE: ``sqlite`` (default), ``postgresql`` or ``mysql``
+- EXAMPLE_DB_NAME: database name; for sqlite a file path (default ``<example>/db.sqlite3``),
+  for servers default ``example``
+- EXAMPLE_DB_USER, EXAMPLE_DB_PASSWORD, EXAMPLE_DB_HOST, EXAMPLE_DB_PORT
+- EXAMPLE_DB2_NAME: if set, adds a second sqlite alias ``other`` at that path
+- EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS = {"DIRECTORY": ...}``
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = "snapctl-example-not-a-secret"
+DEBUG = False
+ALLOWED_HOSTS: list[str] = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "shop",
+]
+
+ROOT_URLCONF = "example_project.urls"
+
+USE_TZ = True
+TIME_ZONE = "Europe/Paris"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+_ENGINES = {
+    "sqlite": "django.db.backends.sqlite3",
+    "postgresql": "django.db.backends.postgresql",
+    "mysql": "django.db.backends.mysql",
+}
+_engine = os.environ.get("EXAMPLE_DB_ENGINE", "sqlite")
+if _engine not in _ENGINES:
+    raise ValueError(f"EXAMPLE_DB_ENGINE must be one of {sorted(_ENGINES)}, not {_engine!r}")
+
+_default: dict[str, Any] = {
+    "ENGINE": _ENGINES[_engine],
+    "NAME": os.environ.get("EXAMPLE_DB_NAME")
+    or (str(BASE_DIR / "db.sqlite3") if _engine == "sqlite" else "example"),
+    "USER": os.environ.get("EXAMPLE_DB_USER", ""),
+    "PASSWORD": os.environ.get("EXAMPLE_DB_PASSWORD", ""),
+    "HOST": os.environ.get("EXAMPLE_DB_HOST", ""),
+    "PORT": os.environ.get("EXAMPLE_DB_PORT", ""),
+}
+if _engine == "mysql":
+    _default["OPTIONS"] = {"charset": "utf8mb4"}
+
+DATABASES: dict[str, dict[str, Any]] = {"default": _default}
+if os.environ.get("EXAMPLE_DB2_NAME"):
+    DATABASES["other"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["EXAMPLE_DB2_NAME"],
+    }
+
+SNAPSHOTS: dict[str, Any] = {}
+if os.environ.get("EXAMPLE_SNAPSHOTS_DIR"):
+    SNAPSHOTS = {"DIRECTORY": os.environ["EXAMPLE_SNAPSHOTS_DIR"]}

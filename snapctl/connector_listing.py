@@ -1,0 +1,60 @@
+"""What ``snapctl list-connectors`` shows: every connector, its origin, and what it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from snapctl import registry
+
+
+@dataclass
+class ConnectorRow:
+    name: str
+    source: str
+    distribution: str | None
+    class_path: str
+    engines: tuple[str, ...]
+    binaries: tuple[str, ...]
+    missing_binaries: list[str]
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> why it serves it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "distribution": self.distribution,
+            "class": self.class_path,
+            "engines": list(self.engines),
+            "binaries": list(self.binaries),
+            "binaries_missing": self.missing_binaries,
+            "aliases": self.aliases,
+        }
+
+
+def _row(name: str, source: str, dist: str | None, obj: Any) -> ConnectorRow:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return ConnectorRow(
+        name=name,
+        source=source,
+        distribution=dist,
+        class_path=f"{cls.__module__}:{cls.__qualname__}",
+        engines=registry.engines_of(obj),
+        binaries=tuple(str(b) for b in getattr(obj, "binaries", ()) or ()),
+        missing_binaries=registry.missing_binaries(obj),
+    )
+
+
+def rows() -> list[ConnectorRow]:
+    """Registered connectors (built-ins first), then settings overrides, with their aliases."""
+    from snapctl.django_env import database_aliases
+
+    entries = sorted(registry.registered().values(), key=lambda e: (not e.builtin, e.name))
+    listing = {e.name: _row(e.name, e.source, e.distribution, e.load()) for e in entries}
+    for alias in database_aliases():
+        choice = registry.choose(alias)
+        key = choice.name if choice.source != "settings" else f"settings:{choice.name}"
+        if key not in listing:
+            listing[key] = _row(choice.name, "settings", None, choice.connector)
+        listing[key].aliases[alias] = choice.reason
+    return list(listing.values())

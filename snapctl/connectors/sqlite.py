@@ -1,0 +1,173 @@
+"""SQLite, with the standard library's sqlite3 module only.
+
+Dump: the online backup API copies every page inside one read transaction, so the snapshot is
+consistent while other processes write (in WAL mode they are never blocked). The ``sql``
+format writes a text script instead (the reference format), also from one read transaction.
+
+Restore is atomic through SQLite's own mechanism: the snapshot (or, for a script, a temporary
+database built from it) is copied onto the live database with the backup API, which writes the
+destination in a single transaction. A restore that dies part-way is rolled back by SQLite's
+journal, and other connections see either the old database or the new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
+
+FORMATS = ("backup", "sql")
+_HEADER = b"SQLite format 3\x00"
+_SEQUENCE_STATEMENTS = ('DELETE FROM "sqlite_sequence"', 'INSERT INTO "sqlite_sequence"')
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def database_path(db_alias: str) -> Path:
+    from snapctl.django_env import database_settings
+
+    name = str(database_settings(db_alias).get("NAME") or "")
+    if not name or name == ":memory:" or name.startswith("file::memory:"):
+        raise ConfigurationError(
+            f"database '{db_alias}' is an in-memory SQLite database; there is nothing to snapshot"
+        )
+    return Path(name).expanduser().resolve()
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    uri = f"{path.as_uri()}?mode={mode}"
+    try:
+        connection = sqlite3.connect(
+            uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
+        )
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        if mode in ("rw", "ro") and not path.exists():
+            raise ConfigurationError(f"SQLite database {path} does not exist") from exc
+        raise OperationFailed(f"cannot open SQLite database {path}: {exc}") from exc
+    return connection
+
+
+def _script_statements(connection: sqlite3.Connection) -> Iterator[str]:
+    """The database as SQL, read in one transaction.
+
+    The sqlite_sequence statements move to the end: older Pythons emit them wherever the table
+    sorts, which can be before the tables that create it.
+    """
+    sequence: list[str] = []
+    connection.execute("BEGIN")
+    try:
+        for statement in connection.iterdump():
+            if statement.startswith(_SEQUENCE_STATEMENTS):
+                sequence.append(statement if statement.endswith(";") else statement + ";")
+            elif statement == "COMMIT;":
+                user_version = connection.execute("PRAGMA user_version").fetchone()[0]
+                yield from sequence
+                yield f"PRAGMA user_version={int(user_version)};"
+                yield statement
+            else:
+                yield statement
+    finally:
+        connection.execute("COMMIT")
+
+
+def _read_statements(path: Path) -> Iterator[str]:
+    """Statements of a SQL script, one at a time, without reading the whole file."""
+    pending: list[str] = []
+    with open(path, encoding="utf-8", newline="") as script:
+        for line in script:
+            pending.append(line)
+            if line.rstrip().endswith(";") and sqlite3.complete_statement("".join(pending)):
+                yield "".join(pending)
+                pending = []
+    leftover = "".join(pending).strip()
+    if leftover:
+        raise IntegrityError(f"SQL script {path.name} ends in an incomplete statement")
+
+
+class SQLiteConnector:
+    """Back up and restore SQLite databases using the stdlib sqlite3 module."""
+
+    name = "sqlite"
+    engines = ("sqlite3",)
+    binaries: tuple[str, ...] = ()
+
+    def __init__(self, format: str = "backup") -> None:
+        if format not in FORMATS:
+            raise ConfigurationError(
+                f"unknown SQLite format '{format}'; choose one of: {', '.join(FORMATS)}"
+            )
+        self.format = format
+
+    @property
+    def extension(self) -> str:
+        return "sqlite3" if self.format == "backup" else "sql"
+
+    def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
+        """Dump the SQLite database for db_alias to dest (a database file or SQL script)."""
+        source = _connect(database_path(db_alias), "rw")
+        try:
+            page_size = source.execute("PRAGMA page_size").fetchone()[0]
+            journal_mode = source.execute("PRAGMA journal_mode").fetchone()[0]
+            if self.format == "backup":
+                target = sqlite3.connect(dest)
+                try:
+                    source.backup(target)  # one step: one consistent read transaction
+                finally:
+                    target.close()
+            else:
+                with open(dest, "w", encoding="utf-8", newline="\n") as script:
+                    for statement in _script_statements(source):
+                        script.write(statement)
+                        script.write("\n")
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"dump of SQLite database '{db_alias}' failed: {exc}") from exc
+        finally:
+            source.close()
+        return {
+            "format": self.format,
+            "server_version": sqlite3.sqlite_version,
+            "page_size": page_size,
+            "journal_mode": journal_mode,
+        }
+
+    def restore(self, db_alias: str, src: Path) -> None:
+        """Restore the SQLite database for db_alias from src (either format, by its header)."""
+        with open(src, "rb") as handle:
+            is_database_file = handle.read(len(_HEADER)) == _HEADER
+        target_path = database_path(db_alias)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        target = _connect(target_path, "rwc")
+        try:
+            page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
+            source = self._open_source(src, is_database_file, page_size)
+            try:
+                source.backup(target)  # one write transaction on the live database
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            raise OperationFailed(
+                f"restore of SQLite database '{db_alias}' failed, database unchanged: {exc}"
+            ) from exc
+        finally:
+            target.close()
+
+    def _open_source(self, src: Path, is_database_file: bool, page_size: int) -> sqlite3.Connection:
+        if is_database_file:
+            source = _connect(src, "ro")
+        else:
+            # Build the script into a scratch database first, so the live one is replaced in
+            # one step. A matching page size lets the copy go into a WAL database too.
+            scratch = src.with_name(src.name + ".restore.sqlite3")
+            scratch.unlink(missing_ok=True)
+            source = _connect(scratch, "rwc")
+            source.execute(f"PRAGMA page_size={page_size}")
+            for statement in _read_statements(src):
+                source.execute(statement)
+        result = source.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            source.close()
+            raise IntegrityError(f"snapshot database fails SQLite's integrity check: {result}")
+        return source

@@ -1,0 +1,209 @@
+"""Dump and restore, end to end: choose connectors, write or verify snapshots, call them.
+
+Nothing here prints or exits; the command line does that with what these return or raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from snapctl import compression, registry
+from snapctl.errors import (
+    ConfigurationError,
+    IntegrityError,
+    OperationFailed,
+    SnapctlError,
+)
+from snapctl.snapshots import Artifact, Snapshot, SnapshotStore
+
+DEFAULT_ALIAS = "default"
+
+
+def select_aliases(requested: Sequence[str], all_aliases: bool) -> list[str]:
+    """The aliases a dump covers: those named, all of DATABASES, or ``default``."""
+    from snapctl.django_env import database_aliases, database_settings
+
+    if all_aliases:
+        if requested:
+            raise ConfigurationError("use either --alias or --all, not both")
+        return database_aliases()
+    aliases = list(dict.fromkeys(requested)) or [DEFAULT_ALIAS]
+    for alias in aliases:
+        database_settings(alias)  # an unknown alias fails here, before any work
+    return aliases
+
+
+def _vendor(alias: str) -> str:
+    from django.db import connections
+
+    return str(connections[alias].vendor)
+
+
+def _check_binaries(choice_name: str, connector: object) -> None:
+    missing = registry.missing_binaries(connector)
+    if missing:
+        raise ConfigurationError(
+            f"connector '{choice_name}' needs {', '.join(missing)} on PATH; install the "
+            "database's client tools"
+        )
+
+
+@contextlib.contextmanager
+def _connector_errors(action: str, connector: str, alias: str) -> Iterator[None]:
+    """Turn a third-party connector's unexpected exception into one clear line."""
+    try:
+        yield
+    except SnapctlError:
+        raise
+    except Exception as exc:
+        raise OperationFailed(
+            f"{action} of '{alias}' with connector '{connector}' failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def dump(
+    store: SnapshotStore,
+    aliases: Sequence[str],
+    *,
+    label: str | None,
+    method: str,
+    level: int | None = None,
+    connector: str | None = None,
+) -> Snapshot:
+    """Dump ``aliases`` into a new snapshot and return it once it is complete."""
+    import django
+
+    from snapctl import __version__
+    from snapctl.django_env import database_settings
+
+    compression.check_method(method)
+    choices = [registry.choose(alias, connector) for alias in aliases]
+    for choice in choices:
+        _check_binaries(choice.name, choice.connector)
+    with store.new_snapshot(label) as pending:
+        for choice in choices:
+            extension = str(getattr(choice.connector, "extension", "dump"))
+            raw = pending.scratch_path(choice.alias, extension)
+            with _connector_errors("dump", choice.name, choice.alias):
+                metadata = choice.connector.dump(choice.alias, raw)
+            if not isinstance(metadata, dict):
+                metadata = {}
+            try:
+                json.dumps(metadata)
+            except (TypeError, ValueError) as exc:
+                raise OperationFailed(
+                    f"connector '{choice.name}' returned metadata that is not JSON: {exc}"
+                ) from exc
+            pending.add(
+                choice.alias,
+                raw,
+                method,
+                level,
+                connector=choice.name,
+                connector_source=choice.source,
+                connector_class=choice.class_path,
+                engine=str(database_settings(choice.alias).get("ENGINE", "")),
+                vendor=_vendor(choice.alias),
+                server_version=metadata.get("server_version"),
+                metadata=metadata,
+            )
+        return pending.commit(__version__, django.get_version())
+
+
+def connector_for_restore(alias: str, artifact: Artifact) -> Any:
+    """The connector recorded in the manifest: the configured one if it has that name, else
+    the installed one of that name, else its class by import path."""
+    current = registry.choose(alias)
+    if current.name == artifact.connector:
+        return current.connector
+    entry = registry.registered().get(artifact.connector)
+    try:
+        if entry is not None:
+            return registry.instantiate(entry.load(), f"connector '{entry.name}'")
+        return registry.instantiate(
+            registry.import_object(artifact.connector_class), artifact.connector_class
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"the snapshot of '{alias}' was taken with connector '{artifact.connector}' "
+            f"({artifact.connector_source}), which is not installed here; install it first"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    snapshot: Snapshot
+    aliases: list[str]
+    connectors: dict[str, Any]
+
+
+def plan_restore(store: SnapshotStore, reference: str | None, aliases: Sequence[str]) -> RestorePlan:
+    """Check everything that can be checked without reading artifacts."""
+    from snapctl.django_env import database_settings
+
+    snapshot = store.resolve(reference)
+    selected = list(dict.fromkeys(aliases)) or list(snapshot.artifacts)
+    connectors = {}
+    for alias in selected:
+        artifact = snapshot.artifacts.get(alias)
+        if artifact is None:
+            held = ", ".join(snapshot.artifacts)
+            raise ConfigurationError(
+                f"snapshot {snapshot.name} holds no database '{alias}'; it holds: {held}"
+            )
+        database_settings(alias)
+        connector = connector_for_restore(alias, artifact)
+        vendor = _vendor(alias)
+        if artifact.vendor != vendor and not getattr(connector, "portable", False):
+            raise IntegrityError(
+                f"snapshot {snapshot.name} holds a {artifact.vendor} database for '{alias}', "
+                f"which is {vendor} here; restore it into a {artifact.vendor} database"
+            )
+        _check_binaries(artifact.connector, connector)
+        connectors[alias] = connector
+    return RestorePlan(snapshot, selected, connectors)
+
+
+def _scratch_dir(store: SnapshotStore) -> str | None:
+    """Unpack next to the snapshots (same disk, sized for dumps) when that is writable."""
+    return str(store.root) if os.access(store.root, os.W_OK) else None
+
+
+def restore(
+    store: SnapshotStore, plan: RestorePlan, confirm: Callable[[RestorePlan], None]
+) -> None:
+    """Verify every artifact of the snapshot, ask ``confirm`` (which raises to stop), then
+    restore each selected alias. No database is touched before all checksums match."""
+    snapshot = plan.snapshot
+    with tempfile.TemporaryDirectory(prefix=".restore-", dir=_scratch_dir(store)) as scratch:
+        ready: dict[str, Path] = {}
+        for alias, artifact in snapshot.artifacts.items():
+            stored = snapshot.path / artifact.file
+            if not stored.is_file():
+                raise IntegrityError(f"snapshot {snapshot.name}: artifact {artifact.file} is missing")
+            if alias in plan.aliases and artifact.compression != "none":
+                raw = Path(scratch) / Path(artifact.file).stem
+                digest = compression.decompress(stored, raw, artifact.compression)
+            else:
+                raw = stored
+                digest = compression.file_sha256(stored)
+            if digest != artifact.sha256:
+                raise IntegrityError(
+                    f"snapshot {snapshot.name}: artifact {artifact.file} fails its checksum; "
+                    "it is damaged, restore another snapshot"
+                )
+            ready[alias] = raw
+        confirm(plan)
+        for alias in plan.aliases:
+            connector = plan.connectors[alias]
+            name = registry.connector_name(connector)
+            with _connector_errors("restore", name, alias):
+                connector.restore(alias, ready[alias])

@@ -1,0 +1,206 @@
+"""Which connector serves a database alias.
+
+Highest first:
+1. ``SNAPSHOTS["DATABASE_CONNECTORS"][alias]`` in settings: an instance, a class, a dotted
+   import path, or a registered connector name;
+2. ``--connector NAME`` for this run;
+3. a plugin (entry-point group ``snapctl.connectors``) whose ``engines`` match the ENGINE;
+4. the built-in ENGINE mapping (registered through the same entry-point group);
+5. the dumpdata fallback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+from snapctl.connectors.protocols import DatabaseConnector
+from snapctl.errors import ConfigurationError
+
+GROUP = "snapctl.connectors"
+BUILTIN_DISTRIBUTION = "django-snapctl"
+FALLBACK = "dumpdata"
+
+
+@dataclass(frozen=True)
+class RegisteredConnector:
+    """A connector announced through the entry-point group."""
+
+    name: str
+    target: str
+    distribution: str
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == BUILTIN_DISTRIBUTION
+
+    @property
+    def source(self) -> str:
+        return "built-in" if self.builtin else f"plugin ({self.distribution})"
+
+    def load(self) -> type[Any]:
+        try:
+            return import_object(self.target)  # type: ignore[no-any-return]
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"connector '{self.name}' from {self.distribution} cannot be loaded: {exc}"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The connector serving one alias, and why it was chosen."""
+
+    alias: str
+    connector: DatabaseConnector
+    name: str
+    source: str
+    reason: str
+
+    @property
+    def class_path(self) -> str:
+        cls = type(self.connector)
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_object(path: str) -> Any:
+    """Import ``module:attr`` or ``module.attr``."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigurationError(f"'{path}' is not an import path like 'package.module.Class'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot import '{path}': {exc}") from exc
+    return obj
+
+
+@cache
+def registered() -> dict[str, RegisteredConnector]:
+    """Every connector announced by an installed distribution, by name.
+
+    Two distributions announcing one name is an error naming both, never a silent pick.
+    """
+    found: dict[str, RegisteredConnector] = {}
+    for entry in metadata.entry_points(group=GROUP):
+        dist = entry.dist.name if entry.dist is not None else "unknown distribution"
+        candidate = RegisteredConnector(entry.name, entry.value, dist)
+        previous = found.get(entry.name)
+        if previous is not None and previous != candidate:
+            first, second = sorted([previous.distribution, candidate.distribution])
+            raise ConfigurationError(
+                f"two installed distributions register a connector named '{entry.name}': "
+                f"{first} and {second}; uninstall one of them"
+            )
+        found[entry.name] = candidate
+    if FALLBACK not in found:
+        raise ConfigurationError(
+            "snapctl's built-in connectors are not registered; reinstall django-snapctl"
+        )
+    return found
+
+
+def connector_name(connector: object) -> str:
+    cls = connector if isinstance(connector, type) else type(connector)
+    return str(getattr(cls, "name", None) or cls.__name__)
+
+
+def engines_of(connector: object) -> tuple[str, ...]:
+    return tuple(getattr(connector, "engines", ()) or ())
+
+
+def missing_binaries(connector: object) -> list[str]:
+    """The programs a connector needs that are not on PATH (``a|b`` means either)."""
+    missing = []
+    for spec in getattr(connector, "binaries", ()) or ():
+        if not any(shutil.which(name) for name in str(spec).split("|")):
+            missing.append(str(spec).replace("|", " or "))
+    return missing
+
+
+def instantiate(obj: Any, what: str) -> DatabaseConnector:
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ConfigurationError(f"{what}: cannot create {obj.__name__}(): {exc}") from exc
+    if not (callable(getattr(obj, "dump", None)) and callable(getattr(obj, "restore", None))):
+        raise ConfigurationError(f"{what}: {obj!r} has no dump() and restore() methods")
+    return obj  # type: ignore[no-any-return]
+
+
+def _from_setting(value: Any, alias: str) -> tuple[DatabaseConnector, str]:
+    what = f"SNAPSHOTS['DATABASE_CONNECTORS']['{alias}']"
+    if isinstance(value, str):
+        entry = registered().get(value)
+        if entry is not None:
+            return instantiate(entry.load(), what), entry.name
+        value = import_object(value)
+    connector = instantiate(value, what)
+    return connector, connector_name(connector)
+
+
+def settings_overrides() -> dict[str, Any]:
+    from snapctl.django_env import snapshot_settings
+
+    snapshots = snapshot_settings()
+    overrides = snapshots.get("DATABASE_CONNECTORS", snapshots.get("database_connectors", {}))
+    if not isinstance(overrides, dict):
+        raise ConfigurationError("SNAPSHOTS['DATABASE_CONNECTORS'] must be a dict of aliases")
+    return overrides
+
+
+def by_name(name: str) -> tuple[DatabaseConnector, RegisteredConnector]:
+    entry = registered().get(name)
+    if entry is None:
+        known = ", ".join(sorted(registered()))
+        raise ConfigurationError(f"unknown connector '{name}'; installed connectors: {known}")
+    return instantiate(entry.load(), f"connector '{name}'"), entry
+
+
+def class_for_engine(engine: str) -> tuple[type[Any], RegisteredConnector, str]:
+    """The class serving ``engine`` by steps 3-5, with its entry and the reason."""
+    entries = sorted(registered().values(), key=lambda e: e.name)
+    for want_builtin, reason in ((False, "plugin"), (True, "engine")):
+        matches = []
+        for entry in entries:
+            if entry.builtin != want_builtin:
+                continue
+            cls = entry.load()
+            if any(fragment in engine for fragment in engines_of(cls)):
+                matches.append((cls, entry))
+        if len(matches) > 1:
+            names = ", ".join(f"'{e.name}' ({e.distribution})" for _, e in matches)
+            raise ConfigurationError(
+                f"several connectors claim ENGINE '{engine}': {names}; choose one in "
+                "SNAPSHOTS['DATABASE_CONNECTORS']"
+            )
+        if matches:
+            return matches[0][0], matches[0][1], reason
+    fallback = registered()[FALLBACK]
+    return fallback.load(), fallback, "fallback"
+
+
+def choose(alias: str, requested: str | None = None) -> Choice:
+    """The connector for ``alias``: settings override, then ``requested``, then by ENGINE."""
+    from snapctl.django_env import database_settings
+
+    engine = str(database_settings(alias).get("ENGINE", ""))
+    overrides = settings_overrides()
+    if alias in overrides:
+        connector, name = _from_setting(overrides[alias], alias)
+        return Choice(alias, connector, name, "settings", "settings")
+    if requested:
+        connector, entry = by_name(requested)
+        return Choice(alias, connector, entry.name, entry.source, "--connector")
+    cls, entry, reason = class_for_engine(engine)
+    return Choice(alias, instantiate(cls, f"connector '{entry.name}'"), entry.name,
+                  entry.source, reason)

@@ -1,0 +1,372 @@
+"""The snapshot store: names, manifests, checksums, atomic writes and lookup.
+
+A snapshot is a directory ``<UTC timestamp>[-<label>]`` holding one artifact per database
+alias and ``manifest.json``. It is assembled in a hidden temporary sibling and renamed into
+place only when complete, so a dump that dies never leaves anything ``list`` shows or
+``restore`` accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from snapctl import compression
+from snapctl.errors import ConfigurationError, IntegrityError, SnapshotNotFound
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TEMP_PREFIX = ".tmp-"
+LATEST = "latest"
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NAME = re.compile(r"(\d{8}T\d{6}\.\d{3}Z)(?:-(" + _LABEL.pattern + r"))?")
+_TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S"
+
+
+def validate_label(label: str) -> str:
+    if not _LABEL.fullmatch(label):
+        raise ConfigurationError(
+            f"invalid label {label!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return label
+
+
+def snapshot_name(created: datetime, label: str | None) -> str:
+    """A sortable name: the UTC time to the millisecond, then the label if any."""
+    stamp = created.strftime(_TIMESTAMP_FORMAT) + f".{created.microsecond // 1000:03d}Z"
+    return f"{stamp}-{label}" if label else stamp
+
+
+def is_snapshot_name(name: str) -> bool:
+    return _NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One database alias inside a snapshot."""
+
+    alias: str
+    file: str
+    compression: str
+    size: int
+    sha256: str
+    connector: str
+    connector_source: str
+    connector_class: str
+    engine: str
+    vendor: str
+    server_version: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "compression": self.compression,
+            "size": self.size,
+            "sha256": self.sha256,
+            "connector": {
+                "name": self.connector,
+                "source": self.connector_source,
+                "class": self.connector_class,
+            },
+            "engine": self.engine,
+            "vendor": self.vendor,
+            "server_version": self.server_version,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_json(cls, alias: str, data: dict[str, Any]) -> Artifact:
+        connector = data["connector"]
+        file = str(data["file"])
+        if Path(file).name != file or file.startswith("."):
+            raise ValueError(f"artifact file name {file!r} is not a plain file name")
+        return cls(
+            alias=alias,
+            file=file,
+            compression=str(data["compression"]),
+            size=int(data["size"]),
+            sha256=str(data["sha256"]),
+            connector=str(connector["name"]),
+            connector_source=str(connector["source"]),
+            connector_class=str(connector["class"]),
+            engine=str(data["engine"]),
+            vendor=str(data["vendor"]),
+            server_version=data.get("server_version"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    path: Path
+    created: datetime
+    label: str | None
+    snapctl_version: str
+    django_version: str
+    artifacts: dict[str, Artifact]
+
+    @property
+    def size(self) -> int:
+        return sum(artifact.size for artifact in self.artifacts.values())
+
+
+def _parse_manifest(path: Path) -> Snapshot:
+    manifest = path / MANIFEST
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"snapshot {path.name} has no {MANIFEST}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is unreadable: {exc}") from exc
+    try:
+        version = data["format_version"]
+        if version != FORMAT_VERSION:
+            raise IntegrityError(
+                f"snapshot {path.name} has format version {version}, this snapctl reads "
+                f"version {FORMAT_VERSION}; use a snapctl that matches"
+            )
+        if data["name"] != path.name:
+            raise IntegrityError(
+                f"snapshot {path.name}: its manifest names it {data['name']!r}; "
+                "it was renamed or tampered with"
+            )
+        return Snapshot(
+            name=path.name,
+            path=path,
+            created=datetime.fromisoformat(data["created"]),
+            label=data.get("label"),
+            snapctl_version=str(data["snapctl_version"]),
+            django_version=str(data["django_version"]),
+            artifacts={
+                alias: Artifact.from_json(alias, entry)
+                for alias, entry in dict(data["databases"]).items()
+            },
+        )
+    except IntegrityError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is malformed ({exc!r})") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PendingSnapshot:
+    """A snapshot being written in a private temporary directory."""
+
+    def __init__(self, store: SnapshotStore, label: str | None) -> None:
+        self.store = store
+        self.label = label
+        self.created = datetime.now(timezone.utc)
+        self.path = Path(
+            tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=store.root)
+        )
+        self.artifacts: dict[str, Artifact] = {}
+
+    def scratch_path(self, alias: str, extension: str) -> Path:
+        """Where a connector writes its uncompressed dump of ``alias``."""
+        return self.path / f"{alias}.{extension}" if extension else self.path / alias
+
+    def add(
+        self, alias: str, raw: Path, method: str, level: int | None, **fields: Any
+    ) -> Artifact:
+        """Compress (or keep) the connector's file, checksum it, and record it."""
+        if not raw.is_file():
+            raise IntegrityError(f"connector '{fields['connector']}' wrote no file for {alias}")
+        if method == "none":
+            final = raw
+            size, digest = raw.stat().st_size, compression.file_sha256(raw)
+        else:
+            final = raw.with_name(raw.name + compression.SUFFIXES[method])
+            size, digest = compression.compress(raw, final, method, level)
+            raw.unlink()
+        final.chmod(0o600)
+        _fsync_file(final)
+        artifact = Artifact(
+            alias=alias, file=final.name, compression=method, size=size, sha256=digest, **fields
+        )
+        self.artifacts[alias] = artifact
+        return artifact
+
+    def commit(self, snapctl_version: str, django_version: str) -> Snapshot:
+        """Write the manifest and move the snapshot into place atomically."""
+        name = snapshot_name(self.created, self.label)
+        while (self.store.root / name).exists():
+            # Same millisecond as another dump: the next free millisecond keeps names sortable.
+            from datetime import timedelta
+
+            self.created += timedelta(milliseconds=1)
+            name = snapshot_name(self.created, self.label)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "label": self.label,
+            "created": self.created.isoformat(),
+            "snapctl_version": snapctl_version,
+            "django_version": django_version,
+            "databases": {alias: a.to_json() for alias, a in self.artifacts.items()},
+        }
+        manifest_path = self.path / MANIFEST
+        with open(manifest_path, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        manifest_path.chmod(0o600)
+        _fsync_dir(self.path)
+        final = self.store.root / name
+        os.rename(self.path, final)  # fails rather than replaces if the name appeared meanwhile
+        _fsync_dir(self.store.root)
+        self.path = final
+        return _parse_manifest(final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class SnapshotStore:
+    """A directory of snapshots."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ensure(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create snapshot directory {self.root}: {exc.strerror}"
+            ) from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"snapshot directory {self.root} is not writable")
+        self.clean_leftovers()
+
+    def clean_leftovers(self) -> None:
+        """Remove temporary directories of dumps whose process is gone (killed, crashed)."""
+        for entry in self.root.glob(TEMP_PREFIX + "*"):
+            pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def new_snapshot(self, label: str | None) -> Iterator[PendingSnapshot]:
+        """A snapshot under construction; removed unless committed inside the block."""
+        self.ensure()
+        pending = PendingSnapshot(self, label)
+        try:
+            yield pending
+        finally:
+            if pending.path.name.startswith(TEMP_PREFIX):
+                pending.discard()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        try:
+            entries = list(self.root.iterdir())
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read snapshot directory {self.root}: {exc.strerror}"
+            ) from exc
+        return sorted(
+            (p.name for p in entries if is_snapshot_name(p.name) and p.is_dir()), reverse=True
+        )
+
+    def load(self, name: str) -> Snapshot:
+        return _parse_manifest(self.root / name)
+
+    def list(self) -> list[Snapshot]:
+        """Every complete, readable snapshot, newest first; broken ones are left out."""
+        snapshots = []
+        for name in self.names():
+            with contextlib.suppress(IntegrityError):
+                snapshots.append(self.load(name))
+        snapshots.sort(key=lambda s: s.created, reverse=True)
+        return snapshots
+
+    def resolve(self, reference: str | None) -> Snapshot:
+        """A snapshot by full name, unique prefix, or ``latest`` (also the default)."""
+        names = self.names()
+        if reference is None or reference == LATEST:
+            if not names:
+                raise SnapshotNotFound(
+                    f"no snapshots in {self.root}; take one with 'snapctl dump'"
+                )
+            # Strictly the newest: a damaged newest snapshot is an error, never a quiet
+            # fallback to an older one.
+            return self.load(names[0])
+        if reference in names:
+            return self.load(reference)
+        labelled = [name for name in names if name.endswith(f"Z-{reference}")]
+        if labelled:
+            return self.load(labelled[0])  # a label means the newest snapshot carrying it
+        matches = [name for name in names if name.startswith(reference)]
+        if len(matches) == 1:
+            return self.load(matches[0])
+        if matches:
+            raise SnapshotNotFound(
+                f"snapshot reference '{reference}' is ambiguous; it matches: "
+                + ", ".join(sorted(matches))
+            )
+        raise SnapshotNotFound(
+            f"no snapshot '{reference}' in {self.root}; 'snapctl list' shows what there is"
+        )
+
+
+def store_root(explicit: Path | None, *, django_ready: bool) -> Path:
+    """Where snapshots live: ``--dir`` > ``SNAPCTL_DIR`` > ``SNAPSHOTS["DIRECTORY"]`` > a
+    per-project directory under the user's data directory.
+
+    The last two need the project's settings; ``django_ready`` says whether they are loaded.
+    """
+    if explicit is not None:
+        return explicit.expanduser().resolve()
+    from_env = os.environ.get("SNAPCTL_DIR")
+    if from_env:
+        return Path(from_env).expanduser().resolve()
+    if not django_ready:
+        raise ConfigurationError(
+            "no snapshot directory: pass --dir, set SNAPCTL_DIR, or point snapctl at the "
+            "project with --settings"
+        )
+    from snapctl.django_env import project_key, snapshot_settings
+
+    configured = snapshot_settings().get("DIRECTORY")
+    if configured:
+        return Path(str(configured)).expanduser().resolve()
+    import platformdirs
+
+    return platformdirs.user_data_path("snapctl") / project_key()
