@@ -13,7 +13,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -43,7 +43,8 @@ def _show_tracebacks(ctx: typer.Context) -> bool:
 class SnapctlGroup(TyperGroup):
     """The one error boundary: SnapctlError becomes a message and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # typer.Context is what click hands us; its base class is private to typer.
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -85,7 +86,7 @@ def _print_version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     settings: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--settings",
             help="Settings module, e.g. mysite.settings. Default: DJANGO_SETTINGS_MODULE, "
@@ -94,7 +95,7 @@ def main_options(
         ),
     ] = None,
     pythonpath: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--pythonpath", help="A directory to add to the import path (repeatable)."),
     ] = None,
     show_traceback: Annotated[
@@ -115,11 +116,11 @@ def main_options(
 
 # Options shared by several commands.
 AliasOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--alias", "-a", help="Database alias from DATABASES (repeatable)."),
 ]
 DirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--dir",
         help="Snapshot directory. Default: SNAPCTL_DIR, SNAPSHOTS['DIRECTORY'], or a "
@@ -187,18 +188,18 @@ def dump(
         bool, typer.Option("--all", help="Dump every database in DATABASES.")
     ] = False,
     label: Annotated[
-        Optional[str], typer.Option("--label", "-l", help="A label appended to the name.")
+        str | None, typer.Option("--label", "-l", help="A label appended to the name.")
     ] = None,
     directory: DirOption = None,
     compress: Annotated[
         str, typer.Option("--compress", help="Compression: zstd, gzip or none.")
     ] = "zstd",
     level: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--level", help="Compression level (zstd 1-22, default 3; gzip 1-9)."),
     ] = None,
     connector: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--connector", "-c", help="Use this connector (see list-connectors)."),
     ] = None,
     as_json: JsonOption = False,
@@ -243,7 +244,7 @@ def _confirm_restore(plan: RestorePlan) -> None:
 def restore(
     ctx: typer.Context,
     snapshot: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(help="Snapshot name, unique prefix, or 'latest' (the default)."),
     ] = None,
     alias: AliasOption = None,
@@ -259,8 +260,7 @@ def restore(
 
     if not yes and not sys.stdin.isatty():
         raise ConfirmationRequired(
-            "restore replaces the current data and stdin is not a terminal; "
-            "pass --yes to confirm"
+            "restore replaces the current data and stdin is not a terminal; pass --yes to confirm"
         )
     _start_django(ctx)
     store = _store(directory)
@@ -270,9 +270,7 @@ def restore(
         _print_json({"snapshot": plan.snapshot.name, "restored": plan.aliases})
     else:
         typer.echo(plan.snapshot.name)
-    typer.echo(
-        f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}", err=True
-    )
+    typer.echo(f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}", err=True)
 
 
 @app.command("list")
@@ -327,8 +325,8 @@ def list_connectors(ctx: typer.Context, as_json: JsonOption = False) -> None:
     for column in ("NAME", "SOURCE", "ENGINES", "ALIASES", "BINARIES"):
         table.add_column(column)
     for row in rows:
-        binaries = "ok" if not row.missing_binaries else "missing " + ", ".join(
-            row.missing_binaries
+        binaries = (
+            "ok" if not row.missing_binaries else "missing " + ", ".join(row.missing_binaries)
         )
         table.add_row(
             row.name,

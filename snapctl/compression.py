@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import shutil
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from snapctl.errors import ConfigurationError, IntegrityError
 
@@ -52,17 +52,19 @@ def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tu
                 threads=-1,
                 write_checksum=True,
             )
-            compressor.copy_stream(reader, writer, read_size=CHUNK, write_size=CHUNK)
+            compressor.copy_stream(
+                reader, cast(IO[bytes], writer), read_size=CHUNK, write_size=CHUNK
+            )
         elif method == "gzip":
             with gzip.GzipFile(
-                fileobj=writer,  # type: ignore[arg-type]
+                fileobj=cast(IO[bytes], writer),
                 mode="wb",
                 compresslevel=6 if level is None else level,
                 mtime=0,
             ) as gz:
                 shutil.copyfileobj(reader, gz, CHUNK)
         else:
-            shutil.copyfileobj(reader, writer, CHUNK)  # type: ignore[misc]
+            shutil.copyfileobj(reader, cast(IO[bytes], writer), CHUNK)
     return writer.size, writer.sha256.hexdigest()
 
 
@@ -100,13 +102,13 @@ def decompress(src: Path, dest: Path, method: str) -> str:
                 import zstandard
 
                 zstandard.ZstdDecompressor().copy_stream(
-                    reader, writer, read_size=CHUNK, write_size=CHUNK
+                    cast(IO[bytes], reader), writer, read_size=CHUNK, write_size=CHUNK
                 )
             elif method == "gzip":
-                with gzip.GzipFile(fileobj=reader, mode="rb") as gz:  # type: ignore[arg-type]
+                with gzip.GzipFile(fileobj=cast(IO[bytes], reader), mode="rb") as gz:
                     shutil.copyfileobj(gz, writer, CHUNK)
             elif method == "none":
-                shutil.copyfileobj(reader, writer, CHUNK)  # type: ignore[misc]
+                shutil.copyfileobj(reader, cast(IO[bytes], writer), CHUNK)
             else:
                 raise IntegrityError(f"artifact {src.name} uses unknown compression '{method}'")
         except (OSError, EOFError, ValueError) as exc:

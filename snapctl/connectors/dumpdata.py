@@ -1,8 +1,9 @@
 """Any engine, through Django's own dumpdata and loaddata.
 
-The dump is JSON Lines (with full-precision times), so both directions stream one object at a time instead of holding
-the whole database in memory. It covers the tables of installed models (not tables Django does
-not know), with primary keys as they were, so foreign keys need no natural keys.
+The dump is JSON Lines (with full-precision times), so both directions stream one object at a
+time instead of holding the whole database in memory. It covers the tables of installed models
+(not tables Django does not know), with primary keys as they were, so foreign keys need no
+natural keys.
 
 Restore empties those tables first (flush without post-migrate signals, so contenttypes and
 permissions are not recreated under other ids) and loads the snapshot, all inside one

@@ -1,0 +1,285 @@
+"""Shared fixtures: the example project on SQLite, PostgreSQL and MariaDB, run as a user would.
+
+Server fixtures create their own database and a user with a password, and drop both
+afterwards. Without a server they skip, except under CI=true, where they fail: CI must never
+pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without anything that would point snapctl elsewhere."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("EXAMPLE_", "SNAPCTL_", "DJANGO_", "PG", "MYSQL"))
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Project:
+    """The example project pointed at one database, with its own snapshot directory."""
+
+    env: dict[str, str]
+    snapshots: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def snapctl(
+        self, *args: str, input: str | None = None, check: bool = False, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m snapctl ARGS`` in the example directory, as a user would."""
+        result = subprocess.run(
+            [sys.executable, "-m", "snapctl", *args],
+            cwd=EXAMPLE,
+            env={**self.env, **env},
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"snapctl {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+            )
+        return result
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=EXAMPLE,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def digest(self) -> dict[str, Any]:
+        """Every table's rows and the sequences, canonical, for exact comparison."""
+        return json.loads(self.manage("table_digest"))  # type: ignore[no-any-return]
+
+    def dump(self, *args: str) -> str:
+        """Take a snapshot and return its name."""
+        return self.snapctl("dump", *args, check=True).stdout.strip()
+
+
+def _project(env: dict[str, str], snapshots: Path) -> Project:
+    return Project(env=clean_env(**env, SNAPCTL_DIR=str(snapshots)), snapshots=snapshots)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, seeded example database, made once and copied per test."""
+    base = tmp_path_factory.mktemp("sqlite-template")
+    path = base / "db.sqlite3"
+    project = _project({"EXAMPLE_DB_NAME": str(path)}, base / "snaps")
+    project.manage("migrate", "--no-input", "-v0")
+    project.manage("seed_shop")
+    return path
+
+
+@pytest.fixture
+def sqlite_project(tmp_path: Path, sqlite_template: Path) -> Project:
+    path = tmp_path / "db.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    return _project({"EXAMPLE_DB_NAME": str(path)}, tmp_path / "snaps")
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+def server_unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a server test must never pass by skipping there."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: server tests must run)")
+    pytest.skip(reason)
+
+
+def psql_admin(sql: str, database: str = "postgres") -> str:
+    result = subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atqc",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip())
+    return result.stdout
+
+
+def mariadb_admin(sql: str) -> str:
+    binary = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+    result = subprocess.run(
+        [binary, "-uroot", "-h127.0.0.1", "-P3306", "-N", "-B", "-e", sql],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip())
+    return result.stdout
+
+
+@dataclass(frozen=True)
+class ServerDatabase:
+    """A database and its owner, made by a test."""
+
+    engine: str
+    name: str
+    user: str
+    password: str
+    host: str = "127.0.0.1"
+    port: str = ""
+
+    def env(self) -> dict[str, str]:
+        return {
+            "EXAMPLE_DB_ENGINE": self.engine,
+            "EXAMPLE_DB_NAME": self.name,
+            "EXAMPLE_DB_USER": self.user,
+            "EXAMPLE_DB_PASSWORD": self.password,
+            "EXAMPLE_DB_HOST": self.host,
+            "EXAMPLE_DB_PORT": self.port,
+        }
+
+
+def _new_name(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> None:
+    if not shutil.which("psql"):
+        server_unavailable("psql is not installed")
+    try:
+        psql_admin("SELECT 1")
+    except (RuntimeError, OSError) as exc:
+        server_unavailable(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: None) -> Iterator[ServerDatabase]:
+    """A migrated, seeded database owned by a password user, cloned per test."""
+    user = _new_name("snapctl_tpl")
+    password = "pw-" + secrets.token_urlsafe(12)
+    psql_admin(f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD '{password}'")
+    db = ServerDatabase("postgresql", _new_name("snapctl_tpl"), user, password, port="5432")
+    psql_admin(f"CREATE DATABASE {db.name} OWNER {user}")
+    try:
+        project = _project(db.env(), Path("/nonexistent"))
+        project.manage("migrate", "--no-input", "-v0")
+        project.manage("seed_shop")
+        yield db
+    finally:
+        psql_admin(f"DROP DATABASE IF EXISTS {db.name} WITH (FORCE)")
+        for row in psql_admin(
+            f"SELECT datname FROM pg_database WHERE datdba = "
+            f"(SELECT oid FROM pg_roles WHERE rolname = '{user}')"
+        ).split():
+            psql_admin(f'DROP DATABASE IF EXISTS "{row}" WITH (FORCE)')
+        psql_admin(f"DROP ROLE IF EXISTS {user}")
+
+
+@pytest.fixture
+def postgres_db(postgres_template: ServerDatabase) -> Iterator[ServerDatabase]:
+    """A fresh copy of the seeded template database, owned by the template's user."""
+    name = _new_name("snapctl_t")
+    psql_admin(
+        f"CREATE DATABASE {name} TEMPLATE {postgres_template.name} OWNER {postgres_template.user}"
+    )
+    try:
+        yield ServerDatabase(
+            "postgresql", name, postgres_template.user, postgres_template.password, port="5432"
+        )
+    finally:
+        psql_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_project(tmp_path: Path, postgres_db: ServerDatabase) -> Project:
+    project = _project(postgres_db.env(), tmp_path / "snaps")
+    project.extra["db"] = postgres_db
+    return project
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> None:
+    if not (shutil.which("mariadb") or shutil.which("mysql")):
+        server_unavailable("the mariadb client is not installed")
+    try:
+        mariadb_admin("SELECT 1")
+    except (RuntimeError, OSError) as exc:
+        server_unavailable(f"MariaDB is not reachable on 127.0.0.1:3306: {exc}")
+
+
+@pytest.fixture
+def mariadb_db(mariadb_server: None) -> Iterator[ServerDatabase]:
+    """A new, migrated, seeded database with its own password user."""
+    db = ServerDatabase(
+        "mysql",
+        _new_name("snapctl_t"),
+        _new_name("snapctl_u"),
+        "pw-" + secrets.token_urlsafe(12),
+        port="3306",
+    )
+    mariadb_admin(
+        f"CREATE DATABASE {db.name} CHARACTER SET utf8mb4; "
+        f"CREATE USER '{db.user}'@'%' IDENTIFIED BY '{db.password}'; "
+        f"CREATE USER '{db.user}'@'localhost' IDENTIFIED BY '{db.password}'; "
+        f"GRANT ALL ON {db.name}.* TO '{db.user}'@'%'; "
+        f"GRANT ALL ON {db.name}.* TO '{db.user}'@'localhost'; "
+        f"GRANT PROCESS, RELOAD ON *.* TO '{db.user}'@'%'; "
+        f"GRANT PROCESS, RELOAD ON *.* TO '{db.user}'@'localhost';"
+    )
+    try:
+        project = _project(db.env(), Path("/nonexistent"))
+        project.manage("migrate", "--no-input", "-v0")
+        project.manage("seed_shop")
+        yield db
+    finally:
+        mariadb_admin(
+            f"DROP DATABASE IF EXISTS {db.name}; DROP USER IF EXISTS '{db.user}'@'%'; "
+            f"DROP USER IF EXISTS '{db.user}'@'localhost';"
+        )
+
+
+@pytest.fixture
+def mariadb_project(tmp_path: Path, mariadb_db: ServerDatabase) -> Project:
+    project = _project(mariadb_db.env(), tmp_path / "snaps")
+    project.extra["db"] = mariadb_db
+    return project

@@ -1,0 +1,302 @@
+"""SQLite end to end, through the command line as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, Project
+
+
+def db_path(project: Project) -> Path:
+    return Path(project.env["EXAMPLE_DB_NAME"])
+
+
+def make_changes(project: Project) -> None:
+    """Edit a row, delete a row, add rows and a table: everything a restore must undo."""
+    with sqlite3.connect(db_path(project)) as conn:
+        conn.execute("UPDATE shop_customer SET name = 'changed' WHERE id = 1")
+        conn.execute("DELETE FROM shop_orderline WHERE id = 2")
+        conn.execute("CREATE TABLE extra (x INTEGER)")
+        conn.execute("CREATE VIEW extra_view AS SELECT * FROM extra")
+    project.manage("seed_shop", "--customers", "5", "--products", "3", "--orders", "7")
+
+
+def rewrite_artifact(snapshot_dir: Path, alias: str, content: bytes) -> None:
+    """Replace an artifact and fix its checksum, so only the content is wrong."""
+    manifest_path = snapshot_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["databases"][alias]
+    (snapshot_dir / entry["file"]).write_bytes(content)
+    entry["sha256"] = hashlib.sha256(content).hexdigest()
+    entry["size"] = len(content)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_round_trip_restores_exactly(sqlite_project: Project) -> None:
+    before = sqlite_project.digest()
+    name = sqlite_project.dump()
+    make_changes(sqlite_project)
+    assert sqlite_project.digest() != before
+
+    result = sqlite_project.snapctl("restore", "--yes", check=True)
+
+    assert result.stdout.strip() == name
+    assert sqlite_project.digest() == before
+    # The sequences came back too: the next insert through Django works.
+    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
+
+
+@pytest.mark.parametrize("compress", ["zstd", "gzip", "none"])
+def test_every_compression_round_trips(sqlite_project: Project, compress: str) -> None:
+    before = sqlite_project.digest()
+    name = sqlite_project.dump("--compress", compress)
+    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    assert manifest["databases"]["default"]["compression"] == compress
+    make_changes(sqlite_project)
+    sqlite_project.snapctl("restore", name, "--yes", check=True)
+    assert sqlite_project.digest() == before
+
+
+def test_sql_script_format(sqlite_project: Project, tmp_path: Path) -> None:
+    settings = tmp_path / "sql_settings.py"
+    settings.write_text(
+        "from example_project.settings import *  # noqa\n"
+        "from snapctl import SQLiteConnector\n"
+        "SNAPSHOTS = {'DATABASE_CONNECTORS': {'default': SQLiteConnector(format='sql')}}\n"
+    )
+    args = ("--settings", "sql_settings", "--pythonpath", str(tmp_path))
+    before = sqlite_project.digest()
+    name = sqlite_project.snapctl(*args, "dump", check=True).stdout.strip()
+    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    entry = manifest["databases"]["default"]
+    assert entry["metadata"]["format"] == "sql"
+    assert entry["connector"]["source"] == "settings"
+    assert entry["file"] == "default.sql.zst"
+    make_changes(sqlite_project)
+    sqlite_project.snapctl(*args, "restore", "--yes", check=True)
+    assert sqlite_project.digest() == before
+
+
+def test_wal_database_round_trips_and_stays_wal(sqlite_project: Project) -> None:
+    with sqlite3.connect(db_path(sqlite_project)) as conn:
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    before = sqlite_project.digest()
+    sqlite_project.dump()
+    make_changes(sqlite_project)
+    sqlite_project.snapctl("restore", "--yes", check=True)
+    assert sqlite_project.digest() == before
+    with sqlite3.connect(db_path(sqlite_project)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("CREATE TABLE IF NOT EXISTS pairs (n INTEGER)")
+print("ready", flush=True)
+i = 0
+while True:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO pairs VALUES (?)", (i,))
+    conn.execute("INSERT INTO pairs VALUES (?)", (i,))
+    conn.execute("COMMIT")
+    i += 1
+"""
+
+
+def test_dump_is_consistent_while_another_process_writes(sqlite_project: Project) -> None:
+    """Rows are written two per transaction; a consistent snapshot never holds an odd count."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db_path(sqlite_project))], stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == b"ready"
+        names = [sqlite_project.dump("--compress", "none") for _ in range(3)]
+    finally:
+        writer.kill()
+        writer.wait()
+    counts = []
+    for name in names:
+        artifact = sqlite_project.snapshots / name / "default.sqlite3"
+        with sqlite3.connect(artifact) as conn:
+            counts.append(conn.execute("SELECT COUNT(*) FROM pairs").fetchone()[0])
+    assert all(count % 2 == 0 for count in counts), counts
+    assert counts[-1] > 0
+
+
+def test_failed_restore_leaves_database_as_it_was(sqlite_project: Project) -> None:
+    name = sqlite_project.dump("--compress", "none")
+    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    # A script that breaks half-way, with a valid checksum: only the database can tell.
+    script = "BEGIN TRANSACTION;\nCREATE TABLE a (x);\nINSERT INTO a VALUES (1);\nNOT SQL;\n"
+    rewrite_artifact(sqlite_project.snapshots / name, "default", script.encode())
+
+    result = sqlite_project.snapctl("restore", name, "--yes")
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert sqlite_project.digest() == current
+
+
+def test_damaged_artifact_is_refused_before_touching_the_database(
+    sqlite_project: Project,
+) -> None:
+    name = sqlite_project.dump()
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    artifact = sqlite_project.snapshots / name / "default.sqlite3.zst"
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+
+    result = sqlite_project.snapctl("restore", "--yes")
+
+    assert result.returncode == 3
+    assert "damaged" in result.stderr or "checksum" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert sqlite_project.digest() == current
+
+
+def test_snapshot_of_another_engine_is_refused(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    manifest_path = sqlite_project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["databases"]["default"]["vendor"] = "postgresql"
+    manifest_path.write_text(json.dumps(manifest))
+
+    result = sqlite_project.snapctl("restore", "--yes")
+
+    assert result.returncode == 3
+    assert "postgresql" in result.stderr and "sqlite" in result.stderr
+
+
+def test_malformed_manifest_is_an_integrity_error(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    (sqlite_project.snapshots / name / "manifest.json").write_text("{not json")
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 3
+    assert result.stderr.startswith("snapctl: error: snapshot") and "manifest" in result.stderr
+
+
+def test_restore_without_terminal_needs_yes(sqlite_project: Project) -> None:
+    sqlite_project.dump()
+    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    result = sqlite_project.snapctl("restore")
+    assert result.returncode == 2
+    assert "--yes" in result.stderr
+    assert sqlite_project.digest() == current
+    sqlite_project.snapctl("restore", "--no-input", check=True)
+    assert sqlite_project.digest() != current
+
+
+def _restore_on_terminal(project: Project, answer: str) -> int:
+    """Run restore with a pseudo-terminal as stdin and answer its question."""
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snapctl", "restore"],
+        cwd=EXAMPLE,
+        env=project.env,
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline:
+        seen += os.read(primary, 1024)
+    os.write(primary, answer.encode() + b"\n")
+    code = proc.wait(timeout=60)
+    os.close(primary)
+    return code
+
+
+def test_restore_asks_on_a_terminal(sqlite_project: Project) -> None:
+    before = sqlite_project.digest()
+    sqlite_project.dump()
+    make_changes(sqlite_project)
+    changed = sqlite_project.digest()
+
+    assert _restore_on_terminal(sqlite_project, "n") == 1
+    assert sqlite_project.digest() == changed
+    assert _restore_on_terminal(sqlite_project, "y") == 0
+    assert sqlite_project.digest() == before
+
+
+def test_files_are_private_and_nothing_temporary_is_left(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    snapshot = sqlite_project.snapshots / name
+    assert stat.S_IMODE(sqlite_project.snapshots.stat().st_mode) == 0o700
+    assert stat.S_IMODE(snapshot.stat().st_mode) == 0o700
+    for file in snapshot.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+    sqlite_project.snapctl("restore", "--yes", check=True)
+    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+
+
+def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
+    # Enough data that the dump is still running when it is killed.
+    sqlite_project.manage("seed_shop", "--customers", "20000", "--products", "5000",
+                          "--orders", "0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snapctl", "dump", "--compress", "gzip", "--level", "9"],
+        cwd=EXAMPLE,
+        env=sqlite_project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(sqlite_project.snapshots.glob(".tmp-*")):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+
+    listed = sqlite_project.snapctl("list", "--json", check=True)
+    assert json.loads(listed.stdout) == []
+    assert sqlite_project.snapctl("restore", "--yes").returncode == 2
+    # The next dump works and clears what the killed one left.
+    name = sqlite_project.dump()
+    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+
+
+def test_two_aliases_dump_together_and_restore_one(tmp_path: Path, sqlite_project: Project) -> None:
+    other = tmp_path / "other.sqlite3"
+    project = Project(env={**sqlite_project.env, "EXAMPLE_DB2_NAME": str(other)},
+                      snapshots=sqlite_project.snapshots)
+    project.manage("migrate", "--database", "other", "-v0")
+    project.manage("seed_shop", "--database", "other", "--seed", "3")
+
+    name = project.snapctl("dump", "--all", "--label", "both", check=True).stdout.strip()
+    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
+    assert sorted(manifest["databases"]) == ["default", "other"]
+    assert name.endswith("-both")
+
+    before_default = project.digest()
+    with sqlite3.connect(other) as conn:
+        before_other = conn.execute("SELECT * FROM shop_customer ORDER BY id").fetchall()
+        conn.execute("DELETE FROM shop_orderline")
+        conn.execute("DELETE FROM shop_order")
+        conn.execute("DELETE FROM shop_customer")
+    project.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
+    changed_default = project.digest()
+
+    project.snapctl("restore", "both", "--alias", "other", "--yes", check=True)
+
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT * FROM shop_customer ORDER BY id").fetchall() == before_other
+    assert project.digest() == changed_default != before_default
