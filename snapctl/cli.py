@@ -82,22 +82,33 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# --settings and --pythonpath work before or after the command name, as with manage.py.
+SettingsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--settings",
+        metavar="MODULE",
+        help="Settings module, e.g. mysite.settings. Default: DJANGO_SETTINGS_MODULE, "
+        "else what ./manage.py names.",
+        show_default=False,
+    ),
+]
+PythonpathOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pythonpath",
+        metavar="DIR",
+        help="A directory to add to the import path (repeatable).",
+        show_default=False,
+    ),
+]
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    settings: Annotated[
-        str | None,
-        typer.Option(
-            "--settings",
-            help="Settings module, e.g. mysite.settings. Default: DJANGO_SETTINGS_MODULE, "
-            "else what ./manage.py names.",
-            show_default=False,
-        ),
-    ] = None,
-    pythonpath: Annotated[
-        list[str] | None,
-        typer.Option("--pythonpath", help="A directory to add to the import path (repeatable)."),
-    ] = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
     show_traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the full traceback on errors.")
     ] = False,
@@ -126,6 +137,7 @@ DirOption = Annotated[
         help="Snapshot directory. Default: SNAPCTL_DIR, SNAPSHOTS['DIRECTORY'], or a "
         "per-project directory under the user data directory.",
         file_okay=False,
+        metavar="DIR",
         show_default=False,
     ),
 ]
@@ -137,11 +149,12 @@ def _state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
-def _start_django(ctx: typer.Context) -> None:
+def _start_django(ctx: typer.Context, settings: str | None, pythonpath: list[str] | None) -> None:
+    """Start Django with the command's --settings/--pythonpath, else the global ones."""
     from snapctl.django_env import DjangoOptions, setup
 
     state = _state(ctx)
-    setup(DjangoOptions(state.settings, state.pythonpath))
+    setup(DjangoOptions(settings or state.settings, tuple(pythonpath or ()) + state.pythonpath))
 
 
 def _store(directory: Path | None) -> SnapshotStore:
@@ -150,10 +163,11 @@ def _store(directory: Path | None) -> SnapshotStore:
     return SnapshotStore(store_root(directory, django_ready=True))
 
 
-def _err_console() -> Console:
+def _out_console() -> Console:
+    """Tables on stdout; in a pipe they keep whole lines instead of wrapping at 80 columns."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
 
 
 def _human_size(size: int) -> str:
@@ -184,6 +198,8 @@ def _print_json(data: Any) -> None:
 def dump(
     ctx: typer.Context,
     alias: AliasOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
     all_aliases: Annotated[
         bool, typer.Option("--all", help="Dump every database in DATABASES.")
     ] = False,
@@ -210,7 +226,7 @@ def dump(
 
     if label is not None:
         validate_label(label)
-    _start_django(ctx)
+    _start_django(ctx, settings, pythonpath)
     aliases = operations.select_aliases(alias or [], all_aliases)
     store = _store(directory)
     snapshot = operations.dump(
@@ -248,6 +264,8 @@ def restore(
         typer.Argument(help="Snapshot name, unique prefix, or 'latest' (the default)."),
     ] = None,
     alias: AliasOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
     directory: DirOption = None,
     yes: Annotated[
         bool,
@@ -262,7 +280,7 @@ def restore(
         raise ConfirmationRequired(
             "restore replaces the current data and stdin is not a terminal; pass --yes to confirm"
         )
-    _start_django(ctx)
+    _start_django(ctx, settings, pythonpath)
     store = _store(directory)
     plan = operations.plan_restore(store, snapshot, alias or [])
     operations.restore(store, plan, (lambda _plan: None) if yes else _confirm_restore)
@@ -277,13 +295,15 @@ def restore(
 def list_snapshots(
     ctx: typer.Context,
     directory: DirOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the snapshots, newest first."""
     from snapctl.snapshots import SnapshotStore, store_root
 
     if directory is None and not os.environ.get("SNAPCTL_DIR"):
-        _start_django(ctx)
+        _start_django(ctx, settings, pythonpath)
     store = SnapshotStore(store_root(directory, django_ready=directory is None))
     snapshots = store.list()
     if as_json:
@@ -292,7 +312,6 @@ def list_snapshots(
     if not snapshots:
         typer.echo(f"No snapshots in {store.root}", err=True)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -305,20 +324,24 @@ def list_snapshots(
             ", ".join(f"{a.alias} ({a.connector})" for a in snap.artifacts.values()),
             _human_size(snap.size),
         )
-    Console(highlight=False).print(table)
+    _out_console().print(table)
 
 
 @app.command("list-connectors")
-def list_connectors(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def list_connectors(
+    ctx: typer.Context,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show the installed connectors, where each comes from, and the aliases it serves."""
     from snapctl import connector_listing
 
-    _start_django(ctx)
+    _start_django(ctx, settings, pythonpath)
     rows = connector_listing.rows()
     if as_json:
         _print_json([row.to_json() for row in rows])
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -335,7 +358,7 @@ def list_connectors(ctx: typer.Context, as_json: JsonOption = False) -> None:
             ", ".join(f"{a} ({why})" for a, why in row.aliases.items()) or "-",
             binaries if row.binaries else "-",
         )
-    Console(highlight=False).print(table)
+    _out_console().print(table)
 
 
 def main() -> None:

@@ -1,0 +1,133 @@
+"""Bad input: one line on stderr, the documented exit code, no traceback, nothing touched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, Project, clean_env
+
+
+def run(*args: str, cwd: Path = EXAMPLE, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snapctl", *args],
+        cwd=cwd,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        input="",
+        timeout=120,
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("snapctl: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_no_settings_anywhere(tmp_path: Path) -> None:
+    result = run("dump", cwd=tmp_path)
+    assert_one_line(result, 2, "no Django settings", "--settings", "DJANGO_SETTINGS_MODULE")
+
+
+def test_settings_found_through_manage_py() -> None:
+    # The example directory's manage.py names its settings; nothing else is needed.
+    result = run("list-connectors", "--json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_settings_module_that_does_not_exist(tmp_path: Path) -> None:
+    result = run("dump", "--settings", "nowhere.settings", cwd=tmp_path)
+    assert_one_line(result, 2, "'nowhere.settings' not found", "--pythonpath")
+
+
+def test_settings_module_with_a_syntax_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("DATABASES = {\n  'default': \n")
+    result = run("dump", "--settings", "broken", "--pythonpath", str(tmp_path))
+    assert_one_line(result, 2, "'broken' failed to import", "SyntaxError", "line")
+
+
+def test_settings_module_that_needs_a_missing_package(tmp_path: Path) -> None:
+    (tmp_path / "needy.py").write_text("import not_installed_anywhere\n")
+    result = run("dump", "--settings", "needy", "--pythonpath", str(tmp_path))
+    assert_one_line(result, 2, "not_installed_anywhere")
+
+
+def test_settings_from_the_environment_variable(tmp_path: Path) -> None:
+    result = run("dump", cwd=tmp_path, DJANGO_SETTINGS_MODULE="elsewhere.settings")
+    assert_one_line(result, 2, "'elsewhere.settings' not found")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("dump", "--alias", "nope"), 2, ("unknown database alias 'nope'", "default")),
+        (("dump", "--connector", "nope"), 2, ("unknown connector 'nope'", "sqlite")),
+        (("dump", "--label", "../escape"), 2, ("invalid label",)),
+        (("dump", "--compress", "lzma"), 2, ("unknown compression 'lzma'",)),
+        (("dump", "--alias", "default", "--all"), 2, ("either --alias or --all",)),
+        (("restore", "--yes"), 2, ("no snapshots",)),
+        (("restore", "nothing-like-this", "--yes"), 2, ("no snapshot 'nothing-like-this'",)),
+    ],
+)
+def test_usage_errors(
+    sqlite_project: Project, args: tuple[str, ...], code: int, words: tuple[str, ...]
+) -> None:
+    assert_one_line(sqlite_project.snapctl(*args), code, *words)
+
+
+def test_missing_binary_is_a_configuration_error(sqlite_project: Project, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    result = sqlite_project.snapctl("dump", "--connector", "postgres", PATH=str(empty))
+    assert_one_line(result, 2, "pg_dump", "install")
+    assert not sqlite_project.snapshots.exists() or not any(sqlite_project.snapshots.iterdir())
+
+
+def test_restore_of_unknown_alias_in_snapshot(sqlite_project: Project) -> None:
+    sqlite_project.dump()
+    result = sqlite_project.snapctl("restore", "--alias", "other", "--yes")
+    assert_one_line(result, 2, "holds no database 'other'")
+
+
+def test_ambiguous_prefix_lists_the_candidates(sqlite_project: Project) -> None:
+    first = sqlite_project.dump()
+    second = sqlite_project.dump()
+    result = sqlite_project.snapctl("restore", first[:4], "--yes")
+    assert_one_line(result, 2, "ambiguous", first, second)
+
+
+def test_traceback_option_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("--traceback", "dump", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("(or run snapctl in the directory that holds manage.py)")
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("dump", "--help")])
+def test_help_and_version_do_not_import_django(args: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snapctl", *args],
+        cwd=EXAMPLE,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
+    assert "snapctl.cli" in imported
+    assert not [name for name in imported if name.split(".")[0] == "django"]
+
+
+def test_version_is_printed() -> None:
+    from snapctl import __version__
+
+    result = run("--version")
+    assert result.stdout.strip() == f"snapctl {__version__}"
