@@ -17,9 +17,7 @@ from typing import Any
 
 from snapctl.errors import ConfigurationError
 
-_MANAGE_PY_SETTINGS = re.compile(
-    r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([A-Za-z_][\w.]*)["']"""
-)
+_MANAGE_PY_SETTINGS = re.compile(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([A-Za-z_][\w.]*)["']""")
 
 
 @dataclass(frozen=True)

@@ -202,5 +202,6 @@ def choose(alias: str, requested: str | None = None) -> Choice:
         connector, entry = by_name(requested)
         return Choice(alias, connector, entry.name, entry.source, "--connector")
     cls, entry, reason = class_for_engine(engine)
-    return Choice(alias, instantiate(cls, f"connector '{entry.name}'"), entry.name,
-                  entry.source, reason)
+    return Choice(
+        alias, instantiate(cls, f"connector '{entry.name}'"), entry.name, entry.source, reason
+    )

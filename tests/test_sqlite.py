@@ -251,8 +251,9 @@ def test_files_are_private_and_nothing_temporary_is_left(sqlite_project: Project
 
 def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
     # Enough data that the dump is still running when it is killed.
-    sqlite_project.manage("seed_shop", "--customers", "20000", "--products", "5000",
-                          "--orders", "0")
+    sqlite_project.manage(
+        "seed_shop", "--customers", "20000", "--products", "5000", "--orders", "0"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "snapctl", "dump", "--compress", "gzip", "--level", "9"],
         cwd=EXAMPLE,
@@ -276,8 +277,10 @@ def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
 
 def test_two_aliases_dump_together_and_restore_one(tmp_path: Path, sqlite_project: Project) -> None:
     other = tmp_path / "other.sqlite3"
-    project = Project(env={**sqlite_project.env, "EXAMPLE_DB2_NAME": str(other)},
-                      snapshots=sqlite_project.snapshots)
+    project = Project(
+        env={**sqlite_project.env, "EXAMPLE_DB2_NAME": str(other)},
+        snapshots=sqlite_project.snapshots,
+    )
     project.manage("migrate", "--database", "other", "-v0")
     project.manage("seed_shop", "--database", "other", "--seed", "3")
 

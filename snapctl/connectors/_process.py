@@ -95,3 +95,55 @@ def private_file(content: str, suffix: str = "") -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def pipe(
+    producer: Sequence[str],
+    consumer: Sequence[str],
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+) -> None:
+    """Run ``producer | consumer`` without a copy through Python or a file on disk.
+
+    The consumer's failure is the one reported when both fail: it stops reading first, and
+    the producer then only dies of the broken pipe.
+    """
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    with tempfile.TemporaryFile() as producer_err, tempfile.TemporaryFile() as consumer_err:
+        try:
+            first = subprocess.Popen(
+                list(producer),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=producer_err,
+                env=child_env,
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot run {producer[0]}: {exc.strerror}") from exc
+        assert first.stdout is not None
+        try:
+            second = subprocess.Popen(
+                list(consumer),
+                stdin=first.stdout,
+                stdout=subprocess.DEVNULL,
+                stderr=consumer_err,
+                env=child_env,
+            )
+        except OSError as exc:
+            first.kill()
+            first.wait()
+            raise ConfigurationError(f"cannot run {consumer[0]}: {exc.strerror}") from exc
+        finally:
+            first.stdout.close()  # the consumer holds the only read end now
+        second.wait()
+        first.wait()
+        for proc, err in ((second, consumer_err), (first, producer_err)):
+            if proc.returncode != 0:
+                err.seek(max(0, err.seek(0, os.SEEK_END) - _STDERR_LIMIT))
+                text = err.read().decode("utf-8", "replace")
+                message = mask(first_error_line(text), secrets)
+                raise OperationFailed(f"{what} failed (exit {proc.returncode}): {message}")

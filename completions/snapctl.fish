@@ -1,0 +1,1 @@
+complete --command snapctl --no-files --arguments "(env _SNAPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) snapctl)" --condition "env _SNAPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) snapctl"
