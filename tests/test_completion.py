@@ -42,7 +42,11 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     bindir = Path(sys.executable).parent
     env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
-        ["bash", "--norc", "-c", script], cwd=EXAMPLE, env=env, capture_output=True, text=True,
+        ["bash", "--norc", "-c", script],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
