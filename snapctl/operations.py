@@ -21,7 +21,7 @@ from snapctl.errors import (
     OperationFailed,
     SnapctlError,
 )
-from snapctl.snapshots import Artifact, Snapshot, SnapshotStore
+from snapctl.snapshots import Artifact, Snapshot, SnapshotStore, scratch_prefix
 
 DEFAULT_ALIAS = "default"
 
@@ -185,7 +185,7 @@ def restore(
     """Verify every artifact of the snapshot, ask ``confirm`` (which raises to stop), then
     restore each selected alias. No database is touched before all checksums match."""
     snapshot = plan.snapshot
-    with tempfile.TemporaryDirectory(prefix=".restore-", dir=_scratch_dir(store)) as scratch:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch:
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = snapshot.path / artifact.file

@@ -9,6 +9,7 @@ place only when complete, so a dump that dies never leaves anything ``list`` sho
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,12 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def scratch_prefix() -> str:
+    """Temporary directories in the store carry the owner's pid, so that leftovers of a
+    killed process can be told from work in progress and removed."""
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -223,13 +230,24 @@ class PendingSnapshot:
 
     def commit(self, snapctl_version: str, django_version: str) -> Snapshot:
         """Write the manifest and move the snapshot into place atomically."""
-        name = snapshot_name(self.created, self.label)
-        while (self.store.root / name).exists():
-            # Same millisecond as another dump: the next free millisecond keeps names sortable.
-            from datetime import timedelta
-
-            self.created += timedelta(milliseconds=1)
+        while True:
             name = snapshot_name(self.created, self.label)
+            if not (self.store.root / name).exists():
+                self._write_manifest(name, snapctl_version, django_version)
+                try:
+                    # rename() never replaces a snapshot: it fails on a non-empty directory.
+                    os.rename(self.path, self.store.root / name)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            # Another dump took this millisecond: the next one keeps names sortable.
+            self.created += timedelta(milliseconds=1)
+        _fsync_dir(self.store.root)
+        self.path = self.store.root / name
+        return _parse_manifest(self.path)
+
+    def _write_manifest(self, name: str, snapctl_version: str, django_version: str) -> None:
         manifest = {
             "format_version": FORMAT_VERSION,
             "name": name,
@@ -247,11 +265,6 @@ class PendingSnapshot:
             os.fsync(handle.fileno())
         manifest_path.chmod(0o600)
         _fsync_dir(self.path)
-        final = self.store.root / name
-        os.rename(self.path, final)  # fails rather than replaces if the name appeared meanwhile
-        _fsync_dir(self.store.root)
-        self.path = final
-        return _parse_manifest(final)
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -8,7 +8,9 @@ natural keys.
 Restore empties those tables first (flush without post-migrate signals, so contenttypes and
 permissions are not recreated under other ids) and loads the snapshot, all inside one
 transaction: on engines with transactional DDL and DELETE-based flush a failure leaves the
-database as it was.
+database as it was. On MySQL/MariaDB, whose flush TRUNCATEs (an implicit commit), the tables
+are emptied with DELETE instead, so a failed load rolls back there too (InnoDB tables); the
+AUTO_INCREMENT counters are then set to highest id + 1 after the commit.
 """
 
 from __future__ import annotations
@@ -38,6 +40,53 @@ def _model_labels() -> list[str]:
         for model in apps.get_models(include_auto_created=True)
         if not model._meta.proxy
     ]
+
+
+def _is_mysql(db_alias: str) -> bool:
+    from django.db import connections
+
+    return bool(connections[db_alias].vendor == "mysql")
+
+
+def _flushed_tables(db_alias: str) -> list[str]:
+    """The tables Django's flush would empty."""
+    from django.db import connections
+
+    introspection = connections[db_alias].introspection
+    return sorted(introspection.django_table_names(only_existing=True, include_views=False))
+
+
+def _delete_all_mysql(db_alias: str) -> None:
+    """Empty the tables with DELETE, which stays inside the transaction: Django's flush uses
+    TRUNCATE on MySQL, which commits on its own and would make a failed load irreversible."""
+    from django.db import connections
+
+    connection = connections[db_alias]
+    with connection.cursor() as cursor:
+        cursor.execute("SET FOREIGN_KEY_CHECKS = 0")  # a session setting, no implicit commit
+        try:
+            for table in _flushed_tables(db_alias):
+                cursor.execute(f"DELETE FROM {connection.ops.quote_name(table)}")
+        finally:
+            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
+
+
+def _reset_auto_increment_mysql(db_alias: str) -> None:
+    """Set each AUTO_INCREMENT counter to the lowest it can be (highest id + 1), as TRUNCATE and
+    a fresh load would; DELETE leaves them where they were. ALTER TABLE commits implicitly, so
+    this runs after the data is committed: it changes counters only, never rows."""
+    from django.db import connections
+
+    connection = connections[db_alias]
+    tables = set(_flushed_tables(db_alias))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND auto_increment IS NOT NULL"
+        )
+        counted = [row[0] for row in cursor.fetchall() if row[0] in tables]
+        for table in counted:
+            cursor.execute(f"ALTER TABLE {connection.ops.quote_name(table)} AUTO_INCREMENT = 1")
 
 
 class DjangoDumpDataConnector:
@@ -85,15 +134,20 @@ class DjangoDumpDataConnector:
             fixture.symlink_to(src.resolve())
             try:
                 with transaction.atomic(using=db_alias):
-                    call_command(
-                        "flush",
-                        database=db_alias,
-                        interactive=False,
-                        inhibit_post_migrate=True,
-                        verbosity=0,
-                    )
+                    if _is_mysql(db_alias):
+                        _delete_all_mysql(db_alias)
+                    else:
+                        call_command(
+                            "flush",
+                            database=db_alias,
+                            interactive=False,
+                            inhibit_post_migrate=True,
+                            verbosity=0,
+                        )
                     call_command("loaddata", str(fixture), database=db_alias, verbosity=0)
             except Exception as exc:
                 raise OperationFailed(
                     f"loaddata into '{db_alias}' failed, changes rolled back: {exc}"
                 ) from exc
+            if _is_mysql(db_alias):
+                _reset_auto_increment_mysql(db_alias)

@@ -292,27 +292,17 @@ def _drop_programs(schema: str, objects: Objects) -> list[str]:
     return statements
 
 
-def _swap_tables(
-    live: str, live_tables: Sequence[str], scratch: str, new_tables: Sequence[str], via: str
+def _move_tables(
+    live: str, outgoing: Sequence[str], aside: str, incoming: Sequence[str], source: str
 ) -> list[str]:
-    """RENAME clauses exchanging the two sets of tables; ``via`` is a free name in scratch."""
-    live_q, scratch_q, via_q = quote_name(live), quote_name(scratch), quote_name(via)
-    clauses = []
-    new_set = set(new_tables)
-    for table in live_tables:
-        name = quote_name(table)
-        if table in new_set:  # three-way exchange through a free name
-            clauses += [
-                f"{live_q}.{name} TO {scratch_q}.{via_q}",
-                f"{scratch_q}.{name} TO {live_q}.{name}",
-                f"{scratch_q}.{via_q} TO {scratch_q}.{name}",
-            ]
-        else:
-            clauses.append(f"{live_q}.{name} TO {scratch_q}.{name}")
-    live_set = set(live_tables)
-    for table in new_tables:
-        if table not in live_set:
-            clauses.append(f"{scratch_q}.{quote_name(table)} TO {live_q}.{quote_name(table)}")
+    """RENAME clauses moving the live tables to ``aside``, then ``source``'s tables in.
+
+    Two scratch databases rather than one: InnoDB foreign key names are unique per schema, so
+    a live table may only enter a schema that holds no table with the same constraints.
+    """
+    live_q, aside_q, source_q = quote_name(live), quote_name(aside), quote_name(source)
+    clauses = [f"{live_q}.{quote_name(t)} TO {aside_q}.{quote_name(t)}" for t in outgoing]
+    clauses += [f"{source_q}.{quote_name(t)} TO {live_q}.{quote_name(t)}" for t in incoming]
     return clauses
 
 
@@ -345,14 +335,24 @@ def _programs_script(client: Client, schema: str, objects: Objects, dest: Path) 
 
 @dataclass
 class Swap:
-    """One restore's names and saved state, so that a failure can be undone."""
+    """One restore's names and saved state, so that a failure can be undone.
+
+    ``scratch`` receives the snapshot; ``aside`` receives the previous tables.
+    """
 
     client: Client
     live: str
-    scratch: str
     workdir: Path
     token: str = field(default_factory=lambda: secrets.token_hex(4))
-    keep_scratch: bool = False  # set when the scratch database holds the previous tables
+    keep: bool = False  # set when ``aside`` holds the previous tables after a failed undo
+
+    @property
+    def scratch(self) -> str:
+        return f"{self.live}{_SCRATCH_INFIX}{self.token}"
+
+    @property
+    def aside(self) -> str:
+        return f"{self.live}{_SCRATCH_INFIX}{self.token}o"
 
     @property
     def pending(self) -> str:
@@ -362,9 +362,39 @@ class Swap:
     def done(self) -> str:
         return f"snapctl_swapped_{self.token}"
 
+    def check_names(self) -> None:
+        if len(self.aside) > _MAX_NAME:
+            longest = _MAX_NAME - len(self.aside) + len(self.live)
+            raise ConfigurationError(
+                f"database name '{self.live}' is too long for snapctl's scratch databases "
+                f"beside it (at most {longest} characters)"
+            )
+
+    def create(self) -> None:
+        """The scratch databases get the live one's defaults, which routines are created
+        with. A missing live database is created, so a snapshot restores onto a new server."""
+        rows = self.client.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+            f"information_schema.SCHEMATA WHERE SCHEMA_NAME = {quote_text(self.live)};",
+            f"reading database '{self.live}'",
+        )
+        options = f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}" if rows else ""
+        statements = [] if rows else [f"CREATE DATABASE {quote_name(self.live)};"]
+        statements += [f"CREATE DATABASE {quote_name(db)}{options};" for db in self.scratches]
+        self.client.execute(
+            "\n".join(statements),
+            f"creating scratch databases (it needs ALL on `{self.live}_snapctl_%`)",
+        )
+
     @property
-    def via(self) -> str:
-        return f"snapctl_via_{self.token}"
+    def scratches(self) -> tuple[str, str]:
+        return self.scratch, self.aside
+
+    def drop(self) -> None:
+        self.client.execute(
+            "".join(f"DROP DATABASE IF EXISTS {quote_name(db)};" for db in self.scratches),
+            f"dropping scratch databases {' and '.join(self.scratches)} (drop them by hand)",
+        )
 
     def run(self, src: Path) -> None:
         client = self.client
@@ -382,7 +412,7 @@ class Swap:
                 client.load(
                     new_programs,
                     self.live,
-                    f"recreating views, triggers and routines in '{self.live}'",
+                    f"recreating views, triggers, routines and events in '{self.live}'",
                 )
         except OperationFailed as exc:
             self._put_back(old_programs, exc)
@@ -390,14 +420,14 @@ class Swap:
     def _exchange(self, old: Objects, new: Objects) -> None:
         """Drop what cannot move, then exchange all tables in one atomic RENAME.
 
-        Triggers block a RENAME across schemas, and views cannot change schema at all.
-        A sentinel table renamed in the same statement records whether it happened.
+        Triggers block a RENAME across schemas, and views cannot change schema at all; the
+        scratch copies go too, as a view there could block a table. A sentinel table renamed
+        in the same statement records whether it happened.
         """
-        # The scratch copies go too: a view there could block a live table moving in.
         statements = _drop_programs(self.live, old) + _drop_programs(self.scratch, new)
         scratch = quote_name(self.scratch)
         statements.append(f"CREATE TABLE {scratch}.{quote_name(self.pending)} (x INT);")
-        clauses = _swap_tables(self.live, old.tables, self.scratch, new.tables, self.via)
+        clauses = _move_tables(self.live, old.tables, self.aside, new.tables, self.scratch)
         clauses.append(f"{scratch}.{quote_name(self.pending)} TO {scratch}.{quote_name(self.done)}")
         statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
         self.client.execute(
@@ -408,59 +438,26 @@ class Swap:
         """Undo a failed exchange: move the previous tables back, recreate their objects."""
         client = self.client
         try:
-            found = _list_objects(client, [self.live, self.scratch])
-            now, aside = found[self.live], found[self.scratch]
+            found = _list_objects(client, [self.live, self.scratch, self.aside])
+            now = found[self.live]
             statements = _drop_programs(self.live, now)
-            if self.done in aside.tables:
-                aside.tables.remove(self.done)
-                clauses = _swap_tables(self.live, now.tables, self.scratch, aside.tables, self.via)
+            if self.done in found[self.scratch].tables:
+                previous = found[self.aside].tables
+                clauses = _move_tables(self.live, now.tables, self.scratch, previous, self.aside)
                 statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
             if statements:
                 client.execute("\n".join(statements), f"putting back '{self.live}'")
             if old_programs is not None:
                 client.load(old_programs, self.live, f"putting back the objects of '{self.live}'")
         except OperationFailed as undo:
-            self.keep_scratch = True
+            self.keep = True
             raise OperationFailed(
                 f"{failure}; putting the previous database back also failed ({undo}); its "
-                f"tables are in database '{self.scratch}'"
+                f"tables are in database '{self.aside}'"
             ) from failure
         raise OperationFailed(f"{failure}; database '{self.live}' was put back as it was") from (
             failure
         )
-
-
-def _scratch_name(live: str) -> str:
-    name = f"{live}{_SCRATCH_INFIX}{secrets.token_hex(4)}"
-    if len(name) > _MAX_NAME:
-        raise ConfigurationError(
-            f"database name '{live}' is too long for a scratch database beside it "
-            f"(at most {_MAX_NAME - len(_SCRATCH_INFIX) - 8} characters)"
-        )
-    return name
-
-
-def _create_scratch(client: Client, live: str, scratch: str) -> None:
-    """The scratch database gets the live one's defaults, which routines are created with.
-    A missing live database is created, so a snapshot restores onto a new server too."""
-    rows = client.execute(
-        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
-        f"information_schema.SCHEMATA WHERE SCHEMA_NAME = {quote_text(live)};",
-        f"reading database '{live}'",
-    )
-    options = f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}" if rows else ""
-    create_live = "" if rows else f"CREATE DATABASE {quote_name(live)};\n"
-    client.execute(
-        f"{create_live}CREATE DATABASE {quote_name(scratch)}{options};",
-        f"creating scratch database '{scratch}' (it needs CREATE on `{live}_snapctl_%`)",
-    )
-
-
-def _drop_scratch(client: Client, scratch: str) -> None:
-    client.execute(
-        f"DROP DATABASE IF EXISTS {quote_name(scratch)};",
-        f"dropping scratch database '{scratch}' (drop it by hand)",
-    )
 
 
 class MySQLConnector:
@@ -493,17 +490,18 @@ class MySQLConnector:
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the MySQL/MariaDB database from src: load aside, then swap in."""
-        with Client.open(db_alias) as client:
-            live = client.database
-            scratch = _scratch_name(live)
-            _create_scratch(client, live, scratch)
-            with tempfile.TemporaryDirectory(prefix="snapctl-mysql-") as workdir:
-                swap = Swap(client, live, scratch, Path(workdir))
-                try:
-                    swap.run(src)
-                except BaseException:
-                    if not swap.keep_scratch:
-                        with contextlib.suppress(OperationFailed):  # the first error matters
-                            _drop_scratch(client, scratch)
-                    raise
-                _drop_scratch(client, scratch)
+        with (
+            Client.open(db_alias) as client,
+            tempfile.TemporaryDirectory(prefix="snapctl-mysql-") as workdir,
+        ):
+            swap = Swap(client, client.database, Path(workdir))
+            swap.check_names()
+            swap.create()
+            try:
+                swap.run(src)
+            except BaseException:
+                if not swap.keep:
+                    with contextlib.suppress(OperationFailed):  # the first error matters
+                        swap.drop()
+                raise
+            swap.drop()
