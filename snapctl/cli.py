@@ -7,22 +7,33 @@ imported only inside the commands that need it, so --help and completion stay fa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from snapctl import __version__
-from snapctl.errors import EXIT_FAILED, ConfigurationError, ConfirmationRequired, SnapctlError
+from snapctl import __version__, completion
+from snapctl.errors import (
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    ConfigurationError,
+    ConfirmationRequired,
+    SnapctlError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
     from snapctl.operations import RestorePlan
     from snapctl.snapshots import Snapshot, SnapshotStore
@@ -30,9 +41,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class State:
+    """The options given before the command name."""
+
     settings: str | None = None
     pythonpath: tuple[str, ...] = ()
     traceback: bool = False
+    quiet: bool = False
 
 
 def _show_tracebacks(ctx: typer.Context) -> bool:
@@ -112,6 +126,9 @@ def main_options(
     show_traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the full traceback on errors.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -122,13 +139,18 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = State(settings, tuple(pythonpath or ()), show_traceback)
+    ctx.obj = State(settings, tuple(pythonpath or ()), show_traceback, quiet)
 
 
 # Options shared by several commands.
 AliasOption = Annotated[
     list[str] | None,
-    typer.Option("--alias", "-a", help="Database alias from DATABASES (repeatable)."),
+    typer.Option(
+        "--alias",
+        "-a",
+        help="Database alias from DATABASES (repeatable).",
+        autocompletion=completion.aliases,
+    ),
 ]
 DirOption = Annotated[
     Path | None,
@@ -142,6 +164,21 @@ DirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
+]
+YesOption = Annotated[
+    bool,
+    typer.Option("--yes", "-y", "--no-input", help="Do not ask for confirmation."),
+]
+SnapshotArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="Snapshot name, label, unique prefix, or 'latest' (the default).",
+        autocompletion=completion.snapshots,
+        show_default=False,
+    ),
+]
 
 
 def _state(ctx: typer.Context) -> State:
@@ -157,10 +194,41 @@ def _start_django(ctx: typer.Context, settings: str | None, pythonpath: list[str
     setup(DjangoOptions(settings or state.settings, tuple(pythonpath or ()) + state.pythonpath))
 
 
-def _store(directory: Path | None) -> SnapshotStore:
+def _store(
+    ctx: typer.Context,
+    directory: Path | None,
+    settings: str | None = None,
+    pythonpath: list[str] | None = None,
+) -> SnapshotStore:
+    """The snapshot store; Django starts only if the directory must come from settings."""
     from snapctl.snapshots import SnapshotStore, store_root
 
-    return SnapshotStore(store_root(directory, django_ready=True))
+    needs_django = directory is None and not os.environ.get("SNAPCTL_DIR")
+    if needs_django:
+        _start_django(ctx, settings, pythonpath)
+    return SnapshotStore(store_root(directory, django_ready=needs_django))
+
+
+def _is_quiet(ctx: typer.Context, quiet: bool) -> bool:
+    return quiet or _state(ctx).quiet
+
+
+def _say(ctx: typer.Context, quiet: bool, message: str) -> None:
+    """A message for the person at the terminal: stderr, and not with --quiet."""
+    if not _is_quiet(ctx, quiet):
+        typer.echo(message, err=True)
+
+
+def _require_confirmation(yes: bool, what: str) -> None:
+    """Without a terminal to ask on, destructive commands need --yes."""
+    if not yes and not sys.stdin.isatty():
+        raise ConfirmationRequired(f"{what} and stdin is not a terminal; pass --yes to confirm")
+
+
+def _ask(question: str) -> None:
+    if not typer.confirm(question, default=False, err=True):
+        typer.echo("Nothing changed.", err=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _out_console() -> Console:
@@ -176,13 +244,28 @@ def _human_size(size: int) -> str:
     return decimal(size)
 
 
+def _age(created: datetime) -> str:
+    seconds = max(0, int((datetime.now(timezone.utc) - created).total_seconds()))
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds // length}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
 def _snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+    """The documented JSON shape of a snapshot (README, "JSON output")."""
     return {
         "name": snapshot.name,
         "path": str(snapshot.path),
         "created": snapshot.created.isoformat(),
         "label": snapshot.label,
         "size": snapshot.size,
+        "snapctl_version": snapshot.snapctl_version,
+        "django_version": snapshot.django_version,
         "databases": {
             alias: {"alias": alias, **artifact.to_json()}
             for alias, artifact in snapshot.artifacts.items()
@@ -190,16 +273,71 @@ def _snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+class TerminalProgress:
+    """Progress on stderr: each step with bytes written so far, rate and elapsed time."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            DownloadColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
+        self.display: Progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+
+    @contextlib.contextmanager
+    def track(self, description: str, watch: Path | None = None) -> Iterator[None]:
+        task = self.display.add_task(description, total=None)
+
+        def measure() -> None:
+            if watch is not None:
+                with contextlib.suppress(OSError):
+                    self.display.update(task, completed=watch.stat().st_size)
+
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(0.2):
+                measure()
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+            measure()
+            done = self.display.tasks[task].completed
+            self.display.update(task, total=done or 1, completed=done or 1)
+
+
+@contextlib.contextmanager
+def _progress(ctx: typer.Context, quiet: bool) -> Iterator[TerminalProgress | None]:
+    """A live progress display when stderr is a terminal, else nothing."""
+    if _is_quiet(ctx, quiet) or not sys.stderr.isatty():
+        yield None
+        return
+    progress = TerminalProgress()
+    with progress.display:
+        yield progress
 
 
 @app.command()
 def dump(
     ctx: typer.Context,
     alias: AliasOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     all_aliases: Annotated[
         bool, typer.Option("--all", help="Dump every database in DATABASES.")
     ] = False,
@@ -216,9 +354,17 @@ def dump(
     ] = None,
     connector: Annotated[
         str | None,
-        typer.Option("--connector", "-c", help="Use this connector (see list-connectors)."),
+        typer.Option(
+            "--connector",
+            "-c",
+            help="Use this connector (see list-connectors).",
+            autocompletion=completion.connectors,
+        ),
     ] = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
@@ -228,10 +374,17 @@ def dump(
         validate_label(label)
     _start_django(ctx, settings, pythonpath)
     aliases = operations.select_aliases(alias or [], all_aliases)
-    store = _store(directory)
-    snapshot = operations.dump(
-        store, aliases, label=label, method=compress, level=level, connector=connector
-    )
+    store = _store(ctx, directory)
+    with _progress(ctx, quiet) as progress:
+        snapshot = operations.dump(
+            store,
+            aliases,
+            label=label,
+            method=compress,
+            level=level,
+            connector=connector,
+            progress=progress,
+        )
     if as_json:
         _print_json(_snapshot_json(snapshot))
     else:
@@ -239,92 +392,248 @@ def dump(
     dumped = ", ".join(
         f"{a.alias} ({a.connector}, {_human_size(a.size)})" for a in snapshot.artifacts.values()
     )
-    typer.echo(f"Dumped {dumped} into {snapshot.path}", err=True)
-
-
-def _confirm_restore(plan: RestorePlan) -> None:
-    from snapctl.django_env import database_settings
-
-    targets = ", ".join(
-        f"'{alias}' ({database_settings(alias).get('NAME')})" for alias in plan.aliases
-    )
-    question = (
-        f"Restore snapshot {plan.snapshot.name} into {targets}? "
-        "This replaces all of its current data."
-    )
-    if not typer.confirm(question, default=False, err=True):
-        raise typer.Exit(EXIT_FAILED)
+    _say(ctx, quiet, f"Dumped {dumped} into {snapshot.path}")
 
 
 @app.command()
 def restore(
     ctx: typer.Context,
-    snapshot: Annotated[
-        str | None,
-        typer.Argument(help="Snapshot name, unique prefix, or 'latest' (the default)."),
-    ] = None,
+    snapshot: SnapshotArgument = None,
     alias: AliasOption = None,
+    directory: DirOption = None,
+    yes: YesOption = False,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
-    directory: DirOption = None,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", "--no-input", help="Do not ask for confirmation."),
-    ] = False,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import operations
+    from snapctl.django_env import database_settings
 
-    if not yes and not sys.stdin.isatty():
-        raise ConfirmationRequired(
-            "restore replaces the current data and stdin is not a terminal; pass --yes to confirm"
-        )
+    _require_confirmation(yes, "restore replaces the current data")
     _start_django(ctx, settings, pythonpath)
-    store = _store(directory)
+    store = _store(ctx, directory)
     plan = operations.plan_restore(store, snapshot, alias or [])
-    operations.restore(store, plan, (lambda _plan: None) if yes else _confirm_restore)
+
+    with _progress(ctx, quiet) as progress:
+
+        def confirm(plan: RestorePlan) -> None:
+            if yes:
+                return
+            targets = ", ".join(f"'{a}' ({database_settings(a).get('NAME')})" for a in plan.aliases)
+            if progress is not None:
+                progress.display.stop()  # the question needs the terminal to itself
+            _ask(
+                f"Restore snapshot {plan.snapshot.name} into {targets}? "
+                "This replaces all of its current data."
+            )
+            if progress is not None:
+                progress.display.start()
+
+        operations.restore(store, plan, confirm, progress=progress)
     if as_json:
         _print_json({"snapshot": plan.snapshot.name, "restored": plan.aliases})
     else:
         typer.echo(plan.snapshot.name)
-    typer.echo(f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}", err=True)
+    _say(ctx, quiet, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}")
 
 
 @app.command("list")
 def list_snapshots(
     ctx: typer.Context,
+    alias: AliasOption = None,
+    directory: DirOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """List the snapshots, newest first."""
+    store = _store(ctx, directory, settings, pythonpath)
+    wanted = set(alias or ())
+    snapshots = [s for s in store.snapshots() if not wanted or wanted & set(s.artifacts)]
+    if as_json:
+        _print_json([_snapshot_json(s) for s in snapshots])
+        return
+    if not snapshots:
+        _say(ctx, quiet, f"No snapshots in {store.root}")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAME", "CREATED (UTC)", "AGE", "DATABASES", "ENGINES", "CONNECTORS"):
+        table.add_column(column)
+    table.add_column("SIZE", justify="right")
+    table.add_column("COMPRESSION")
+    for snap in snapshots:
+        artifacts = list(snap.artifacts.values())
+        table.add_row(
+            snap.name,
+            f"{snap.created:%Y-%m-%d %H:%M:%S}",
+            _age(snap.created),
+            ", ".join(a.alias for a in artifacts),
+            ", ".join(sorted({a.vendor for a in artifacts})),
+            ", ".join(sorted({a.connector for a in artifacts})),
+            _human_size(snap.size),
+            ", ".join(sorted({a.compression for a in artifacts})),
+        )
+    _out_console().print(table)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    snapshot: SnapshotArgument = None,
     directory: DirOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the snapshots, newest first."""
-    from snapctl.snapshots import SnapshotStore, store_root
-
-    if directory is None and not os.environ.get("SNAPCTL_DIR"):
-        _start_django(ctx, settings, pythonpath)
-    store = SnapshotStore(store_root(directory, django_ready=directory is None))
-    snapshots = store.list()
+    """Show a snapshot's manifest: when, what, with which connectors and versions."""
+    store = _store(ctx, directory, settings, pythonpath)
+    snap = store.resolve(snapshot)
     if as_json:
-        _print_json([_snapshot_json(s) for s in snapshots])
-        return
-    if not snapshots:
-        typer.echo(f"No snapshots in {store.root}", err=True)
+        _print_json(_snapshot_json(snap))
         return
     from rich.table import Table
 
+    console = _out_console()
+    console.print(f"Snapshot  {snap.name}")
+    console.print(f"Path      {snap.path}")
+    console.print(f"Created   {snap.created:%Y-%m-%d %H:%M:%S} UTC ({_age(snap.created)})")
+    console.print(f"Label     {snap.label or '-'}")
+    console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
+    console.print(f"Size      {_human_size(snap.size)} ({snap.size} bytes)")
+    console.print()
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "CREATED (UTC)", "DATABASES", "SIZE"):
+    for column in ("ALIAS", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):
         table.add_column(column, justify="right" if column == "SIZE" else "left")
-    for snap in snapshots:
+    for a in snap.artifacts.values():
         table.add_row(
-            snap.name,
-            snap.created.strftime("%Y-%m-%d %H:%M:%S"),
-            ", ".join(f"{a.alias} ({a.connector})" for a in snap.artifacts.values()),
-            _human_size(snap.size),
+            a.alias,
+            f"{a.connector} ({a.connector_source})",
+            a.engine,
+            a.server_version or "-",
+            a.file,
+            _human_size(a.size),
+            a.sha256[:16],
         )
-    _out_console().print(table)
+    console.print(table)
+    for a in snap.artifacts.values():
+        details = ", ".join(f"{k}={v}" for k, v in sorted(a.metadata.items()))
+        console.print(f"{a.alias}: {details or 'no metadata'}")
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    snapshot: SnapshotArgument = None,
+    all_snapshots: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
+    directory: DirOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Recompute every checksum of a snapshot (the newest by default) or of --all."""
+    if all_snapshots and snapshot:
+        raise ConfigurationError("give a snapshot or --all, not both")
+    store = _store(ctx, directory, settings, pythonpath)
+    names = store.names() if all_snapshots else [store.resolve_name(snapshot)]
+    results = {}
+    with _progress(ctx, quiet) as progress:
+        for name in names:
+            with progress.track(f"Verifying {name}") if progress else contextlib.nullcontext():
+                results[name] = store.verify(name)
+    bad = {name: problems for name, problems in results.items() if problems}
+    if as_json:
+        _print_json([{"name": n, "ok": not p, "problems": p} for n, p in results.items()])
+    else:
+        for name, problems in results.items():
+            typer.echo(f"{name}  {'ok' if not problems else 'DAMAGED'}")
+    for problems in bad.values():
+        for problem in problems:
+            typer.echo(f"snapctl: error: {problem}", err=True)
+    if bad:
+        raise typer.Exit(EXIT_INTEGRITY)
+    _say(ctx, quiet, f"Verified {len(results)} snapshot(s): all checksums match")
+
+
+def _remove(store: SnapshotStore, names: list[str], *, as_json: bool, dry_run: bool) -> None:
+    for name in names:
+        if not dry_run:
+            store.delete(name)
+    if as_json:
+        _print_json({"deleted": [] if dry_run else names, "would_delete": names if dry_run else []})
+    else:
+        for name in names:
+            typer.echo(name)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    snapshots: Annotated[
+        list[str],
+        typer.Argument(
+            help="Snapshots to delete (names, labels or unique prefixes).",
+            autocompletion=completion.snapshots,
+            show_default=False,
+        ),
+    ],
+    yes: YesOption = False,
+    directory: DirOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Delete snapshots; prints the name of each one deleted."""
+    _require_confirmation(yes, "delete removes snapshots for good")
+    store = _store(ctx, directory, settings, pythonpath)
+    names = list(dict.fromkeys(store.resolve_name(ref) for ref in snapshots))
+    if not yes:
+        _ask(f"Delete {len(names)} snapshot(s): {', '.join(names)}?")
+    _remove(store, names, as_json=as_json, dry_run=False)
+    _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.root}")
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    keep: Annotated[
+        int, typer.Option("--keep", "-k", help="How many of the newest snapshots to keep.", min=0)
+    ],
+    alias: Annotated[
+        str | None,
+        typer.Option(
+            "--alias",
+            "-a",
+            help="Only snapshots holding this alias count and go.",
+            autocompletion=completion.aliases,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Only print what would be deleted.")
+    ] = False,
+    yes: YesOption = False,
+    directory: DirOption = None,
+    settings: SettingsOption = None,
+    pythonpath: PythonpathOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Delete all but the newest N snapshots; prints the name of each one that goes."""
+    if not dry_run:
+        _require_confirmation(yes, "prune removes snapshots for good")
+    store = _store(ctx, directory, settings, pythonpath)
+    names = [s.name for s in store.prune_plan(keep, alias)]
+    if names and not dry_run and not yes:
+        _ask(f"Delete {len(names)} snapshot(s), keeping the newest {keep}?")
+    _remove(store, names, as_json=as_json, dry_run=dry_run)
+    verb = "Would delete" if dry_run else "Deleted"
+    _say(ctx, quiet, f"{verb} {len(names)} snapshot(s), kept the newest {keep}")
 
 
 @app.command("list-connectors")
@@ -364,6 +673,3 @@ def list_connectors(
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="snapctl")
-
-
-__all__ = ["ConfigurationError", "app", "main"]

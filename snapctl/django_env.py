@@ -66,13 +66,16 @@ def _import_settings(module_name: str) -> None:
         ) from exc
 
 
-def setup(options: DjangoOptions) -> None:
-    """Configure and start Django once per process; later calls do nothing."""
-    global _started
-    if _started is not None:
-        return
+def configure(options: DjangoOptions) -> str:
+    """Make the project importable and load its settings module, without starting Django.
+
+    Enough for what only needs settings (shell completion of aliases and snapshots).
+    Returns the settings module's name.
+    """
     for entry in reversed(options.pythonpath):
-        sys.path.insert(0, str(Path(entry).resolve()))
+        path = str(Path(entry).resolve())
+        if path not in sys.path:
+            sys.path.insert(0, path)
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -88,6 +91,15 @@ def setup(options: DjangoOptions) -> None:
         )
     os.environ["DJANGO_SETTINGS_MODULE"] = module_name
     _import_settings(module_name)
+    return module_name
+
+
+def setup(options: DjangoOptions) -> None:
+    """Configure and start Django once per process; later calls do nothing."""
+    global _started
+    if _started is not None:
+        return
+    module_name = configure(options)
     import django
     from django.core.exceptions import ImproperlyConfigured
 

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from snapctl import compression, registry
 from snapctl.errors import (
@@ -24,6 +24,23 @@ from snapctl.errors import (
 from snapctl.snapshots import Artifact, Snapshot, SnapshotStore, scratch_prefix
 
 DEFAULT_ALIAS = "default"
+
+
+class Progress(Protocol):
+    """Where the command line shows progress; the library only says what is happening."""
+
+    def track(
+        self, description: str, watch: Path | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """A step in progress; ``watch`` is a file whose growth measures it."""
+        ...
+
+
+class NoProgress:
+    def track(
+        self, description: str, watch: Path | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def select_aliases(requested: Sequence[str], all_aliases: bool) -> list[str]:
@@ -77,6 +94,7 @@ def dump(
     method: str,
     level: int | None = None,
     connector: str | None = None,
+    progress: Progress | None = None,
 ) -> Snapshot:
     """Dump ``aliases`` into a new snapshot and return it once it is complete."""
     import django
@@ -85,6 +103,7 @@ def dump(
     from snapctl.django_env import database_settings
 
     compression.check_method(method)
+    progress = progress or NoProgress()
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
@@ -92,7 +111,10 @@ def dump(
         for choice in choices:
             extension = str(getattr(choice.connector, "extension", "dump"))
             raw = pending.scratch_path(choice.alias, extension)
-            with _connector_errors("dump", choice.name, choice.alias):
+            with (
+                progress.track(f"Dumping {choice.alias}", watch=raw),
+                _connector_errors("dump", choice.name, choice.alias),
+            ):
                 metadata = choice.connector.dump(choice.alias, raw)
             if not isinstance(metadata, dict):
                 metadata = {}
@@ -102,19 +124,22 @@ def dump(
                 raise OperationFailed(
                     f"connector '{choice.name}' returned metadata that is not JSON: {exc}"
                 ) from exc
-            pending.add(
-                choice.alias,
-                raw,
-                method,
-                level,
-                connector=choice.name,
-                connector_source=choice.source,
-                connector_class=choice.class_path,
-                engine=str(database_settings(choice.alias).get("ENGINE", "")),
-                vendor=_vendor(choice.alias),
-                server_version=metadata.get("server_version"),
-                metadata=metadata,
-            )
+            with progress.track(
+                f"Compressing {choice.alias}", watch=pending.final_path(raw, method)
+            ):
+                pending.add(
+                    choice.alias,
+                    raw,
+                    method,
+                    level,
+                    connector=choice.name,
+                    connector_source=choice.source,
+                    connector_class=choice.class_path,
+                    engine=str(database_settings(choice.alias).get("ENGINE", "")),
+                    vendor=_vendor(choice.alias),
+                    server_version=metadata.get("server_version"),
+                    metadata=metadata,
+                )
         return pending.commit(__version__, django.get_version())
 
 
@@ -180,11 +205,15 @@ def _scratch_dir(store: SnapshotStore) -> str | None:
 
 
 def restore(
-    store: SnapshotStore, plan: RestorePlan, confirm: Callable[[RestorePlan], None]
+    store: SnapshotStore,
+    plan: RestorePlan,
+    confirm: Callable[[RestorePlan], None],
+    progress: Progress | None = None,
 ) -> None:
     """Verify every artifact of the snapshot, ask ``confirm`` (which raises to stop), then
     restore each selected alias. No database is touched before all checksums match."""
     snapshot = plan.snapshot
+    progress = progress or NoProgress()
     with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch:
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():
@@ -195,10 +224,12 @@ def restore(
                 )
             if alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
-                digest = compression.decompress(stored, raw, artifact.compression)
+                with progress.track(f"Verifying {alias}", watch=raw):
+                    digest = compression.decompress(stored, raw, artifact.compression)
             else:
                 raw = stored
-                digest = compression.file_sha256(stored)
+                with progress.track(f"Verifying {alias}"):
+                    digest = compression.file_sha256(stored)
             if digest != artifact.sha256:
                 raise IntegrityError(
                     f"snapshot {snapshot.name}: artifact {artifact.file} fails its checksum; "
@@ -209,5 +240,5 @@ def restore(
         for alias in plan.aliases:
             connector = plan.connectors[alias]
             name = registry.connector_name(connector)
-            with _connector_errors("restore", name, alias):
+            with progress.track(f"Restoring {alias}"), _connector_errors("restore", name, alias):
                 connector.restore(alias, ready[alias])

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from snapctl import compression
-from snapctl.errors import ConfigurationError, IntegrityError, SnapshotNotFound
+from snapctl.errors import (
+    ConfigurationError,
+    IntegrityError,
+    OperationFailed,
+    SnapshotNotFound,
+)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -205,6 +210,11 @@ class PendingSnapshot:
         """Where a connector writes its uncompressed dump of ``alias``."""
         return self.path / f"{alias}.{extension}" if extension else self.path / alias
 
+    @staticmethod
+    def final_path(raw: Path, method: str) -> Path:
+        """The artifact's file once compressed with ``method``."""
+        return raw.with_name(raw.name + compression.SUFFIXES[method])
+
     def add(self, alias: str, raw: Path, method: str, level: int | None, **fields: Any) -> Artifact:
         """Compress (or keep) the connector's file, checksum it, and record it."""
         if not raw.exists():
@@ -217,7 +227,7 @@ class PendingSnapshot:
             final = raw
             size, digest = raw.stat().st_size, compression.file_sha256(raw)
         else:
-            final = raw.with_name(raw.name + compression.SUFFIXES[method])
+            final = self.final_path(raw, method)
             size, digest = compression.compress(raw, final, method, level)
             raw.unlink()
         final.chmod(0o600)
@@ -321,7 +331,7 @@ class SnapshotStore:
     def load(self, name: str) -> Snapshot:
         return _parse_manifest(self.root / name)
 
-    def list(self) -> list[Snapshot]:
+    def snapshots(self) -> list[Snapshot]:
         """Every complete, readable snapshot, newest first; broken ones are left out."""
         snapshots = []
         for name in self.names():
@@ -331,22 +341,30 @@ class SnapshotStore:
         return snapshots
 
     def resolve(self, reference: str | None) -> Snapshot:
-        """A snapshot by full name, unique prefix, or ``latest`` (also the default)."""
+        """A snapshot by full name, label, unique prefix, or ``latest`` (also the default)."""
+        return self.load(self.resolve_name(reference))
+
+    def resolve_name(self, reference: str | None) -> str:
+        """The name a reference stands for, without reading the snapshot (it may be broken).
+
+        Only names found in the directory are ever returned, so a reference cannot reach
+        outside the store.
+        """
         names = self.names()
         if reference is None or reference == LATEST:
             if not names:
                 raise SnapshotNotFound(f"no snapshots in {self.root}; take one with 'snapctl dump'")
             # Strictly the newest: a damaged newest snapshot is an error, never a quiet
             # fallback to an older one.
-            return self.load(names[0])
+            return names[0]
         if reference in names:
-            return self.load(reference)
+            return reference
         labelled = [name for name in names if name.endswith(f"Z-{reference}")]
         if labelled:
-            return self.load(labelled[0])  # a label means the newest snapshot carrying it
+            return labelled[0]  # a label means the newest snapshot carrying it
         matches = [name for name in names if name.startswith(reference)]
         if len(matches) == 1:
-            return self.load(matches[0])
+            return matches[0]
         if matches:
             raise SnapshotNotFound(
                 f"snapshot reference '{reference}' is ambiguous; it matches: "
@@ -355,6 +373,47 @@ class SnapshotStore:
         raise SnapshotNotFound(
             f"no snapshot '{reference}' in {self.root}; 'snapctl list' shows what there is"
         )
+
+    def verify(self, name: str) -> list[str]:
+        """Every problem of a snapshot: its manifest, then each artifact's presence, size and
+        checksum. An empty list means it is whole."""
+        try:
+            snapshot = self.load(name)
+        except IntegrityError as exc:
+            return [str(exc)]
+        problems = []
+        for artifact in snapshot.artifacts.values():
+            path = snapshot.path / artifact.file
+            where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
+            try:
+                size = path.stat().st_size
+                digest = compression.file_sha256(path) if size == artifact.size else ""
+            except OSError as exc:
+                problems.append(f"{where} cannot be read: {exc.strerror}")
+                continue
+            if size != artifact.size:
+                problems.append(f"{where} is {size} bytes, the manifest says {artifact.size}")
+            elif digest != artifact.sha256:
+                problems.append(f"{where} fails its sha256 checksum")
+        return problems
+
+    def delete(self, name: str) -> None:
+        """Remove a snapshot: first renamed out of sight in one step, then deleted, so it is
+        never seen half-removed."""
+        doomed = self.root / f"{scratch_prefix()}delete-{name}"
+        try:
+            os.rename(self.root / name, doomed)
+        except OSError as exc:
+            raise OperationFailed(f"cannot delete snapshot {name}: {exc.strerror}") from exc
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def prune_plan(self, keep: int, alias: str | None = None) -> list[Snapshot]:
+        """The snapshots ``prune --keep`` removes: all but the newest ``keep`` (of those
+        holding ``alias``, if given). Unreadable snapshots are never chosen."""
+        if keep < 0:
+            raise ConfigurationError("--keep must be 0 or more")
+        candidates = [s for s in self.snapshots() if alias is None or alias in s.artifacts]
+        return candidates[keep:]
 
 
 def store_root(explicit: Path | None, *, django_ready: bool) -> Path:

@@ -257,12 +257,17 @@ def mariadb_db(mariadb_server: None) -> Iterator[ServerDatabase]:
         "pw-" + secrets.token_urlsafe(12),
         port="3306",
     )
+    # The MySQL connector loads a restore into scratch databases `<NAME>_snapctl_<random>`
+    # beside the live one, so the user also needs ALL on that pattern (LIKE-escaped).
+    scratch = db.name.replace("_", "\\_") + "\\_snapctl\\_%"
     mariadb_admin(
         f"CREATE DATABASE {db.name} CHARACTER SET utf8mb4; "
         f"CREATE USER '{db.user}'@'%' IDENTIFIED BY '{db.password}'; "
         f"CREATE USER '{db.user}'@'localhost' IDENTIFIED BY '{db.password}'; "
         f"GRANT ALL ON {db.name}.* TO '{db.user}'@'%'; "
         f"GRANT ALL ON {db.name}.* TO '{db.user}'@'localhost'; "
+        f"GRANT ALL ON `{scratch}`.* TO '{db.user}'@'%'; "
+        f"GRANT ALL ON `{scratch}`.* TO '{db.user}'@'localhost'; "
         f"GRANT PROCESS, RELOAD ON *.* TO '{db.user}'@'%'; "
         f"GRANT PROCESS, RELOAD ON *.* TO '{db.user}'@'localhost';"
     )

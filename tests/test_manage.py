@@ -1,0 +1,194 @@
+"""Managing snapshots from scripts: list, show, verify, delete, prune; JSON, quiet, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Project
+
+
+@pytest.fixture
+def three(sqlite_project: Project) -> tuple[Project, list[str]]:
+    """A project with three snapshots, oldest first: plain, labelled 'nightly', dumpdata."""
+    names = [
+        sqlite_project.dump(),
+        sqlite_project.dump("--label", "nightly"),
+        sqlite_project.dump("--connector", "dumpdata", "--compress", "gzip"),
+    ]
+    return sqlite_project, names
+
+
+def json_of(project: Project, *args: str) -> object:
+    result = project.snapctl(*args, "--json", check=True)
+    # What a script would do: parse with the standard tool.
+    subprocess.run(
+        [sys.executable, "-m", "json.tool"],
+        input=result.stdout,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, list[str]]) -> None:
+    project, names = three
+    listed = json_of(project, "list")
+    assert isinstance(listed, list)
+    assert [s["name"] for s in listed] == names[::-1]
+    newest = listed[0]
+    assert set(newest) == {
+        "name",
+        "path",
+        "created",
+        "label",
+        "size",
+        "snapctl_version",
+        "django_version",
+        "databases",
+    }
+    entry = newest["databases"]["default"]
+    assert set(entry) >= {
+        "alias",
+        "file",
+        "compression",
+        "size",
+        "sha256",
+        "connector",
+        "engine",
+        "vendor",
+        "server_version",
+        "metadata",
+    }
+    assert entry["connector"]["name"] == "dumpdata" and entry["compression"] == "gzip"
+    assert newest["size"] == entry["size"] == Path(newest["path"], entry["file"]).stat().st_size
+
+    table = project.snapctl("list", check=True).stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "CREATED",
+        "(UTC)",
+        "AGE",
+        "DATABASES",
+        "ENGINES",
+        "CONNECTORS",
+        "SIZE",
+        "COMPRESSION",
+    ]
+    assert [line.split()[0] for line in table[1:]] == names[::-1]
+    assert "dumpdata" in table[1] and "kB" in table[1] and "ago" in table[1]
+
+
+def test_list_filters_by_alias(three: tuple[Project, list[str]]) -> None:
+    project, _ = three
+    assert json_of(project, "list", "--alias", "other") == []
+    assert len(json_of(project, "list", "--alias", "default")) == 3  # type: ignore[arg-type]
+
+
+def test_show_by_name_label_prefix_and_latest(three: tuple[Project, list[str]]) -> None:
+    project, names = three
+    assert json_of(project, "show", names[0])["name"] == names[0]  # type: ignore[index]
+    assert json_of(project, "show", "nightly")["name"] == names[1]  # type: ignore[index]
+    assert json_of(project, "show", "latest")["name"] == names[2]  # type: ignore[index]
+    assert json_of(project, "show")["name"] == names[2]  # type: ignore[index]
+    unique_prefix = names[2][: len(names[2]) - 3]
+    assert json_of(project, "show", unique_prefix)["name"] == names[2]  # type: ignore[index]
+    text = project.snapctl("show", "nightly", check=True).stdout
+    assert names[1] in text and "sqlite (built-in)" in text and "page_size=" in text
+
+
+def test_verify_names_each_damaged_artifact(three: tuple[Project, list[str]]) -> None:
+    project, names = three
+    assert project.snapctl("verify", "--all", check=True).stdout.split() == [
+        names[2],
+        "ok",
+        names[1],
+        "ok",
+        names[0],
+        "ok",
+    ]
+    damaged = project.snapshots / names[1] / "default.sqlite3.zst"
+    data = bytearray(damaged.read_bytes())
+    data[10] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    truncated = project.snapshots / names[0] / "default.sqlite3.zst"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+
+    result = project.snapctl("verify", "--all")
+
+    assert result.returncode == 3
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert names[1] in errors[0] and "sha256" in errors[0] and "default.sqlite3.zst" in errors[0]
+    assert names[0] in errors[1] and "100 bytes" in errors[1]
+    report = json.loads(project.snapctl("verify", "--all", "--json").stdout)
+    assert [r["ok"] for r in report] == [True, False, False]
+    assert project.snapctl("verify", names[2]).returncode == 0
+    assert project.snapctl("verify", "nightly").returncode == 3
+
+
+def test_delete_needs_yes_without_a_terminal(three: tuple[Project, list[str]]) -> None:
+    project, names = three
+    refused = project.snapctl("delete", "nightly")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert len(json_of(project, "list")) == 3  # type: ignore[arg-type]
+
+    deleted = project.snapctl("delete", "nightly", names[0], "--yes", check=True)
+
+    assert deleted.stdout.split() == [names[1], names[0]]
+    assert [s["name"] for s in json_of(project, "list")] == [names[2]]  # type: ignore[attr-defined]
+    assert sorted(p.name for p in project.snapshots.iterdir()) == [names[2]]
+
+
+def test_prune_keeps_the_newest(three: tuple[Project, list[str]]) -> None:
+    project, names = three
+    dry = json_of(project, "prune", "--keep", "1", "--dry-run")
+    assert dry == {"deleted": [], "would_delete": [names[1], names[0]]}
+    assert len(json_of(project, "list")) == 3  # type: ignore[arg-type]
+
+    assert (
+        project.snapctl("prune", "--keep", "2", "--alias", "other", "--yes", check=True).stdout
+        == ""
+    )
+    gone = project.snapctl("prune", "--keep", "2", "--yes", check=True)
+    assert gone.stdout.split() == [names[0]]
+    assert [s["name"] for s in json_of(project, "list")] == names[:0:-1]  # type: ignore[attr-defined]
+
+
+def test_prune_never_touches_a_dump_in_progress(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    in_progress = sqlite_project.snapshots / ".tmp-1-abcd"  # pid 1 is always alive
+    in_progress.mkdir()
+    (in_progress / "default.sqlite3").write_bytes(b"partial")
+    sqlite_project.snapctl("prune", "--keep", "0", "--yes", check=True)
+    assert in_progress.is_dir()
+    assert name not in {p.name for p in sqlite_project.snapshots.iterdir()}
+
+
+def test_quiet_prints_only_results(sqlite_project: Project) -> None:
+    loud = sqlite_project.snapctl("dump", check=True)
+    assert loud.stderr.startswith("Dumped default")
+    quiet = sqlite_project.snapctl("dump", "--quiet", check=True)
+    assert quiet.stderr == "" and quiet.stdout.strip()
+    before_command = sqlite_project.snapctl("-q", "restore", "--yes", check=True)
+    assert before_command.stderr == "" and before_command.stdout.strip()
+    failing = sqlite_project.snapctl("-q", "restore", "missing", "--yes")
+    assert failing.returncode == 2 and failing.stderr.startswith("snapctl: error:")
+
+
+def test_dir_option_needs_no_django_settings(sqlite_project: Project, tmp_path: Path) -> None:
+    name = sqlite_project.dump()
+    env = {k: v for k, v in sqlite_project.env.items() if k != "SNAPCTL_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snapctl", "list", "--dir", str(sqlite_project.snapshots), "--json"],
+        cwd=tmp_path,  # no manage.py, no settings: listing a directory needs neither
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [s["name"] for s in json.loads(result.stdout)] == [name]

@@ -1,0 +1,295 @@
+"""The MySQL/MariaDB connector end to end: real server, real tools, snapctl run as a user would.
+
+Restore tests change the database after the dump (rows, tables, views, triggers, routines) and
+compare the complete digest, AUTO_INCREMENT counters included, with the one taken before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Project, ServerDatabase, clean_env, mariadb_admin
+
+from snapctl.compression import file_sha256
+
+# Objects that are not rows: the snapshot must bring them back; the digest cannot see them.
+SCHEMA_OBJECTS = """
+CREATE VIEW cheap_products AS SELECT id, sku FROM shop_product WHERE price < 10;
+CREATE TRIGGER tag_trim BEFORE INSERT ON shop_tag FOR EACH ROW SET NEW.name = TRIM(NEW.name);
+CREATE PROCEDURE count_tags() SELECT COUNT(*) FROM shop_tag;
+CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN 2 * x;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM shop_tag WHERE id < 0;
+CREATE TABLE labels (code VARCHAR(20) PRIMARY KEY, note TEXT) CHARACTER SET utf8mb4;
+INSERT INTO labels VALUES ('été', '🚀 rocket'), ('b', NULL);
+"""
+
+# What happens to a database after its snapshot: every kind of change a restore must undo.
+CHANGES = """
+UPDATE shop_customer SET name = 'changed 🙂' WHERE id = 1;
+DELETE FROM shop_orderline WHERE id = (SELECT * FROM (SELECT MAX(id) FROM shop_orderline) m);
+INSERT INTO shop_tag (name) VALUES ('extra 1'), ('extra 2'), ('extra 3');
+ALTER TABLE shop_product AUTO_INCREMENT = 5000;
+CREATE TABLE after_dump (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT);
+INSERT INTO after_dump (v) VALUES ('x');
+CREATE VIEW after_view AS SELECT * FROM shop_tag;
+CREATE TRIGGER after_trigger BEFORE INSERT ON shop_order FOR EACH ROW SET NEW.total = 0;
+CREATE PROCEDURE after_proc() SELECT 1;
+DROP VIEW cheap_products;
+DROP TRIGGER tag_trim;
+DROP PROCEDURE count_tags;
+DROP FUNCTION twice;
+DROP EVENT nightly;
+DROP TABLE labels;
+"""
+
+OBJECTS = """
+SELECT 'table', table_name, table_type FROM information_schema.tables
+  WHERE table_schema = '{db}'
+UNION ALL SELECT 'view', table_name, view_definition FROM information_schema.views
+  WHERE table_schema = '{db}'
+UNION ALL SELECT 'trigger', trigger_name, CONCAT(event_object_table, ':', action_statement)
+  FROM information_schema.triggers WHERE trigger_schema = '{db}'
+UNION ALL SELECT routine_type, routine_name, routine_definition FROM information_schema.routines
+  WHERE routine_schema = '{db}'
+UNION ALL SELECT 'event', event_name, CONCAT(status, ':', event_definition)
+  FROM information_schema.events WHERE event_schema = '{db}'
+UNION ALL SELECT 'fk', constraint_name, CONCAT(table_name, '->', referenced_table_name)
+  FROM information_schema.referential_constraints WHERE constraint_schema = '{db}'
+"""
+
+
+def user_sql(db: ServerDatabase, sql: str, host: str = "127.0.0.1") -> str:
+    """Run SQL as the database's own user (the DEFINER of what it creates), as the app would."""
+    binary = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+    result = subprocess.run(
+        [binary, "--default-character-set=utf8mb4", "-u", db.user, "-h", host,
+         "-P", db.port or "3306", "-N", "-B", db.name],
+        input=sql, capture_output=True, text=True, timeout=60,
+        env=clean_env(MYSQL_PWD=db.password),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result.stdout.strip()
+
+
+def schema_objects(db: ServerDatabase) -> list[str]:
+    return sorted(mariadb_admin(OBJECTS.format(db=db.name)).splitlines())
+
+
+def leftover_databases(db: ServerDatabase) -> list[str]:
+    return mariadb_admin(f"SHOW DATABASES LIKE '{db.name}%snapctl%'").split()
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def next_tag_id(project: Project) -> int:
+    """Insert a tag through Django and return its id: the counter must be usable."""
+    code = "from shop.models import Tag; print(Tag.objects.create(name='  after  ').pk)"
+    return int(project.manage("shell", "-c", code).split()[-1])  # after the shell's banner
+
+
+def artifact_path(project: Project, name: str) -> Path:
+    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
+    artifact = manifest["databases"]["default"]
+    assert artifact["compression"] == "none"
+    return project.snapshots / name / artifact["file"]
+
+
+def resign(project: Project, name: str) -> None:
+    """Rewrite the manifest's checksum and size after an edit, so verification passes."""
+    manifest_path = project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    path = artifact_path(project, name)
+    manifest["databases"]["default"].update(sha256=file_sha256(path), size=path.stat().st_size)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def insert_before_last(project: Project, name: str, edit: bytes, marker: bytes) -> None:
+    path = artifact_path(project, name)
+    data = path.read_bytes()
+    at = data.rindex(marker)
+    path.write_bytes(data[:at] + edit + data[at:])
+    resign(project, name)
+
+
+def test_round_trip_is_exact(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    user_sql(db, SCHEMA_OBJECTS)
+    before, objects = mariadb_project.digest(), schema_objects(db)
+    tags = json.dumps(before["tables"]["shop_tag"], ensure_ascii=False)
+    assert "🔥 hot" in tags  # utf8mb4 text
+    assert '\\"nested\\"' in json.dumps(before["tables"]["shop_customer"])  # JSON
+    images = json.dumps(before["tables"]["shop_product"])
+    assert bytes(range(256)).hex() in images  # every byte value
+    name = mariadb_project.dump("--json")
+    metadata = json.loads(name)["databases"]["default"]["metadata"]
+    assert metadata["format"] == "sql" and "MariaDB" in metadata["server_version"]
+    assert metadata["dump_tool_version"]
+
+    user_sql(db, CHANGES)
+    assert mariadb_project.digest() != before
+    mariadb_project.snapctl("restore", "--yes", check=True)
+
+    assert mariadb_project.digest() == before
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+    tag_id = next_tag_id(mariadb_project)
+    assert tag_id == before["sequences"]["shop_tag"]
+    # The restored trigger runs: it trimmed the name.
+    assert user_sql(db, f"SELECT CONCAT('[', name, ']') FROM shop_tag WHERE id = {tag_id}") == (
+        "[after]"
+    )
+    assert user_sql(db, "SELECT twice(21)") == "42"
+
+
+def test_failed_load_leaves_database_unchanged(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    user_sql(db, SCHEMA_OBJECTS)
+    name = json.loads(mariadb_project.dump("--json", "--compress", "none"))["name"]
+    # Fails after every table is loaded, near the end of the script.
+    insert_before_last(
+        mariadb_project, name, b"INSERT INTO shop_tag (id, name) VALUES (1, 'dup');\n",
+        b"/*!40103 SET TIME_ZONE",
+    )  # fmt: skip
+    user_sql(db, CHANGES)
+    changed, objects = mariadb_project.digest(), schema_objects(db)
+
+    result = mariadb_project.snapctl("restore", "--yes")
+
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert "Duplicate entry" in line and "unchanged" in line
+    assert mariadb_project.digest() == changed
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+
+
+def test_failure_after_swap_puts_previous_database_back(mariadb_project: Project) -> None:
+    """A view that can be created in the scratch database but not in the live one makes the
+    step after the RENAME fail: the RENAME is undone and the previous tables come back."""
+    db = mariadb_project.extra["db"]
+    user_sql(db, "CREATE VIEW cheap_products AS SELECT id FROM shop_product WHERE price < 10")
+    mariadb_project.dump()
+    user_sql(db, CHANGES.split("CREATE VIEW")[0] + "DROP VIEW cheap_products;")
+    changed, objects = mariadb_project.digest(), schema_objects(db)
+    for host in ("%", "localhost"):
+        mariadb_admin(f"REVOKE CREATE VIEW ON {db.name}.* FROM '{db.user}'@'{host}'")
+
+    result = mariadb_project.snapctl("restore", "--yes")
+
+    assert result.returncode == 1, result.stderr
+    assert "was put back as it was" in one_line(result.stderr)
+    assert mariadb_project.digest() == changed
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+
+
+def write_wrappers(directory: Path, log: Path) -> None:
+    """Scripts named like the client tools that log their argv, one NUL-separated line per
+    call, then run the real tool."""
+    directory.mkdir()
+    for tool in ("mariadb-dump", "mysqldump", "mariadb", "mysql"):
+        real = shutil.which(tool)
+        if real is None:
+            continue
+        script = directory / tool
+        script.write_text(
+            "#!/bin/sh\n"
+            f"printf '%s\\0' \"$@\" >> '{log}'\n"
+            f"printf '\\n' >> '{log}'\n"
+            f'exec "{real}" "$@"\n'
+        )
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+def test_password_never_on_a_command_line(mariadb_project: Project, tmp_path: Path) -> None:
+    db = mariadb_project.extra["db"]
+    # Characters an option file could misread: quotes, comment signs, spaces, backslashes.
+    password = "p\"w#1 'x\\y;$z " + db.password
+    user_sql(db, "CREATE VIEW cheap_products AS SELECT id FROM shop_product WHERE price < 10; "
+                 "CREATE TRIGGER tag_trim BEFORE INSERT ON shop_tag FOR EACH ROW "
+                 "SET NEW.name = TRIM(NEW.name)")  # fmt: skip
+    for host in ("%", "localhost"):
+        mariadb_admin(
+            f"ALTER USER '{db.user}'@'{host}' IDENTIFIED BY "
+            f"'{password.replace(chr(92), chr(92) * 2).replace(chr(39), chr(39) * 2)}'"
+        )
+    log = tmp_path / "argv.log"
+    write_wrappers(tmp_path / "bin", log)
+    env = {"EXAMPLE_DB_PASSWORD": password, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+
+    dump = mariadb_project.snapctl("dump", check=True, **env)
+    restore = mariadb_project.snapctl("restore", "--yes", check=True, **env)
+
+    calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
+    connecting = [argv for argv in calls if argv != ["--version"]]
+    assert len(connecting) >= 5  # dump, load, listing, objects, swap...
+    for argv in connecting:
+        assert argv[0].startswith("--defaults-extra-file="), argv
+        assert not Path(argv[0].split("=", 1)[1]).exists()  # removed afterwards
+    for text in (log.read_text(), dump.stdout, dump.stderr, restore.stdout, restore.stderr):
+        assert password not in text and db.password not in text
+
+
+def test_unix_socket_host(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    socket_path = mariadb_admin("SELECT @@socket").strip()
+    if not Path(socket_path).exists():
+        pytest.skip(f"the server's socket {socket_path} is not on this machine")
+    env = {"EXAMPLE_DB_HOST": socket_path, "EXAMPLE_DB_PORT": ""}
+    before = mariadb_project.digest()
+    mariadb_project.snapctl("dump", check=True, **env)
+    user_sql(db, CHANGES.split("CREATE VIEW")[0])  # rows and a table: no routines, whose
+    # DEFINER (user@%, made over TCP) the socket account (user@localhost) may not read
+    mariadb_project.snapctl("restore", "--yes", check=True, **env)
+    assert mariadb_project.digest() == before
+
+
+def test_wrong_password_and_server_down_are_one_line(mariadb_project: Project) -> None:
+    secret = "wrong-secret-Zq81"
+    for command in (("dump",), ("restore", "--yes")):
+        if command[0] == "restore":
+            mariadb_project.dump()
+        result = mariadb_project.snapctl(*command, EXAMPLE_DB_PASSWORD=secret)
+        assert result.returncode in (1, 2), result.stderr
+        line = one_line(result.stderr)
+        assert secret not in line and "Access denied" in line, line
+
+    result = mariadb_project.snapctl("dump", EXAMPLE_DB_PORT="1")
+    assert result.returncode in (1, 2)
+    assert "Can't connect" in one_line(result.stderr)
+
+
+def test_dumpdata_connector_round_trip_and_atomic_failure(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    before = mariadb_project.digest()
+    name = json.loads(mariadb_project.dump("--connector", "dumpdata", "--json"))["name"]
+    data_changes = CHANGES.split("CREATE TABLE")[0].replace("ALTER TABLE shop_product", "-- ")
+    user_sql(db, data_changes)  # dumpdata knows only the models' rows
+    mariadb_project.snapctl("restore", "--yes", check=True)
+    assert mariadb_project.digest() == before
+    assert next_tag_id(mariadb_project) == before["sequences"]["shop_tag"]
+
+    # A duplicate unique name as the last object: the load fails after emptying every table.
+    bad = mariadb_project.dump("--connector", "dumpdata", "--compress", "none")
+    duplicate = {"model": "shop.tag", "pk": 99999, "fields": {"name": "new"}}
+    with open(artifact_path(mariadb_project, bad), "a") as handle:
+        handle.write(json.dumps(duplicate) + "\n")
+    resign(mariadb_project, bad)
+    user_sql(db, data_changes)
+    changed = mariadb_project.digest()
+    result = mariadb_project.snapctl("restore", bad, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert "rolled back" in one_line(result.stderr)
+    assert mariadb_project.digest() == changed
+    assert name != bad

@@ -1,0 +1,422 @@
+"""The PostgreSQL connector end to end: real server, real tools, snapctl run as a user would.
+
+Every restore test changes the database after the dump (rows, tables, views, functions,
+sequences) and then compares the complete digest with the one taken before the dump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import socketserver
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Project, ServerDatabase, _project, clean_env, psql_admin
+
+from snapctl.compression import file_sha256
+from snapctl.connectors import postgres
+from snapctl.errors import ConfigurationError
+
+# Objects that are not rows: the snapshot must bring them back, and the digest cannot see them.
+SCHEMA_OBJECTS = """
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE FUNCTION tag_upper() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.name := upper(NEW.name); RETURN NEW; END $$;
+CREATE TRIGGER tag_upper BEFORE INSERT ON shop_tag FOR EACH ROW
+  WHEN (NEW.name LIKE 'upper:%') EXECUTE FUNCTION tag_upper();
+CREATE VIEW cheap_products AS SELECT id, sku FROM shop_product WHERE price < 10;
+CREATE TABLE labels (code citext PRIMARY KEY);
+INSERT INTO labels VALUES ('Alpha'), ('beta');
+"""
+
+# What happens to a database after its snapshot: every kind of change a restore must undo.
+CHANGES = """
+UPDATE shop_customer SET name = 'changed' WHERE id = (SELECT min(id) FROM shop_customer);
+DELETE FROM shop_orderline WHERE id = (SELECT max(id) FROM shop_orderline);
+INSERT INTO shop_tag (name) SELECT 'extra ' || g FROM generate_series(1, 5) g;
+SELECT setval(pg_get_serial_sequence('shop_product', 'id'), 5000);
+CREATE TABLE after_dump (id serial PRIMARY KEY, v text);
+INSERT INTO after_dump (v) VALUES ('x');
+CREATE VIEW after_view AS SELECT * FROM shop_tag;
+CREATE FUNCTION after_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+DROP VIEW cheap_products;
+DROP TRIGGER tag_upper ON shop_tag;
+DROP FUNCTION tag_upper();
+DROP TABLE labels;
+DROP EXTENSION citext;
+"""
+
+SCHEMA_STATE = """
+SELECT json_build_object(
+  'relations', (SELECT json_agg(relname ORDER BY relname) FROM pg_class
+                WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v', 'S')),
+  'functions', (SELECT json_agg(proname ORDER BY proname) FROM pg_proc
+                WHERE pronamespace = 'public'::regnamespace
+                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = pg_proc.oid
+                                  AND d.deptype = 'e')),
+  'triggers', (SELECT json_agg(tgname ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal),
+  'extensions', (SELECT json_agg(extname ORDER BY extname) FROM pg_extension))
+"""
+
+
+def user_sql(db: ServerDatabase, sql: str) -> str:
+    """Run SQL as the database's own user, as the application would."""
+    result = subprocess.run(
+        ["psql", "-X", "-h", db.host, "-p", db.port or "5432", "-U", db.user, "-d", db.name,
+         "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql],
+        capture_output=True, text=True, timeout=60,
+        env=clean_env(PGPASSWORD=db.password),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result.stdout.strip()
+
+
+def schema_state(db: ServerDatabase) -> object:
+    return json.loads(psql_admin(SCHEMA_STATE, database=db.name))
+
+
+def database_oid(name: str) -> str:
+    return psql_admin(f"SELECT oid FROM pg_database WHERE datname = '{name}'").strip()
+
+
+def leftover_databases() -> list[str]:
+    return psql_admin(
+        "SELECT datname FROM pg_database WHERE datname ~ '_snapctl_(new|old)_[0-9a-f]{8}$'"
+    ).split()
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def corrupt_snapshot(project: Project, name: str, db: ServerDatabase) -> None:
+    """Make one value of the (uncompressed) artifact invalid and re-sign the manifest, so the
+    checksums pass and pg_restore fails part-way, while loading data."""
+    snapshot = project.snapshots / name
+    manifest_path = snapshot / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    artifact = manifest["databases"]["default"]
+    assert artifact["compression"] == "none"
+    path = snapshot / artifact["file"]
+    uuid = user_sql(db, "SELECT uuid FROM shop_product ORDER BY id DESC LIMIT 1")
+    data = path.read_bytes()
+    assert data.count(uuid.encode()) == 1
+    path.write_bytes(data.replace(uuid.encode(), b"z" + uuid.encode()[1:]))
+    artifact["sha256"] = file_sha256(path)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@contextlib.contextmanager
+def open_session(db: ServerDatabase) -> Iterator[subprocess.Popen[bytes]]:
+    """Another session of the application's role, in a transaction holding a lock."""
+    session = subprocess.Popen(
+        ["psql", "-X", "-h", db.host, "-U", db.user, "-d", db.name, "-c",
+         "BEGIN; LOCK shop_tag; SELECT pg_sleep(60)"],
+        env=clean_env(PGPASSWORD=db.password), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        locked = f"""SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                     WHERE d.datname = '{db.name}' AND l.mode = 'AccessExclusiveLock'"""
+        deadline = time.monotonic() + 10
+        while psql_admin(locked).strip() == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield session
+    finally:
+        session.kill()
+        session.wait()
+
+
+def assert_round_trip(project: Project) -> None:
+    """Dump, change everything, restore while another session holds a lock: the digest and
+    the schema are as before the dump, and the session was ended."""
+    db = project.extra["db"]
+    user_sql(db, SCHEMA_OBJECTS)
+    before, schema_before = project.digest(), schema_state(db)
+    project.dump()
+    user_sql(db, CHANGES)
+    with open_session(db) as session:
+        result = project.snapctl("restore", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert session.wait(timeout=10) != 0  # terminated by the restore
+    assert project.digest() == before
+    assert schema_state(db) == schema_before
+    assert user_sql(db, "SELECT count(*) FROM labels WHERE code = 'ALPHA'") == "1"  # citext
+    # The application works afterwards: the next id is the one after the snapshot's.
+    out = project.manage(
+        "shell", "-c",
+        "from shop.models import Tag; print(Tag.objects.create(name='upper:after').pk)",
+    )  # fmt: skip
+    assert int(out.split()[-1]) == before["sequences"]["public.shop_tag_id_seq"] + 1
+    assert user_sql(db, "SELECT name FROM shop_tag ORDER BY id DESC LIMIT 1") == "UPPER:AFTER"
+
+
+def assert_failed_restore_changes_nothing(project: Project) -> None:
+    db = project.extra["db"]
+    name = project.dump("--compress", "none")
+    user_sql(db, "DELETE FROM shop_orderline; INSERT INTO shop_tag (name) VALUES ('kept')")
+    changed, schema_changed = project.digest(), schema_state(db)
+    corrupt_snapshot(project, name, db)
+    result = project.snapctl("restore", "--yes", name)
+    assert result.returncode == 1, result.stderr
+    assert "uuid" in one_line(result.stderr)
+    assert project.digest() == changed
+    assert schema_state(db) == schema_changed
+    assert leftover_databases() == []
+    assert psql_admin(f"SELECT datallowconn FROM pg_database WHERE datname = '{db.name}'") == "t\n"
+
+
+# --- the swap path (the template's user has CREATEDB) ----------------------------------------
+
+
+def test_round_trip_is_exact(postgres_project: Project) -> None:
+    oid = database_oid(postgres_project.extra["db"].name)
+    assert_round_trip(postgres_project)
+    assert database_oid(postgres_project.extra["db"].name) != oid  # swapped in by rename
+    assert leftover_databases() == []
+
+
+def test_failed_restore_leaves_database_as_it_was(postgres_project: Project) -> None:
+    assert_failed_restore_changes_nothing(postgres_project)
+
+
+# --- the password and the connection ----------------------------------------------------------
+
+
+def test_settings_become_the_childs_libpq_environment() -> None:
+    settings = {
+        "NAME": "shop", "USER": "app", "PASSWORD": "secret", "HOST": "/run/pg", "PORT": 5433,
+        "OPTIONS": {"sslmode": "verify-full", "sslrootcert": "/ca.pem", "sslcert": "/c.pem",
+                    "sslkey": "/k.pem", "passfile": "/pgpass", "connect_timeout": 3,
+                    "pool": True, "server_side_binding": True},
+    }  # fmt: skip
+    env = postgres.libpq_environment(settings)
+    assert env == {
+        "PGDATABASE": "shop", "PGUSER": "app", "PGHOST": "/run/pg", "PGPORT": "5433",
+        "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/ca.pem", "PGSSLCERT": "/c.pem",
+        "PGSSLKEY": "/k.pem", "PGPASSFILE": "/pgpass", "PGCONNECT_TIMEOUT": "3",
+        "PGAPPNAME": os.environ.get("PGAPPNAME", "snapctl"),
+    }  # fmt: skip
+    service = postgres.libpq_environment({"NAME": "", "OPTIONS": {"service": "shop"}})
+    assert service["PGSERVICE"] == "shop" and "PGDATABASE" not in service
+    with pytest.raises(ConfigurationError):
+        postgres.libpq_environment({"NAME": "", "OPTIONS": {}})
+    with pytest.raises(ConfigurationError):
+        postgres.libpq_environment({"NAME": "x", "OPTIONS": {"sslpassword": "p"}})
+    assert postgres._passfile_line("a:b\\c") == "*:*:*:*:a\\:b\\\\c\n"
+
+
+def _wrappers(directory: Path, log: Path) -> None:
+    """pg_dump, pg_restore and psql that log ``<passfile mode> PGPASSFILE|PGPASSWORD|argv``
+    and run the real program."""
+    directory.mkdir()
+    for tool in ("pg_dump", "pg_restore", "psql"):
+        real = shutil.which(tool)
+        assert real
+        script = directory / tool
+        script.write_text(
+            "#!/bin/sh\n"
+            f'mode=$(stat -c %a "$PGPASSFILE" 2>/dev/null)\n'
+            'printf "%s %s|%s|%s\\036" "$mode" "$PGPASSFILE" "$PGPASSWORD" '
+            f'"{tool} $*" >> "{log}"\n'
+            f'exec "{real}" "$@"\n'
+        )
+        script.chmod(0o755)
+
+
+def test_password_never_on_a_command_line(postgres_project: Project, tmp_path: Path) -> None:
+    db = postgres_project.extra["db"]
+    log = tmp_path / "calls.log"
+    _wrappers(tmp_path / "bin", log)
+    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    dumped = postgres_project.snapctl("dump", PATH=path)
+    restored = postgres_project.snapctl("restore", "--yes", PATH=path)
+    assert dumped.returncode == 0 and restored.returncode == 0, dumped.stderr + restored.stderr
+    calls = [call.split("|", 2) for call in log.read_text().split("\036")[:-1]]
+    tools = {argv.split()[0] for _, _, argv in calls}
+    assert tools == {"pg_dump", "pg_restore", "psql"}
+    assert not any(db.password in argv for _, _, argv in calls)
+    assert db.password not in dumped.stdout + dumped.stderr + restored.stdout + restored.stderr
+    # Every program that connects got the password through a passfile, removed afterwards.
+    connecting = [c for c in calls if not c[2].endswith("--version") and " -l " not in c[2]]
+    assert all(passfile.startswith("600 /") and not pw for passfile, pw, _ in connecting)
+    assert not any(Path(passfile.split()[1]).exists() for passfile, _, _ in connecting)
+
+
+def test_unix_socket_host(postgres_project: Project) -> None:
+    socket_dir = next(
+        (d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()), None
+    )
+    if socket_dir is None:
+        pytest.skip("no PostgreSQL socket in /var/run/postgresql or /tmp")
+    postgres_project.env.update(EXAMPLE_DB_HOST=socket_dir)
+    before = postgres_project.digest()
+    postgres_project.dump()
+    user_sql(postgres_project.extra["db"], CHANGES.split("DROP VIEW")[0])
+    result = postgres_project.snapctl("restore", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert postgres_project.digest() == before
+
+
+class _RejectingServer(socketserver.ThreadingTCPServer):
+    """Speaks just enough of the PostgreSQL protocol to ask for a password and reject it.
+
+    The test server trusts 127.0.0.1, so a real wrong password would be accepted there.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RejectingHandler)
+        self.passwords: list[str] = []
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError
+        data += chunk
+    return data
+
+
+class _RejectingHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        try:
+            while True:
+                body = _receive(sock, struct.unpack("!i", _receive(sock, 4))[0] - 4)
+                if struct.unpack("!i", body[:4])[0] not in (80877103, 80877104):
+                    break
+                sock.sendall(b"N")  # no SSL, no GSS encryption
+            params = body[4:].split(b"\0")
+            user = dict(zip(params[::2], params[1::2], strict=False)).get(b"user", b"")
+            sock.sendall(b"R" + struct.pack("!ii", 8, 3))  # cleartext password, please
+            _receive(sock, 1)
+            password = _receive(sock, struct.unpack("!i", _receive(sock, 4))[0] - 4)
+            assert isinstance(self.server, _RejectingServer)
+            self.server.passwords.append(password.rstrip(b"\0").decode())
+            message = b'password authentication failed for user "' + user + b'"'
+            fields = b"SFATAL\0VFATAL\0C28P01\0M" + message + b"\0\0"
+            sock.sendall(b"E" + struct.pack("!i", len(fields) + 4) + fields)
+        except ConnectionError:
+            pass
+
+
+@pytest.fixture
+def rejecting_server() -> Iterator[_RejectingServer]:
+    server = _RejectingServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_wrong_password_is_one_line_without_it(
+    postgres_project: Project, rejecting_server: _RejectingServer
+) -> None:
+    name = postgres_project.dump()
+    wrong = "wrong-" + secrets.token_urlsafe(8)
+    env = {"EXAMPLE_DB_PORT": str(rejecting_server.server_address[1]),
+           "EXAMPLE_DB_PASSWORD": wrong}  # fmt: skip
+    for args in (("dump",), ("restore", "--yes", name)):
+        result = postgres_project.snapctl(*args, **env)
+        assert result.returncode in (1, 2), result.stderr
+        line = one_line(result.stderr)
+        assert "password authentication failed" in line and wrong not in line
+    assert rejecting_server.passwords and set(rejecting_server.passwords) == {wrong}
+
+
+def test_server_down_is_one_line(postgres_project: Project) -> None:
+    result = postgres_project.snapctl("dump", EXAMPLE_DB_PORT="1")
+    assert result.returncode in (1, 2)
+    assert "refused" in one_line(result.stderr).lower()
+
+
+def test_old_pg_dump_names_the_package(postgres_project: Project, tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "pg_dump"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    fake.chmod(0o755)
+    result = postgres_project.snapctl("dump", PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert result.returncode == 2
+    server_major = psql_admin("SHOW server_version_num").strip()[:-4]
+    assert f"install postgresql-client-{server_major}" in one_line(result.stderr)
+
+
+# --- the in-place path (a user without CREATEDB) ---------------------------------------------
+
+_REOWN = """
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace
+           AND relkind IN ('r', 'v') LOOP
+    EXECUTE format('ALTER TABLE %I OWNER TO {role}', r.relname);
+  END LOOP;
+END $$
+"""
+
+
+@pytest.fixture
+def nocreatedb_project(tmp_path: Path, postgres_template: ServerDatabase) -> Iterator[Project]:
+    """A copy of the seeded database owned, with all its tables, by a role without CREATEDB."""
+    role = f"snapctl_nocd_{secrets.token_hex(4)}"
+    password = "pw-" + secrets.token_urlsafe(12)
+    name = f"snapctl_nocd_{secrets.token_hex(4)}"
+    psql_admin(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{password}'")
+    try:
+        psql_admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template.name} OWNER {role}")
+        psql_admin(_REOWN.replace("{role}", role), database=name)
+        db = ServerDatabase("postgresql", name, role, password, port="5432")
+        project = _project(db.env(), tmp_path / "snaps")
+        project.extra["db"] = db
+        yield project
+    finally:
+        psql_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        psql_admin(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_without_createdb_round_trip_in_place(nocreatedb_project: Project) -> None:
+    oid = database_oid(nocreatedb_project.extra["db"].name)
+    assert_round_trip(nocreatedb_project)
+    assert database_oid(nocreatedb_project.extra["db"].name) == oid  # restored in place
+
+
+def test_without_createdb_failure_rolls_back(nocreatedb_project: Project) -> None:
+    assert_failed_restore_changes_nothing(nocreatedb_project)
+
+
+# --- the portable connector on PostgreSQL -----------------------------------------------------
+
+
+def test_dumpdata_connector_round_trip(postgres_project: Project) -> None:
+    db = postgres_project.extra["db"]
+    before = postgres_project.digest()
+    postgres_project.dump("--connector", "dumpdata")
+    user_sql(db, CHANGES.split("CREATE TABLE")[0])  # data only: dumpdata knows only models
+    result = postgres_project.snapctl("restore", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert postgres_project.digest() == before
+    out = postgres_project.manage(
+        "shell", "-c", "from shop.models import Tag; print(Tag.objects.create(name='n').pk)"
+    )
+    assert int(out.split()[-1]) == before["sequences"]["public.shop_tag_id_seq"] + 1
