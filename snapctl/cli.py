@@ -561,9 +561,8 @@ def verify(
 
 
 def _remove(store: SnapshotStore, names: list[str], *, as_json: bool, dry_run: bool) -> None:
-    for name in names:
-        if not dry_run:
-            store.delete(name)
+    if not dry_run:
+        store.delete(names)
     if as_json:
         _print_json({"deleted": [] if dry_run else names, "would_delete": names if dry_run else []})
     else:

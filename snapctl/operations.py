@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from snapctl import compression, registry
+from snapctl import compression, locks, registry
 from snapctl.errors import (
     ConfigurationError,
     IntegrityError,
@@ -212,8 +212,23 @@ def restore(
 ) -> None:
     """Verify every artifact of the snapshot, ask ``confirm`` (which raises to stop), then
     restore each selected alias. No database is touched before all checksums match."""
-    snapshot = plan.snapshot
+    from snapctl.django_env import database_settings
+
     progress = progress or NoProgress()
+    with contextlib.ExitStack() as held:
+        held.enter_context(locks.store_lock(store.root, shared=True))
+        for alias in plan.aliases:
+            held.enter_context(locks.database_lock(alias, database_settings(alias)))
+        _verify_and_restore(store, plan, confirm, progress)
+
+
+def _verify_and_restore(
+    store: SnapshotStore,
+    plan: RestorePlan,
+    confirm: Callable[[RestorePlan], None],
+    progress: Progress,
+) -> None:
+    snapshot = plan.snapshot
     with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch:
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():

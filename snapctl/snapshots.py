@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from snapctl import compression
+from snapctl import compression, locks
 from snapctl.errors import (
     ConfigurationError,
     IntegrityError,
@@ -377,6 +377,10 @@ class SnapshotStore:
     def verify(self, name: str) -> list[str]:
         """Every problem of a snapshot: its manifest, then each artifact's presence, size and
         checksum. An empty list means it is whole."""
+        with locks.store_lock(self.root, shared=True):
+            return self._problems(name)
+
+    def _problems(self, name: str) -> list[str]:
         try:
             snapshot = self.load(name)
         except IntegrityError as exc:
@@ -397,9 +401,14 @@ class SnapshotStore:
                 problems.append(f"{where} fails its sha256 checksum")
         return problems
 
-    def delete(self, name: str) -> None:
-        """Remove a snapshot: first renamed out of sight in one step, then deleted, so it is
-        never seen half-removed."""
+    def delete(self, names: list[str]) -> None:
+        """Remove snapshots, each first renamed out of sight in one step, then deleted, so
+        none is ever seen half-removed; never while another process reads the store."""
+        with locks.store_lock(self.root, shared=False):
+            for name in names:
+                self._delete(name)
+
+    def _delete(self, name: str) -> None:
         doomed = self.root / f"{scratch_prefix()}delete-{name}"
         try:
             os.rename(self.root / name, doomed)

@@ -1,0 +1,71 @@
+"""Advisory locks, so that concurrent snapctl processes fail clearly instead of colliding.
+
+- The store: restore and verify read snapshots under a shared lock; delete and prune take it
+  exclusively, so a snapshot is never deleted while another process reads it. Dumps need no
+  lock: they only add, and a snapshot appears by rename when complete.
+- A database: one restore at a time into the same database, whichever store it comes from.
+
+Locks are never waited for: a busy lock is an error saying who holds it, so scripts and CI
+never hang. The kernel releases them when a process dies, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from snapctl.errors import OperationFailed
+
+STORE_LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _hold(path: Path, *, shared: bool, busy: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise OperationFailed(busy) from exc
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def store_lock(root: Path, *, shared: bool) -> Iterator[None]:
+    """Shared for reading snapshots, exclusive for deleting them."""
+    if not root.is_dir():
+        yield
+        return
+    busy = (
+        f"snapshot directory {root} is being read by another snapctl (a restore or verify); "
+        "try again when it is done"
+        if not shared
+        else f"snapshots in {root} are being deleted by another snapctl; try again"
+    )
+    with _hold(root / STORE_LOCK, shared=shared, busy=busy):
+        yield
+
+
+def _locks_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / f"snapctl-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def database_lock(alias: str, settings: dict[str, Any]) -> Iterator[None]:
+    """Held while restoring into one database, keyed by where it is, not by its alias."""
+    where = {key: str(settings.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME")}
+    key = hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:16]
+    busy = f"another snapctl is restoring into database '{alias}'; try again when it is done"
+    with _hold(_locks_dir() / f"restore-{key}.lock", shared=False, busy=busy):
+        yield
