@@ -80,6 +80,12 @@ class Project:
         """Every table's rows and the sequences, canonical, for exact comparison."""
         return json.loads(self.manage("table_digest"))  # type: ignore[no-any-return]
 
+    def store_entries(self) -> list[str]:
+        """What the snapshot directory holds, but its lock file: snapshots and leftovers."""
+        if not self.snapshots.is_dir():
+            return []
+        return sorted(p.name for p in self.snapshots.iterdir() if p.name != ".lock")
+
     def dump(self, *args: str) -> str:
         """Take a snapshot and return its name."""
         return self.snapctl("dump", *args, check=True).stdout.strip()

@@ -41,9 +41,7 @@ def test_prune_waits_for_no_reader_and_readers_wait_for_no_pruner(
         verified = sqlite_project.snapctl("verify", "--all")  # readers share
     assert pruned.returncode == 1 and "being read" in pruned.stderr
     assert verified.returncode == 0
-    assert sorted(p.name for p in sqlite_project.snapshots.iterdir() if p.name[0] != ".") == (
-        sorted(names)
-    )
+    assert sqlite_project.store_entries() == sorted(names)
     with locks.store_lock(sqlite_project.snapshots, shared=False):  # a prune is deleting
         restored = sqlite_project.snapctl("restore", "--yes")
     assert restored.returncode == 1 and "being deleted" in restored.stderr

@@ -141,7 +141,7 @@ def test_delete_needs_yes_without_a_terminal(three: tuple[Project, list[str]]) -
 
     assert deleted.stdout.split() == [names[1], names[0]]
     assert [s["name"] for s in json_of(project, "list")] == [names[2]]  # type: ignore[attr-defined]
-    assert sorted(p.name for p in project.snapshots.iterdir()) == [names[2]]
+    assert project.store_entries() == [names[2]]
 
 
 def test_prune_keeps_the_newest(three: tuple[Project, list[str]]) -> None:

@@ -244,9 +244,9 @@ def test_files_are_private_and_nothing_temporary_is_left(sqlite_project: Project
     assert stat.S_IMODE(snapshot.stat().st_mode) == 0o700
     for file in snapshot.iterdir():
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
-    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+    assert sqlite_project.store_entries() == [name]
     sqlite_project.snapctl("restore", "--yes", check=True)
-    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+    assert sqlite_project.store_entries() == [name]
 
 
 def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
@@ -272,7 +272,7 @@ def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
     assert sqlite_project.snapctl("restore", "--yes").returncode == 2
     # The next dump works and clears what the killed one left.
     name = sqlite_project.dump()
-    assert sorted(p.name for p in sqlite_project.snapshots.iterdir()) == [name]
+    assert sqlite_project.store_entries() == [name]
 
 
 def test_two_aliases_dump_together_and_restore_one(tmp_path: Path, sqlite_project: Project) -> None:
