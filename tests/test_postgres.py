@@ -256,21 +256,6 @@ def test_password_never_on_a_command_line(postgres_project: Project, tmp_path: P
     assert not any(Path(passfile.split()[1]).exists() for passfile, _, _ in connecting)
 
 
-def test_unix_socket_host(postgres_project: Project) -> None:
-    socket_dir = next(
-        (d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()), None
-    )
-    if socket_dir is None:
-        pytest.skip("no PostgreSQL socket in /var/run/postgresql or /tmp")
-    postgres_project.env.update(EXAMPLE_DB_HOST=socket_dir)
-    before = postgres_project.digest()
-    postgres_project.dump()
-    user_sql(postgres_project.extra["db"], CHANGES.split("DROP VIEW")[0])
-    result = postgres_project.snapctl("restore", "--yes")
-    assert result.returncode == 0, result.stderr
-    assert postgres_project.digest() == before
-
-
 class _RejectingServer(socketserver.ThreadingTCPServer):
     """Speaks just enough of the PostgreSQL protocol to ask for a password and reject it.
 
@@ -386,7 +371,12 @@ def nocreatedb_project(tmp_path: Path, postgres_template: ServerDatabase) -> Ite
     try:
         psql_admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template.name} OWNER {role}")
         psql_admin(_REOWN.replace("{role}", role), database=name)
-        db = ServerDatabase("postgresql", name, role, password, port="5432")
+        # Over the unix socket when there is one, to cover HOST as a directory too.
+        host = next(
+            (d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()),
+            "127.0.0.1",
+        )
+        db = ServerDatabase("postgresql", name, role, password, host=host, port="5432")
         project = _project(db.env(), tmp_path / "snaps")
         project.extra["db"] = db
         yield project
@@ -396,7 +386,8 @@ def nocreatedb_project(tmp_path: Path, postgres_template: ServerDatabase) -> Ite
 
 
 def test_without_createdb_round_trip_in_place(nocreatedb_project: Project) -> None:
-    oid = database_oid(nocreatedb_project.extra["db"].name)
+    db = nocreatedb_project.extra["db"]
+    oid = database_oid(db.name)
     assert_round_trip(nocreatedb_project)
     assert database_oid(nocreatedb_project.extra["db"].name) == oid  # restored in place
 
@@ -416,7 +407,5 @@ def test_dumpdata_connector_round_trip(postgres_project: Project) -> None:
     result = postgres_project.snapctl("restore", "--yes")
     assert result.returncode == 0, result.stderr
     assert postgres_project.digest() == before
-    out = postgres_project.manage(
-        "shell", "-c", "from shop.models import Tag; print(Tag.objects.create(name='n').pk)"
-    )
-    assert int(out.split()[-1]) == before["sequences"]["public.shop_tag_id_seq"] + 1
+    new_id = user_sql(db, "INSERT INTO shop_tag (name) VALUES ('n') RETURNING id")
+    assert int(new_id) == before["sequences"]["public.shop_tag_id_seq"] + 1

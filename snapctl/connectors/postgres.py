@@ -16,13 +16,13 @@ triggers, extensions and sequence positions; whatever was created since is gone.
   with ``pg_restore --jobs N`` into a new database made from template0 with the original's
   owner, encoding, locale, connection limit, tablespace, grants and comment. Only when that
   has succeeded are new connections to the original refused, the other sessions of our role
-  on it terminated, and the two databases exchanged by two renames in one transaction,
-  issued from the ``postgres`` (else ``template1``) database; the old one is then dropped.
-  Until the renames the original is untouched, and any failure drops the new database.
-  Sessions of roles we cannot terminate make the rename fail, harmlessly. The database gets
-  a new OID, so this path is taken only when nothing would be lost: no ``ALTER DATABASE ...
-  SET`` settings, no logical replication slot, and (unless superuser) no extension that
-  another role (a superuser) installed and we could not create again.
+  (of every role, for a superuser) on it terminated, and the two databases exchanged by two
+  renames in one transaction, issued from the ``postgres`` (else ``template1``) database; the
+  old one is then dropped. Until the renames the original is untouched, and any failure
+  drops the new database. Sessions we cannot terminate make the rename fail, harmlessly. The
+  database gets a new OID, so this path is taken only when nothing would be lost: no
+  ``ALTER DATABASE ... SET`` settings, no logical replication slot, and (unless superuser) no
+  extension that another role (a superuser) installed and we could not create again.
 - In place (otherwise; needs only ownership of the objects): in ONE transaction (``psql
   --single-transaction``) the objects our role owns are dropped (its own schemas whole, its
   relations, routines, types, extensions and large objects elsewhere, e.g. in public) and the
@@ -580,8 +580,10 @@ class PostgresConnector:
         with connect(db_alias) as pg:
             server_num, server_text = server_version(pg)
             pg_dump_version = check_pg_dump(db_alias, pg_dump, server_num, server_text)
+            # --no-sync: this file is scratch; the store fsyncs the artifact it keeps.
+            options = ["--format=custom", "--compress=0", "--no-sync"]
             pg.run(
-                [pg_dump, "-w", "--format=custom", "--compress=0", "--file", str(dest)],
+                [pg_dump, "-w", *options, "--file", str(dest)],
                 f"pg_dump of '{db_alias}'",
             )
         check_archive(dest, f"pg_dump of '{db_alias}' wrote no archive", OperationFailed)
