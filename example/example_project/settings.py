@@ -8,7 +8,8 @@ the same project at any server:
   for servers default ``example``
 - EXAMPLE_DB_USER, EXAMPLE_DB_PASSWORD, EXAMPLE_DB_HOST, EXAMPLE_DB_PORT
 - EXAMPLE_DB2_NAME: if set, adds a second sqlite alias ``other`` at that path
-- EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS = {"DIRECTORY": ...}``
+- EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS["DIRECTORY"]``
+- EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
 """
 
 import os
@@ -64,4 +65,11 @@ if os.environ.get("EXAMPLE_DB2_NAME"):
 
 SNAPSHOTS: dict[str, Any] = {}
 if os.environ.get("EXAMPLE_SNAPSHOTS_DIR"):
-    SNAPSHOTS = {"DIRECTORY": os.environ["EXAMPLE_SNAPSHOTS_DIR"]}
+    SNAPSHOTS["DIRECTORY"] = os.environ["EXAMPLE_SNAPSHOTS_DIR"]
+if os.environ.get("EXAMPLE_SQLITE_FORMAT"):
+    # The reference API's way to configure a connector: an instance in settings.
+    from snapctl import SQLiteConnector
+
+    SNAPSHOTS["DATABASE_CONNECTORS"] = {
+        "default": SQLiteConnector(format=os.environ["EXAMPLE_SQLITE_FORMAT"])
+    }

@@ -1,0 +1,389 @@
+"""Time snapctl against the engines' own tools, as whole processes, and print one table.
+
+    python benchmarks/run.py                    # 200k rows in the main table, all engines
+    python benchmarks/run.py --large            # 2M rows
+    python benchmarks/run.py --engines sqlite --rows 50000 --runs 5 --json results.json
+
+For each engine it builds the example project's database (customers with JSON and long text,
+orders, order lines, products with binary images, many-to-many tags, indexes and foreign
+keys), then times, median of --runs runs:
+- snapctl dump and restore with each compression (and connector) it offers;
+- the reference: SQLite's `.backup`/`.restore`, `pg_dump -Fc` / `pg_restore -j`, and
+  `mariadb-dump` / `mariadb < dump.sql`;
+- `snapctl --version` against `python -c "import typer"` (start-up cost).
+Seconds, the ratio to the reference, snapshot size and peak RSS (GNU time's maximum resident
+set size) go into one table on stdout and, with --json, a file.
+
+PostgreSQL and MariaDB are reached as their superusers on 127.0.0.1 without a password (the
+machine's trust setup); the databases it creates are dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example"
+PYTHON = sys.executable
+GNU_TIME = "/usr/bin/time"
+
+
+@dataclass
+class Row:
+    engine: str
+    operation: str
+    tool: str
+    seconds: float
+    reference_seconds: float | None
+    size_bytes: int | None
+    peak_rss_mb: float
+
+    @property
+    def ratio(self) -> float | None:
+        if self.reference_seconds:
+            return self.seconds / self.reference_seconds
+        return None
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+
+
+def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) -> Measured:
+    """Run a command (a shell string for redirections) and measure it with GNU time."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        argv = [GNU_TIME, "-f", "%e %M", "-o", report.name]
+        argv += ["sh", "-c", command] if isinstance(command, str) else command
+        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"benchmark command failed: {command}\n{result.stderr[-2000:]}")
+        seconds, kilobytes = report.read().split()[-2:]
+    return Measured(float(seconds), int(kilobytes) / 1024)
+
+
+def median_of(runs: int, measure: Callable[[], Measured]) -> Measured:
+    samples = [measure() for _ in range(runs)]
+    return Measured(
+        statistics.median(s.seconds for s in samples),
+        max(s.peak_rss_mb for s in samples),
+    )
+
+
+def snapctl(*args: str) -> list[str]:
+    return [PYTHON, "-m", "snapctl", *args]
+
+
+def last_snapshot_size(snapshots: Path) -> int:
+    newest = max((p for p in snapshots.iterdir() if p.name[0].isdigit()), key=lambda p: p.name)
+    return sum(f.stat().st_size for f in newest.iterdir() if f.name != "manifest.json")
+
+
+@dataclass
+class Engine:
+    """How to make, fill and time one engine's database."""
+
+    name: str
+    env: dict[str, str]
+    # (label, extra snapctl dump arguments, extra environment)
+    variants: list[tuple[str, list[str], dict[str, str]]]
+    reference_dump: Callable[[Path], str | list[str]]
+    reference_restore: Callable[[Path], str | list[str]]
+    reference_file: str
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXAMPLE_", "SNAPCTL_"))}
+    env.update(extra)
+    return env
+
+
+def psql(sql: str) -> None:
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def mariadb(sql: str) -> None:
+    client = shutil.which("mariadb") or "mysql"
+    subprocess.run([client, "-uroot", "-h127.0.0.1", "-e", sql], check=True, capture_output=True)
+
+
+@contextmanager
+def sqlite_engine(work: Path) -> Iterator[Engine]:
+    db = work / "bench.sqlite3"
+    yield Engine(
+        name="sqlite",
+        env=base_env(EXAMPLE_DB_NAME=str(db)),
+        variants=[
+            ("zstd", [], {}),
+            ("gzip", ["--compress", "gzip"], {}),
+            ("none", ["--compress", "none"], {}),
+            # The SQL-script format, chosen in the example's settings.
+            ("sql-zstd", [], {"EXAMPLE_SQLITE_FORMAT": "sql"}),
+        ],
+        reference_dump=lambda out: ["sqlite3", str(db), f".backup '{out}'"],
+        reference_restore=lambda out: ["sqlite3", str(db), f".restore '{out}'"],
+        reference_file="reference.sqlite3",
+    )
+
+
+@contextmanager
+def postgres_engine(work: Path) -> Iterator[Engine]:
+    name = f"snapctl_bench_{secrets.token_hex(3)}"
+    psql(f"CREATE DATABASE {name}")
+    scratch = f"{name}_ref"
+    pg = "-h 127.0.0.1 -U postgres"
+    try:
+        yield Engine(
+            name="postgresql",
+            env=base_env(
+                EXAMPLE_DB_ENGINE="postgresql",
+                EXAMPLE_DB_NAME=name,
+                EXAMPLE_DB_USER="postgres",
+                EXAMPLE_DB_HOST="127.0.0.1",
+                EXAMPLE_DB_PORT="5432",
+            ),
+            variants=[
+                ("zstd", [], {}),
+                ("gzip", ["--compress", "gzip"], {}),
+                ("none", ["--compress", "none"], {}),
+                ("template", ["--connector", "postgres-template"], {}),
+            ],
+            reference_dump=lambda out: f"pg_dump {pg} -Fc -f '{out}' {name}",
+            # Like snapctl's swap: a new database restored in parallel from the file.
+            reference_restore=lambda out: (
+                f"dropdb {pg} --if-exists {scratch} && createdb {pg} {scratch} && "
+                f"pg_restore {pg} -j {os.cpu_count() or 2} -d {scratch} '{out}'"
+            ),
+            reference_file="reference.pgdump",
+        )
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atc",
+                f"SELECT datname FROM pg_database WHERE datname LIKE '{name}%'",
+            ],
+            capture_output=True,
+        )
+
+
+@contextmanager
+def mariadb_engine(work: Path) -> Iterator[Engine]:
+    name = f"snapctl_bench_{secrets.token_hex(3)}"
+    mariadb(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    dump = shutil.which("mariadb-dump") or "mysqldump"
+    client = shutil.which("mariadb") or "mysql"
+    try:
+        yield Engine(
+            name="mariadb",
+            env=base_env(
+                EXAMPLE_DB_ENGINE="mysql",
+                EXAMPLE_DB_NAME=name,
+                EXAMPLE_DB_USER="root",
+                EXAMPLE_DB_HOST="127.0.0.1",
+                EXAMPLE_DB_PORT="3306",
+            ),
+            variants=[
+                ("zstd", [], {}),
+                ("gzip", ["--compress", "gzip"], {}),
+                ("none", ["--compress", "none"], {}),
+            ],
+            reference_dump=lambda out: (
+                f"{dump} -uroot -h127.0.0.1 --single-transaction --routines --triggers "
+                f"--events --hex-blob {name} > '{out}'"
+            ),
+            reference_restore=lambda out: f"{client} -uroot -h127.0.0.1 {name} < '{out}'",
+            reference_file="reference.sql",
+        )
+    finally:
+        mariadb(f"DROP DATABASE IF EXISTS {name}")
+
+
+ENGINES = {"sqlite": sqlite_engine, "postgresql": postgres_engine, "mariadb": mariadb_engine}
+
+
+def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
+    snapshots = work / f"snaps-{engine.name}"
+    env = {**engine.env, "SNAPCTL_DIR": str(snapshots)}
+    print(f"[{engine.name}] building {rows} rows ...", file=sys.stderr)
+    for args in (["migrate", "--no-input", "-v0"], ["bulk_fill", "--rows", str(rows)]):
+        subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=EXAMPLE, env=env, check=True, capture_output=True
+        )
+
+    reference = work / engine.reference_file
+    ref_dump = median_of(runs, lambda: timed(engine.reference_dump(reference), env))
+    ref_size = reference.stat().st_size
+    results = [
+        Row(
+            engine.name, "dump", "reference", ref_dump.seconds, None, ref_size, ref_dump.peak_rss_mb
+        )
+    ]
+    restores = []
+    for label, extra, extra_env in engine.variants:
+        env_variant = {**env, **extra_env}
+        print(f"[{engine.name}] snapctl dump {label} ...", file=sys.stderr)
+        measured = median_of(
+            runs, lambda: timed(snapctl("dump", "--quiet", "--label", label, *extra), env_variant)
+        )
+        results.append(
+            Row(
+                engine.name,
+                "dump",
+                f"snapctl {label}",
+                measured.seconds,
+                ref_dump.seconds,
+                last_snapshot_size(snapshots),
+                measured.peak_rss_mb,
+            )
+        )
+        restores.append((label, env_variant))
+
+    ref_restore = median_of(runs, lambda: timed(engine.reference_restore(reference), env))
+    results.append(
+        Row(
+            engine.name,
+            "restore",
+            "reference",
+            ref_restore.seconds,
+            None,
+            ref_size,
+            ref_restore.peak_rss_mb,
+        )
+    )
+    for label, env_variant in restores:
+        print(f"[{engine.name}] snapctl restore {label} ...", file=sys.stderr)
+        measured = median_of(
+            runs, lambda: timed(snapctl("restore", label, "--yes", "--quiet"), env_variant)
+        )
+        results.append(
+            Row(
+                engine.name,
+                "restore",
+                f"snapctl {label}",
+                measured.seconds,
+                ref_restore.seconds,
+                None,
+                measured.peak_rss_mb,
+            )
+        )
+    return results
+
+
+def bench_startup(runs: int) -> list[Row]:
+    env = base_env()
+    typer = median_of(runs, lambda: timed([PYTHON, "-c", "import typer"], env))
+    version = median_of(runs, lambda: timed(snapctl("--version"), env))
+    return [
+        Row(
+            "-",
+            "start-up",
+            "python -c 'import typer'",
+            typer.seconds,
+            None,
+            None,
+            typer.peak_rss_mb,
+        ),
+        Row(
+            "-",
+            "start-up",
+            "snapctl --version",
+            version.seconds,
+            typer.seconds,
+            None,
+            version.peak_rss_mb,
+        ),
+    ]
+
+
+def print_table(rows: list[Row]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="snapctl benchmark (median seconds; ratio = snapctl / reference)")
+    for column in ("engine", "operation", "tool", "seconds", "ratio", "size", "peak RSS MB"):
+        table.add_column(
+            column, justify="left" if column in ("engine", "operation", "tool") else "right"
+        )
+    for row in rows:
+        table.add_row(
+            row.engine,
+            row.operation,
+            row.tool,
+            f"{row.seconds:.2f}",
+            f"{row.ratio:.2f}x" if row.ratio is not None else "-",
+            f"{row.size_bytes / 1e6:.1f} MB" if row.size_bytes is not None else "-",
+            f"{row.peak_rss_mb:.0f}",
+        )
+    Console(width=140).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000, help="rows in the main table")
+    parser.add_argument("--large", action="store_true", help="2,000,000 rows")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    options = parser.parse_args()
+    rows = 2_000_000 if options.large else options.rows
+
+    results = bench_startup(options.runs)
+    with tempfile.TemporaryDirectory(prefix="snapctl-bench-") as scratch:
+        for name in options.engines.split(","):
+            with ENGINES[name](Path(scratch)) as engine:
+                results += bench_engine(engine, rows, options.runs, Path(scratch))
+    print_table(results)
+    if options.json:
+        options.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "runs": options.runs,
+                    "results": [asdict(r) | {"ratio": r.ratio} for r in results],
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
