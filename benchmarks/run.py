@@ -261,9 +261,8 @@ def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
     for label, extra, extra_env in engine.variants:
         env_variant = {**env, **extra_env}
         print(f"[{engine.name}] snapctl dump {label} ...", file=sys.stderr)
-        measured = median_of(
-            runs, lambda: timed(snapctl("dump", "--quiet", "--label", label, *extra), env_variant)
-        )
+        dump_argv = snapctl("dump", "--quiet", "--label", label, *extra)
+        measured = median_of(runs, partial(timed, dump_argv, env_variant))
         results.append(
             Row(
                 engine.name,
@@ -291,9 +290,8 @@ def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
     )
     for label, env_variant in restores:
         print(f"[{engine.name}] snapctl restore {label} ...", file=sys.stderr)
-        measured = median_of(
-            runs, lambda: timed(snapctl("restore", label, "--yes", "--quiet"), env_variant)
-        )
+        restore_argv = snapctl("restore", label, "--yes", "--quiet")
+        measured = median_of(runs, partial(timed, restore_argv, env_variant))
         results.append(
             Row(
                 engine.name,
