@@ -545,7 +545,9 @@ def verify(
     with _progress(ctx, quiet) as progress:
         for name in names:
             with progress.track(f"Verifying {name}") if progress else contextlib.nullcontext():
-                results[name] = store.verify(name)
+                results[name] = store.verify(name) or _external_problems(
+                    ctx, store, name, settings, pythonpath
+                )
     bad = {name: problems for name, problems in results.items() if problems}
     if as_json:
         _print_json([{"name": n, "ok": not p, "problems": p} for n, p in results.items()])
@@ -560,9 +562,51 @@ def verify(
     _say(ctx, quiet, f"Verified {len(results)} snapshot(s): all checksums match")
 
 
-def _remove(store: SnapshotStore, names: list[str], *, as_json: bool, dry_run: bool) -> None:
+def _external_problems(
+    ctx: typer.Context,
+    store: SnapshotStore,
+    name: str,
+    settings: str | None,
+    pythonpath: list[str] | None,
+) -> list[str]:
+    """What connectors find wrong with data a snapshot keeps outside its files."""
+    from snapctl import operations
+
+    snapshot = store.load(name)
+    if not operations.needs_project(snapshot):
+        return []
+    try:
+        _start_django(ctx, settings, pythonpath)
+    except ConfigurationError as exc:
+        return [f"snapshot {name}: its server-side data cannot be checked: {exc}"]
+    return operations.external_problems(snapshot)
+
+
+def _remove(
+    ctx: typer.Context,
+    store: SnapshotStore,
+    names: list[str],
+    *,
+    as_json: bool,
+    dry_run: bool,
+    settings: str | None,
+    pythonpath: list[str] | None,
+) -> None:
+    """Delete (or, for a dry run, only list) snapshots, letting their connectors release
+    what they keep elsewhere first."""
+    from snapctl import operations
+
+    def release(name: str) -> None:
+        try:
+            snapshot = store.load(name)
+        except SnapctlError:
+            return  # a broken manifest names nothing to release
+        if operations.needs_project(snapshot):
+            _start_django(ctx, settings, pythonpath)
+            operations.forget(snapshot)  # if this fails, the snapshot stays
+
     if not dry_run:
-        store.delete(names)
+        store.delete(names, before=release)
     if as_json:
         _print_json({"deleted": [] if dry_run else names, "would_delete": names if dry_run else []})
     else:
@@ -594,7 +638,9 @@ def delete(
     names = list(dict.fromkeys(store.resolve_name(ref) for ref in snapshots))
     if not yes:
         _ask(f"Delete {len(names)} snapshot(s): {', '.join(names)}?")
-    _remove(store, names, as_json=as_json, dry_run=False)
+    _remove(
+        ctx, store, names, as_json=as_json, dry_run=False, settings=settings, pythonpath=pythonpath
+    )
     _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.root}")
 
 
@@ -630,7 +676,15 @@ def prune(
     names = [s.name for s in store.prune_plan(keep, alias)]
     if names and not dry_run and not yes:
         _ask(f"Delete {len(names)} snapshot(s), keeping the newest {keep}?")
-    _remove(store, names, as_json=as_json, dry_run=dry_run)
+    _remove(
+        ctx,
+        store,
+        names,
+        as_json=as_json,
+        dry_run=dry_run,
+        settings=settings,
+        pythonpath=pythonpath,
+    )
     verb = "Would delete" if dry_run else "Deleted"
     _say(ctx, quiet, f"{verb} {len(names)} snapshot(s), kept the newest {keep}")
 

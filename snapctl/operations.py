@@ -163,6 +163,80 @@ def connector_for_restore(alias: str, artifact: Artifact) -> Any:
         ) from exc
 
 
+# Optional connector methods for data kept outside the artifact (a server-side copy, say):
+#   check(db_alias, src)  raise IntegrityError if that data is gone or damaged
+#   forget(db_alias, src) release it when its snapshot is deleted
+HOOKS = ("check", "forget")
+
+
+def _call_hook(connector: Any, hook: str, alias: str, src: Path) -> None:
+    method = getattr(connector, hook, None)
+    if callable(method):
+        with _connector_errors(hook, registry.connector_name(connector), alias):
+            method(alias, src)
+
+
+def _hook_owners(snapshot: Snapshot, hook: str) -> list[Artifact]:
+    """The artifacts whose connector has ``hook``, found without starting Django."""
+    owners = []
+    for artifact in snapshot.artifacts.values():
+        entry = registry.registered().get(artifact.connector)
+        try:
+            cls = entry.load() if entry else registry.import_object(artifact.connector_class)
+        except ConfigurationError:
+            continue  # not installed: restore reports that; nothing to call here
+        if callable(getattr(cls, hook, None)):
+            owners.append(artifact)
+    return owners
+
+
+def needs_project(snapshot: Snapshot) -> bool:
+    """Whether checking or deleting this snapshot involves its connectors (and so settings)."""
+    return any(_hook_owners(snapshot, hook) for hook in HOOKS)
+
+
+def _hook_connector(artifact: Artifact) -> Any:
+    try:
+        return connector_for_restore(artifact.alias, artifact)
+    except ConfigurationError:
+        # The alias may be gone from DATABASES; the class alone may still do it.
+        entry = registry.registered().get(artifact.connector)
+        cls = entry.load() if entry else registry.import_object(artifact.connector_class)
+        return registry.instantiate(cls, artifact.connector)
+
+
+@contextlib.contextmanager
+def _plain(snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
+    """The artifact as its connector wrote it: decompressed into a scratch file if needed."""
+    stored = snapshot.path / artifact.file
+    if artifact.compression == "none":
+        yield stored
+        return
+    with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
+        plain = Path(scratch) / Path(artifact.file).stem
+        compression.decompress(stored, plain, artifact.compression)
+        yield plain
+
+
+def external_problems(snapshot: Snapshot) -> list[str]:
+    """What the connectors' ``check`` hooks find wrong with data kept outside the snapshot."""
+    problems = []
+    for artifact in _hook_owners(snapshot, "check"):
+        try:
+            with _plain(snapshot, artifact) as plain:
+                _call_hook(_hook_connector(artifact), "check", artifact.alias, plain)
+        except SnapctlError as exc:
+            problems.append(f"snapshot {snapshot.name}: {exc}")
+    return problems
+
+
+def forget(snapshot: Snapshot) -> None:
+    """Let connectors release what they keep outside the snapshot, before it is deleted."""
+    for artifact in _hook_owners(snapshot, "forget"):
+        with _plain(snapshot, artifact) as plain:
+            _call_hook(_hook_connector(artifact), "forget", artifact.alias, plain)
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     snapshot: Snapshot
@@ -251,6 +325,8 @@ def _verify_and_restore(
                     "it is damaged, restore another snapshot"
                 )
             ready[alias] = raw
+        for alias in plan.aliases:
+            _call_hook(plan.connectors[alias], "check", alias, ready[alias])
         confirm(plan)
         for alias in plan.aliases:
             connector = plan.connectors[alias]

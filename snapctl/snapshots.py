@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -401,11 +401,17 @@ class SnapshotStore:
                 problems.append(f"{where} fails its sha256 checksum")
         return problems
 
-    def delete(self, names: list[str]) -> None:
+    def delete(self, names: list[str], before: Callable[[str], None] | None = None) -> None:
         """Remove snapshots, each first renamed out of sight in one step, then deleted, so
-        none is ever seen half-removed; never while another process reads the store."""
+        none is ever seen half-removed; never while another process reads the store.
+
+        ``before(name)`` runs first for each, under the same lock; if it raises, that
+        snapshot and the ones after it stay.
+        """
         with locks.store_lock(self.root, shared=False):
             for name in names:
+                if before is not None:
+                    before(name)
                 self._delete(name)
 
     def _delete(self, name: str) -> None:
