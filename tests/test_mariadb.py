@@ -17,6 +17,7 @@ import pytest
 from conftest import Project, ServerDatabase, clean_env, mariadb_admin
 
 from snapctl.compression import file_sha256
+from snapctl.connectors.mysql import option_file_text
 
 # Objects that are not rows: the snapshot must bring them back; the digest cannot see them.
 SCHEMA_OBJECTS = """
@@ -46,6 +47,8 @@ DROP PROCEDURE count_tags;
 DROP FUNCTION twice;
 DROP EVENT nightly;
 DROP TABLE labels;
+CREATE VIEW labels AS SELECT 1 AS code;
+CREATE TABLE cheap_products (id INT PRIMARY KEY);
 """
 
 OBJECTS = """
@@ -188,9 +191,20 @@ def test_failure_after_swap_puts_previous_database_back(mariadb_project: Project
     result = mariadb_project.snapctl("restore", "--yes")
 
     assert result.returncode == 1, result.stderr
-    assert "was put back as it was" in one_line(result.stderr)
+    line = one_line(result.stderr)
+    assert "recreating views" in line and "was put back as it was" in line  # after the RENAME
     assert mariadb_project.digest() == changed
     assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+
+
+def test_restore_recreates_a_dropped_database(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    before = mariadb_project.digest()
+    mariadb_project.dump()
+    mariadb_admin(f"DROP DATABASE {db.name}")
+    mariadb_project.snapctl("restore", "--yes", check=True)
+    assert mariadb_project.digest() == before
     assert leftover_databases(db) == []
 
 
@@ -232,9 +246,8 @@ def test_password_never_on_a_command_line(mariadb_project: Project, tmp_path: Pa
     restore = mariadb_project.snapctl("restore", "--yes", check=True, **env)
 
     calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
-    connecting = [argv for argv in calls if argv != ["--version"]]
-    assert len(connecting) >= 5  # dump, load, listing, objects, swap...
-    for argv in connecting:
+    assert len(calls) >= 9  # versions, dump, load, listing, objects, swap...
+    for argv in calls:
         assert argv[0].startswith("--defaults-extra-file="), argv
         assert not Path(argv[0].split("=", 1)[1]).exists()  # removed afterwards
     for text in (log.read_text(), dump.stdout, dump.stderr, restore.stdout, restore.stderr):
@@ -265,9 +278,10 @@ def test_wrong_password_and_server_down_are_one_line(mariadb_project: Project) -
         line = one_line(result.stderr)
         assert secret not in line and "Access denied" in line, line
 
-    result = mariadb_project.snapctl("dump", EXAMPLE_DB_PORT="1")
-    assert result.returncode in (1, 2)
-    assert "Can't connect" in one_line(result.stderr)
+    for command in (("dump",), ("restore", "--yes")):  # nothing listens on port 1
+        result = mariadb_project.snapctl(*command, EXAMPLE_DB_PORT="1")
+        assert result.returncode in (1, 2), result.stderr
+        assert "Can't connect" in one_line(result.stderr)
 
 
 def test_dumpdata_connector_round_trip_and_atomic_failure(mariadb_project: Project) -> None:
@@ -293,3 +307,34 @@ def test_dumpdata_connector_round_trip_and_atomic_failure(mariadb_project: Proje
     assert "rolled back" in one_line(result.stderr)
     assert mariadb_project.digest() == changed
     assert name != bad
+
+
+def test_option_file_is_read_as_written(tmp_path: Path) -> None:
+    """The tools read back exactly the settings given, read_default_file first and the
+    settings over it, whatever characters the password holds."""
+    binary = shutil.which("mariadb") or shutil.which("mysql")
+    if binary is None:
+        pytest.skip("the mariadb client is not installed")
+    project_file = tmp_path / "my.cnf"
+    project_file.write_text("[client]\nuser=from_file\nport=3307\nsocket=/from/file.sock\n")
+    password = "p\"w#1 'x\\y;$z\t"
+    settings = {
+        "NAME": "app", "USER": "app_user", "PASSWORD": password, "HOST": "/run/app.sock",
+        "PORT": "", "OPTIONS": {"read_default_file": str(project_file), "charset": "utf8",
+                                "ssl": {"ca": "/etc/ca.pem"}},
+    }  # fmt: skip
+    defaults = tmp_path / "extra.cnf"
+    defaults.write_text(option_file_text(settings))
+    result = subprocess.run(
+        [binary, f"--defaults-extra-file={defaults}", "--print-defaults"],
+        capture_output=True, text=True, check=True, env=clean_env(),
+    )  # fmt: skip
+    printed = result.stdout.split("arguments:", 1)[1].split()
+    last = {}
+    for argument in printed:
+        key, _, value = argument.partition("=")
+        last[key] = value  # later values win, as the tools apply them
+    assert last["--user"] == "app_user" and last["--port"] == "3307"
+    assert last["--socket"] == "/run/app.sock" and last["--ssl-ca"] == "/etc/ca.pem"
+    assert last["--default-character-set"] == "utf8mb4"  # utf8 (mb3) would lose emoji
+    assert f"--password={password}" in result.stdout

@@ -7,7 +7,9 @@ and ``read_default_file``. They go into a 0600 option file passed as the tools' 
 an error message. ``read_default_file`` is pulled in with an ``!include`` line at the top of
 that file rather than ``--defaults-file`` (MariaDB's tools ignore the extra file when both are
 given): the tools read their global option files, then the project's file, then the settings,
-later values winning, as Django's explicit settings win over ``read_default_file``.
+later values winning, as Django's explicit settings win over ``read_default_file``. The
+tools talk utf8mb4 unless OPTIONS ``charset`` names another set; ``utf8``/``utf8mb3`` become
+utf8mb4, their superset, so no character is lost on the way.
 
 Dump: one ``--single-transaction`` read (a consistent snapshot of InnoDB tables that does not
 block writers; MyISAM tables are not consistent), with routines, triggers, events,
@@ -155,9 +157,11 @@ class Tool:
         return int(match.group(1)) if match else 0
 
 
-def _tool(*candidates: str) -> Tool:
+def _tool(candidates: Sequence[str], defaults: Path) -> Tool:
     path = _process.find_binary(*candidates, package_hint=_PACKAGE_HINT)
-    text = _process.run([path, "--version"], what=f"{Path(path).name} --version").strip()
+    # The option file first even here, so that every call has the same, checkable shape.
+    argv = [path, f"--defaults-extra-file={defaults}", "--version"]
+    text = _process.run(argv, what=f"{Path(path).name} --version").strip()
     # "mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for ..." -> the part after the name.
     return Tool(path, text.split(None, 1)[1] if " " in text else text)
 
@@ -186,8 +190,8 @@ class Client:
         self.defaults = defaults
         self.database = str(settings.get("NAME") or "")
         self.password = str(settings.get("PASSWORD") or "")
-        self.dumper = _tool("mariadb-dump", "mysqldump")
-        self.client = _tool("mariadb", "mysql")
+        self.dumper = _tool(("mariadb-dump", "mysqldump"), defaults)
+        self.client = _tool(("mariadb", "mysql"), defaults)
 
     @classmethod
     @contextlib.contextmanager
@@ -415,7 +419,7 @@ class Swap:
                     self.live,
                     f"recreating views, triggers, routines and events in '{self.live}'",
                 )
-        except OperationFailed as exc:
+        except (OperationFailed, KeyboardInterrupt) as exc:  # Ctrl-C must not leave it half-done
             self._put_back(old_programs, exc)
 
     def _exchange(self, old: Objects, new: Objects) -> None:
@@ -427,7 +431,8 @@ class Swap:
         """
         statements = _drop_programs(self.live, old) + _drop_programs(self.scratch, new)
         scratch = quote_name(self.scratch)
-        statements.append(f"CREATE TABLE {scratch}.{quote_name(self.pending)} (x INT);")
+        # A primary key, for servers with sql_require_primary_key.
+        statements.append(f"CREATE TABLE {scratch}.{quote_name(self.pending)} (x INT PRIMARY KEY);")
         clauses = _move_tables(self.live, old.tables, self.aside, new.tables, self.scratch)
         clauses.append(f"{scratch}.{quote_name(self.pending)} TO {scratch}.{quote_name(self.done)}")
         statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
@@ -435,14 +440,17 @@ class Swap:
             "\n".join(statements), f"swapping the snapshot's tables into '{self.live}'"
         )
 
-    def _put_back(self, old_programs: Path | None, failure: OperationFailed) -> None:
+    def _put_back(self, old_programs: Path | None, failure: BaseException) -> None:
         """Undo a failed exchange: move the previous tables back, recreate their objects."""
         client = self.client
+        reason = str(failure) or f"restore of '{self.live}' interrupted"
+        swapped: bool | None = None  # unknown until the sentinel is looked for
         try:
             found = _list_objects(client, [self.live, self.scratch, self.aside])
             now = found[self.live]
             statements = _drop_programs(self.live, now)
-            if self.done in found[self.scratch].tables:
+            swapped = self.done in found[self.scratch].tables
+            if swapped:
                 previous = found[self.aside].tables
                 clauses = _move_tables(self.live, now.tables, self.scratch, previous, self.aside)
                 statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
@@ -451,14 +459,25 @@ class Swap:
             if old_programs is not None:
                 client.load(old_programs, self.live, f"putting back the objects of '{self.live}'")
         except OperationFailed as undo:
-            self.keep = True
+            self.keep = swapped is not False
+            if swapped is None:
+                where = f"in '{self.live}' or, if they were swapped out, in '{self.aside}'"
+            else:
+                where = f"in '{self.aside}'" if swapped else f"still in '{self.live}'"
             raise OperationFailed(
-                f"{failure}; putting the previous database back also failed ({undo}); its "
-                f"tables are in database '{self.aside}'"
+                f"{reason}; putting the previous database back also failed ({undo}); its "
+                f"tables are {where}"
             ) from failure
-        raise OperationFailed(f"{failure}; database '{self.live}' was put back as it was") from (
+        raise OperationFailed(f"{reason}; database '{self.live}' was put back as it was") from (
             failure
         )
+
+
+def _server_version(dump: Path) -> str | None:
+    """The server's version, from the header comment the dump tool writes."""
+    with open(dump, encoding="utf-8", errors="replace") as handle:
+        match = _SERVER_VERSION.search(handle.read(4096))
+    return match.group(1) if match else None
 
 
 class MySQLConnector:
@@ -474,17 +493,12 @@ class MySQLConnector:
         with Client.open(db_alias) as client:
             args = [*client.dump_flags(), f"--result-file={dest}", "--", client.database]
             client.run(client.dumper, args, f"{Path(client.dumper.path).name} of '{db_alias}'")
-        with open(dest, encoding="utf-8", errors="replace") as handle:
-            header = handle.read(4096)
-        match = _SERVER_VERSION.search(header)
-        server_version = match.group(1) if match else None
+        version = _server_version(dest)
         return {
             "format": "sql",
             "database": client.database,
-            "server_version": server_version,
-            "server": "mariadb"
-            if server_version and "mariadb" in server_version.lower()
-            else "mysql",
+            "server_version": version,
+            "server": "mariadb" if "mariadb" in (version or "").lower() else "mysql",
             "dump_tool": Path(client.dumper.path).name,
             "dump_tool_version": client.dumper.version,
         }
