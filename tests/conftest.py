@@ -25,6 +25,39 @@ EXAMPLE = ROOT / "example"
 IN_CI = os.environ.get("CI") == "true"
 
 
+@dataclass
+class FaultLedger:
+    """What the fault-injection tests did, printed as one line at the end of the run."""
+
+    injected: int = 0
+    checked: int = 0
+    bytes_lost: int = 0
+
+    def check(self, expected: object, actual: object) -> bool:
+        """Count one snapshot or database checked after a fault; return whether it held."""
+        self.checked += 1
+        if expected == actual:
+            return True
+        self.bytes_lost += len(json.dumps(expected, sort_keys=True, default=str))
+        return False
+
+
+LEDGER = FaultLedger()
+
+
+@pytest.fixture
+def faults() -> FaultLedger:
+    return LEDGER
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if LEDGER.injected or LEDGER.checked:
+        terminalreporter.write_line(
+            f"fault injection: {LEDGER.injected} faults injected, {LEDGER.checked} snapshots "
+            f"and databases checked, bytes lost: {LEDGER.bytes_lost}"
+        )
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without anything that would point snapctl elsewhere."""
     env = {
