@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import shutil
+import zlib
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -111,11 +112,11 @@ def decompress(src: Path, dest: Path, method: str) -> str:
                 shutil.copyfileobj(reader, cast(IO[bytes], writer), CHUNK)
             else:
                 raise IntegrityError(f"artifact {src.name} uses unknown compression '{method}'")
-        except (OSError, EOFError, ValueError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise IntegrityError(f"artifact {src.name} is damaged: {exc}") from exc
-        except Exception as exc:  # zstandard.ZstdError does not derive from the above
+        except OSError:
+            raise  # reading or writing failed (a full disk, say): not the artifact's fault
+        except Exception as exc:  # zstandard.ZstdError derives from Exception only
             if type(exc).__name__ != "ZstdError":
                 raise
             raise IntegrityError(f"artifact {src.name} is damaged: {exc}") from exc

@@ -86,6 +86,17 @@ def _connector_errors(action: str, connector: str, alias: str) -> Iterator[None]
         ) from exc
 
 
+@contextlib.contextmanager
+def _disk_errors(doing: str, outcome: str) -> Iterator[None]:
+    """A full disk or a file-size limit is a failed operation with one clear line."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError) or exc.strerror is None:
+            raise
+        raise OperationFailed(f"{doing} failed: {exc.strerror}; {outcome}") from exc
+
+
 def dump(
     store: SnapshotStore,
     aliases: Sequence[str],
@@ -107,7 +118,10 @@ def dump(
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
-    with store.new_snapshot(label) as pending:
+    with (
+        store.new_snapshot(label) as pending,
+        _disk_errors(f"writing the snapshot in {store.root}", "nothing was kept"),
+    ):
         for choice in choices:
             extension = str(getattr(choice.connector, "extension", "dump"))
             raw = pending.scratch_path(choice.alias, extension)
@@ -313,7 +327,10 @@ def _verify_and_restore(
                 )
             if alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
-                with progress.track(f"Verifying {alias}", watch=raw):
+                with (
+                    progress.track(f"Verifying {alias}", watch=raw),
+                    _disk_errors(f"unpacking {stored.name}", "no database was touched"),
+                ):
                     digest = compression.decompress(stored, raw, artifact.compression)
             else:
                 raw = stored

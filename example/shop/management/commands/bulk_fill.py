@@ -15,6 +15,14 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 BATCH = 5000
 EPOCH = datetime(2020, 1, 1, tzinfo=timezone.utc)
+TABLES = [
+    "shop_customer",
+    "shop_tag",
+    "shop_product",
+    "shop_product_tags",
+    "shop_order",
+    "shop_orderline",
+]
 
 
 def batches(rows: Iterator[Sequence[Any]]) -> Iterator[list[Sequence[Any]]]:
@@ -40,62 +48,61 @@ class Command(BaseCommand):
         rng = random.Random(seed)
         connection = connections[database]
         is_postgres = connection.vendor == "postgresql"
-        products = max(1, rows // 10)
+        products = rows // 10
         words = ["alpha", "beta", "gamma", "délta", "ε", "数据", "🚀", "lorem", "ipsum"]
+        with connection.cursor() as cursor:
+            # New ids follow whatever the tables hold already, so filling twice works.
+            start = {}
+            for table in TABLES:
+                cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+                start[table] = int(cursor.fetchone()[0])
+        customer0, product0, order0, tag0 = (
+            start["shop_customer"],
+            start["shop_product"],
+            start["shop_order"],
+            start["shop_tag"],
+        )
 
         def when(i: int) -> datetime:
             value = EPOCH + timedelta(seconds=i * 37, microseconds=i % 999_983)
-            return (
-                value
-                if is_postgres or connection.vendor == "sqlite"
-                else value.replace(tzinfo=None)
-            )
+            aware = is_postgres or connection.vendor == "sqlite"
+            return value if aware else value.replace(tzinfo=None)
+
+        def ids(table: str, count: int) -> range:
+            return range(start[table] + 1, start[table] + count + 1)
 
         def customers() -> Iterator[Sequence[Any]]:
-            for i in range(1, rows + 1):
+            for i in ids("shop_customer", rows):
                 prefs = {"n": i, "tags": rng.sample(words, 3), "score": rng.random()}
                 notes = " ".join(rng.choices(words, k=60))
-                yield (
-                    i,
-                    f"Customer {i} {words[i % 9]}",
-                    f"c{i}@example.com",
-                    when(i),
-                    json.dumps(prefs),
-                    notes,
-                )
+                name = f"Customer {i} {words[i % 9]}"
+                yield (i, name, f"bulk{i}@example.com", when(i), json.dumps(prefs), notes)
 
         def product_rows() -> Iterator[Sequence[Any]]:
-            for i in range(1, products + 1):
+            for i in ids("shop_product", products):
                 image = rng.randbytes(rng.randint(1024, 4096))
-                yield (
-                    i,
-                    f"SKU-{i:08d}",
-                    f"Product {i}",
-                    f"{rng.randint(1, 10**6)}.{i % 10000:04d}",
-                    image,
-                    when(i),
-                    None,
-                    f"{i:032x}",
-                )
+                price = f"{rng.randint(1, 10**6)}.{i % 10000:04d}"
+                yield (i, f"BULK-{i:08d}", f"Product {i}", price, image, when(i), None, f"{i:032x}")
 
         def orders() -> Iterator[Sequence[Any]]:
-            for i in range(1, rows + 1):
-                yield (i, rng.randint(1, rows), when(i), f"{rng.randint(1, 10**6)}.{i % 100:02d}")
+            for i in ids("shop_order", rows):
+                customer = customer0 + rng.randint(1, rows)
+                yield (i, customer, when(i), f"{rng.randint(1, 10**6)}.{i % 100:02d}")
 
         def lines() -> Iterator[Sequence[Any]]:
-            for i in range(1, 2 * rows + 1):
-                yield (i, (i + 1) // 2, rng.randint(1, products), rng.randint(1, 9))
+            for k, i in enumerate(ids("shop_orderline", 2 * rows if products else 0)):
+                order = order0 + k // 2 + 1
+                yield (i, order, product0 + rng.randint(1, products), rng.randint(1, 9))
 
         def tags() -> Iterator[Sequence[Any]]:
-            for i in range(1, 9):
-                yield (i, f"tag-{i}")
+            for i in ids("shop_tag", 8 if products else 0):
+                yield (i, f"bulk-tag-{i}")
 
         def product_tags() -> Iterator[Sequence[Any]]:
-            n = 0
-            for product in range(1, products + 1):
-                for tag in rng.sample(range(1, 9), 3):
-                    n += 1
-                    yield (n, product, tag)
+            link = iter(ids("shop_product_tags", 3 * products))
+            for product in range(product0 + 1, product0 + products + 1):
+                for tag in rng.sample(range(tag0 + 1, tag0 + 9), 3):
+                    yield (next(link), product, tag)
 
         tables = [
             ("shop_customer", "id, name, email, joined, preferences, notes", customers()),
