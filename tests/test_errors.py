@@ -131,3 +131,29 @@ def test_version_is_printed() -> None:
 
     result = run("--version")
     assert result.stdout.strip() == f"snapctl {__version__}"
+
+
+def test_spaces_and_unicode_in_paths_work(sqlite_project: Project, tmp_path: Path) -> None:
+    odd = tmp_path / "dir with spaces é 数据"
+    odd.mkdir()
+    database = odd / "my db ü.sqlite3"
+    Path(sqlite_project.env["EXAMPLE_DB_NAME"]).rename(database)
+    snapshots = odd / "snap shots ✓"
+    env = {"EXAMPLE_DB_NAME": str(database), "SNAPCTL_DIR": str(snapshots)}
+    project = Project(env={**sqlite_project.env, **env}, snapshots=snapshots)
+    before = project.digest()
+    name = project.dump("--label", "plain-label")
+    project.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
+    project.snapctl("restore", name, "--yes", check=True)
+    assert project.digest() == before
+    refused = project.snapctl("dump", "--label", "ünïcode")
+    assert_one_line(refused, 2, "invalid label")
+
+
+def test_snapshot_directory_that_is_a_file(sqlite_project: Project, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    result = sqlite_project.snapctl("dump", SNAPCTL_DIR=str(blocker))
+    assert_one_line(result, 2, "snapshot directory", str(blocker))
+    by_option = sqlite_project.snapctl("dump", "--dir", str(blocker))
+    assert by_option.returncode == 2 and "is a file" in by_option.stderr
