@@ -35,10 +35,22 @@ class _HashingWriter:
         return self.raw.write(data)
 
 
-def check_method(method: str) -> str:
+LEVELS = {"zstd": range(-7, 23), "gzip": range(1, 10)}
+
+
+def check_method(method: str, level: int | None = None) -> str:
+    """Refuse an unknown method, or a level the method does not have, before any work."""
     if method not in SUFFIXES:
         choices = ", ".join(SUFFIXES)
         raise ConfigurationError(f"unknown compression '{method}'; choose one of: {choices}")
+    if level is not None:
+        levels = LEVELS.get(method)
+        if levels is None:
+            raise ConfigurationError(f"--level does not apply to --compress {method}")
+        if level not in levels:
+            raise ConfigurationError(
+                f"{method} has levels {levels.start} to {levels.stop - 1}, not {level}"
+            )
     return method
 
 

@@ -113,7 +113,7 @@ def dump(
     from snapctl import __version__
     from snapctl.django_env import database_settings
 
-    compression.check_method(method)
+    compression.check_method(method, level)
     progress = progress or NoProgress()
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:

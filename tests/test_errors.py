@@ -71,6 +71,8 @@ def test_settings_from_the_environment_variable(tmp_path: Path) -> None:
         (("dump", "--connector", "nope"), 2, ("unknown connector 'nope'", "sqlite")),
         (("dump", "--label", "../escape"), 2, ("invalid label",)),
         (("dump", "--compress", "lzma"), 2, ("unknown compression 'lzma'",)),
+        (("dump", "--level", "30"), 2, ("zstd has levels -7 to 22, not 30",)),
+        (("dump", "--compress", "none", "--level", "3"), 2, ("--level does not apply",)),
         (("dump", "--alias", "default", "--all"), 2, ("either --alias or --all",)),
         (("restore", "--yes"), 2, ("no snapshots",)),
         (("restore", "nothing-like-this", "--yes"), 2, ("no snapshot 'nothing-like-this'",)),
