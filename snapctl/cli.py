@@ -163,6 +163,16 @@ DirOption = Annotated[
         show_default=False,
     ),
 ]
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        metavar="NAME",
+        help="Keep snapshots in this storage of settings.STORAGES (default: "
+        "SNAPSHOTS['STORAGE'], else a local directory).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
@@ -199,14 +209,34 @@ def _store(
     directory: Path | None,
     settings: str | None = None,
     pythonpath: list[str] | None = None,
+    storage: str | None = None,
 ) -> SnapshotStore:
-    """The snapshot store; Django starts only if the directory must come from settings."""
+    """The snapshot store: --dir, else --storage, else SNAPCTL_DIR, else what settings say.
+    Django starts only if the answer must come from settings."""
     from snapctl.snapshots import SnapshotStore, store_root
 
-    needs_django = directory is None and not os.environ.get("SNAPCTL_DIR")
-    if needs_django:
-        _start_django(ctx, settings, pythonpath)
-    return SnapshotStore(store_root(directory, django_ready=needs_django))
+    if directory is not None and storage:
+        raise ConfigurationError("use either --dir or --storage, not both")
+    if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
+        return SnapshotStore(store_root(directory, django_ready=False))
+    _start_django(ctx, settings, pythonpath)
+    return _remote_store(ctx, storage) or SnapshotStore(store_root(None, django_ready=True))
+
+
+def _remote_store(ctx: typer.Context, storage: str | None) -> SnapshotStore | None:
+    """A store in a Django storage, with local scratch space removed when the command ends."""
+    import shutil
+    import tempfile
+
+    from snapctl.remote import RemoteStore, configured_storage
+
+    found = configured_storage(storage)
+    if found is None:
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="snapctl-"))
+    ctx.call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    backend, prefix, label = found
+    return RemoteStore(backend, prefix, scratch, label)
 
 
 def _is_quiet(ctx: typer.Context, quiet: bool) -> bool:
@@ -256,11 +286,11 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+def _snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
     """The documented JSON shape of a snapshot (README, "JSON output")."""
     return {
         "name": snapshot.name,
-        "path": str(snapshot.path),
+        "path": store.location(snapshot.name),
         "created": snapshot.created.isoformat(),
         "label": snapshot.label,
         "size": snapshot.size,
@@ -345,6 +375,7 @@ def dump(
         str | None, typer.Option("--label", "-l", help="A label appended to the name.")
     ] = None,
     directory: DirOption = None,
+    storage: StorageOption = None,
     compress: Annotated[
         str, typer.Option("--compress", help="Compression: zstd, gzip or none.")
     ] = "zstd",
@@ -374,7 +405,7 @@ def dump(
         validate_label(label)
     _start_django(ctx, settings, pythonpath)
     aliases = operations.select_aliases(alias or [], all_aliases)
-    store = _store(ctx, directory)
+    store = _store(ctx, directory, storage=storage)
     with _progress(ctx, quiet) as progress:
         snapshot = operations.dump(
             store,
@@ -386,13 +417,13 @@ def dump(
             progress=progress,
         )
     if as_json:
-        _print_json(_snapshot_json(snapshot))
+        _print_json(_snapshot_json(store, snapshot))
     else:
         typer.echo(snapshot.name)
     dumped = ", ".join(
         f"{a.alias} ({a.connector}, {_human_size(a.size)})" for a in snapshot.artifacts.values()
     )
-    _say(ctx, quiet, f"Dumped {dumped} into {snapshot.path}")
+    _say(ctx, quiet, f"Dumped {dumped} into {store.location(snapshot.name)}")
 
 
 @app.command()
@@ -401,6 +432,7 @@ def restore(
     snapshot: SnapshotArgument = None,
     alias: AliasOption = None,
     directory: DirOption = None,
+    storage: StorageOption = None,
     yes: YesOption = False,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
@@ -413,7 +445,7 @@ def restore(
 
     _require_confirmation(yes, "restore replaces the current data")
     _start_django(ctx, settings, pythonpath)
-    store = _store(ctx, directory)
+    store = _store(ctx, directory, storage=storage)
     plan = operations.plan_restore(store, snapshot, alias or [])
 
     with _progress(ctx, quiet) as progress:
@@ -444,20 +476,21 @@ def list_snapshots(
     ctx: typer.Context,
     alias: AliasOption = None,
     directory: DirOption = None,
+    storage: StorageOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """List the snapshots, newest first."""
-    store = _store(ctx, directory, settings, pythonpath)
+    store = _store(ctx, directory, settings, pythonpath, storage)
     wanted = set(alias or ())
     snapshots = [s for s in store.snapshots() if not wanted or wanted & set(s.artifacts)]
     if as_json:
-        _print_json([_snapshot_json(s) for s in snapshots])
+        _print_json([_snapshot_json(store, s) for s in snapshots])
         return
     if not snapshots:
-        _say(ctx, quiet, f"No snapshots in {store.root}")
+        _say(ctx, quiet, f"No snapshots in {store.where}")
         return
     from rich.table import Table
 
@@ -486,21 +519,22 @@ def show(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
     directory: DirOption = None,
+    storage: StorageOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a snapshot's manifest: when, what, with which connectors and versions."""
-    store = _store(ctx, directory, settings, pythonpath)
+    store = _store(ctx, directory, settings, pythonpath, storage)
     snap = store.resolve(snapshot)
     if as_json:
-        _print_json(_snapshot_json(snap))
+        _print_json(_snapshot_json(store, snap))
         return
     from rich.table import Table
 
     console = _out_console()
     console.print(f"Snapshot  {snap.name}")
-    console.print(f"Path      {snap.path}")
+    console.print(f"Path      {store.location(snap.name)}")
     console.print(f"Created   {snap.created:%Y-%m-%d %H:%M:%S} UTC ({_age(snap.created)})")
     console.print(f"Label     {snap.label or '-'}")
     console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
@@ -531,6 +565,7 @@ def verify(
     snapshot: SnapshotArgument = None,
     all_snapshots: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
     directory: DirOption = None,
+    storage: StorageOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
@@ -539,7 +574,7 @@ def verify(
     """Recompute every checksum of a snapshot (the newest by default) or of --all."""
     if all_snapshots and snapshot:
         raise ConfigurationError("give a snapshot or --all, not both")
-    store = _store(ctx, directory, settings, pythonpath)
+    store = _store(ctx, directory, settings, pythonpath, storage)
     names = store.names() if all_snapshots else [store.resolve_name(snapshot)]
     results = {}
     with _progress(ctx, quiet) as progress:
@@ -579,7 +614,7 @@ def _external_problems(
         _start_django(ctx, settings, pythonpath)
     except ConfigurationError as exc:
         return [f"snapshot {name}: its server-side data cannot be checked: {exc}"]
-    return operations.external_problems(snapshot)
+    return operations.external_problems(store, snapshot)
 
 
 def _remove(
@@ -603,7 +638,7 @@ def _remove(
             return  # a broken manifest names nothing to release
         if operations.needs_project(snapshot):
             _start_django(ctx, settings, pythonpath)
-            operations.forget(snapshot)  # if this fails, the snapshot stays
+            operations.forget(store, snapshot)  # if this fails, the snapshot stays
 
     if not dry_run:
         store.delete(names, before=release)
@@ -627,6 +662,7 @@ def delete(
     ],
     yes: YesOption = False,
     directory: DirOption = None,
+    storage: StorageOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
@@ -634,14 +670,14 @@ def delete(
 ) -> None:
     """Delete snapshots; prints the name of each one deleted."""
     _require_confirmation(yes, "delete removes snapshots for good")
-    store = _store(ctx, directory, settings, pythonpath)
+    store = _store(ctx, directory, settings, pythonpath, storage)
     names = list(dict.fromkeys(store.resolve_name(ref) for ref in snapshots))
     if not yes:
         _ask(f"Delete {len(names)} snapshot(s): {', '.join(names)}?")
     _remove(
         ctx, store, names, as_json=as_json, dry_run=False, settings=settings, pythonpath=pythonpath
     )
-    _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.root}")
+    _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.where}")
 
 
 @app.command()
@@ -664,6 +700,7 @@ def prune(
     ] = False,
     yes: YesOption = False,
     directory: DirOption = None,
+    storage: StorageOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
@@ -672,7 +709,7 @@ def prune(
     """Delete all but the newest N snapshots; prints the name of each one that goes."""
     if not dry_run:
         _require_confirmation(yes, "prune removes snapshots for good")
-    store = _store(ctx, directory, settings, pythonpath)
+    store = _store(ctx, directory, settings, pythonpath, storage)
     names = [s.name for s in store.prune_plan(keep, alias)]
     if names and not dry_run and not yes:
         _ask(f"Delete {len(names)} snapshot(s), keeping the newest {keep}?")

@@ -120,7 +120,7 @@ def dump(
         _check_binaries(choice.name, choice.connector)
     with (
         store.new_snapshot(label) as pending,
-        _disk_errors(f"writing the snapshot in {store.root}", "nothing was kept"),
+        _disk_errors(f"writing the snapshot in {store.where}", "nothing was kept"),
     ):
         for choice in choices:
             extension = str(getattr(choice.connector, "extension", "dump"))
@@ -232,8 +232,9 @@ def _plain(snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
         yield plain
 
 
-def external_problems(snapshot: Snapshot) -> list[str]:
+def external_problems(store: SnapshotStore, snapshot: Snapshot) -> list[str]:
     """What the connectors' ``check`` hooks find wrong with data kept outside the snapshot."""
+    store.fetch(snapshot)
     problems = []
     for artifact in _hook_owners(snapshot, "check"):
         try:
@@ -244,8 +245,9 @@ def external_problems(snapshot: Snapshot) -> list[str]:
     return problems
 
 
-def forget(snapshot: Snapshot) -> None:
+def forget(store: SnapshotStore, snapshot: Snapshot) -> None:
     """Let connectors release what they keep outside the snapshot, before it is deleted."""
+    store.fetch(snapshot)
     for artifact in _hook_owners(snapshot, "forget"):
         with _plain(snapshot, artifact) as plain:
             _call_hook(_hook_connector(artifact), "forget", artifact.alias, plain)
@@ -317,6 +319,8 @@ def _verify_and_restore(
     progress: Progress,
 ) -> None:
     snapshot = plan.snapshot
+    with _disk_errors(f"fetching snapshot {snapshot.name}", "no database was touched"):
+        store.fetch(snapshot)
     with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch:
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():

@@ -242,7 +242,7 @@ class PendingSnapshot:
         """Write the manifest and move the snapshot into place atomically."""
         while True:
             name = snapshot_name(self.created, self.label)
-            if not (self.store.root / name).exists():
+            if not self.store.taken(name):
                 self._write_manifest(name, snapctl_version, django_version)
                 try:
                     # rename() never replaces a snapshot: it fails on a non-empty directory.
@@ -255,7 +255,9 @@ class PendingSnapshot:
             self.created += timedelta(milliseconds=1)
         _fsync_dir(self.store.root)
         self.path = self.store.root / name
-        return _parse_manifest(self.path)
+        snapshot = _parse_manifest(self.path)
+        self.store.publish(snapshot)
+        return snapshot
 
     def _write_manifest(self, name: str, snapctl_version: str, django_version: str) -> None:
         manifest = {
@@ -281,10 +283,33 @@ class PendingSnapshot:
 
 
 class SnapshotStore:
-    """A directory of snapshots."""
+    """A directory of snapshots.
+
+    A remote store (remote.py) keeps its snapshots elsewhere and uses ``root`` as local
+    scratch space; the methods between here and ``ensure`` are where the two differ.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def where(self) -> str:
+        """Where the snapshots are, for messages."""
+        return str(self.root)
+
+    def location(self, name: str) -> str:
+        """Where one snapshot is, for messages and JSON."""
+        return str(self.root / name)
+
+    def taken(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Called once a new snapshot is complete in ``root``; a local store has no more to
+        do."""
+
+    def fetch(self, snapshot: Snapshot) -> None:
+        """Make the snapshot's artifacts readable under ``snapshot.path``; local ones are."""
 
     def ensure(self) -> None:
         try:
@@ -353,7 +378,9 @@ class SnapshotStore:
         names = self.names()
         if reference is None or reference == LATEST:
             if not names:
-                raise SnapshotNotFound(f"no snapshots in {self.root}; take one with 'snapctl dump'")
+                raise SnapshotNotFound(
+                    f"no snapshots in {self.where}; take one with 'snapctl dump'"
+                )
             # Strictly the newest: a damaged newest snapshot is an error, never a quiet
             # fallback to an older one.
             return names[0]
@@ -371,7 +398,7 @@ class SnapshotStore:
                 + ", ".join(sorted(matches))
             )
         raise SnapshotNotFound(
-            f"no snapshot '{reference}' in {self.root}; 'snapctl list' shows what there is"
+            f"no snapshot '{reference}' in {self.where}; 'snapctl list' shows what there is"
         )
 
     def verify(self, name: str) -> list[str]:
@@ -383,6 +410,7 @@ class SnapshotStore:
     def _problems(self, name: str) -> list[str]:
         try:
             snapshot = self.load(name)
+            self.fetch(snapshot)
         except IntegrityError as exc:
             return [str(exc)]
         problems = []

@@ -10,6 +10,8 @@ the same project at any server:
 - EXAMPLE_DB2_NAME: if set, adds a second sqlite alias ``other`` at that path
 - EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS["DIRECTORY"]``
 - EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
+- EXAMPLE_S3_BUCKET (with EXAMPLE_S3_ENDPOINT, EXAMPLE_S3_ACCESS_KEY, EXAMPLE_S3_SECRET_KEY):
+  keep snapshots in that S3 bucket, through django-storages
 """
 
 import os
@@ -73,3 +75,22 @@ if os.environ.get("EXAMPLE_SQLITE_FORMAT"):
     SNAPSHOTS["DATABASE_CONNECTORS"] = {
         "default": SQLiteConnector(format=os.environ["EXAMPLE_SQLITE_FORMAT"])
     }
+
+if os.environ.get("EXAMPLE_S3_BUCKET"):
+    # Snapshots in S3: an entry of Django's STORAGES, named in SNAPSHOTS["STORAGE"].
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "snapshots": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": os.environ["EXAMPLE_S3_BUCKET"],
+                "endpoint_url": os.environ.get("EXAMPLE_S3_ENDPOINT") or None,
+                "access_key": os.environ.get("EXAMPLE_S3_ACCESS_KEY"),
+                "secret_key": os.environ.get("EXAMPLE_S3_SECRET_KEY"),
+                "region_name": "us-east-1",
+                "file_overwrite": True,
+            },
+        },
+    }
+    SNAPSHOTS["STORAGE"] = "snapshots"

@@ -1,0 +1,216 @@
+"""Snapshots in S3 (django-storages) against a real S3 API on loopback (moto's server)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLE, Project
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("storages")
+
+SECRET = "s3cr3t-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server._server.server_port}"
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="snapctl",
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    name = f"snaps-{secrets.token_hex(4)}"
+    s3_client(s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
+    return {
+        "EXAMPLE_S3_BUCKET": bucket,
+        "EXAMPLE_S3_ENDPOINT": endpoint,
+        "EXAMPLE_S3_ACCESS_KEY": "snapctl",
+        "EXAMPLE_S3_SECRET_KEY": SECRET,
+    }
+
+
+@pytest.fixture
+def remote(sqlite_project: Project, s3_endpoint: str, bucket: str) -> Project:
+    """The example project with SNAPSHOTS['STORAGE'] pointing at the bucket."""
+    env = {k: v for k, v in sqlite_project.env.items() if k != "SNAPCTL_DIR"}
+    env.update(s3_env(s3_endpoint, bucket))
+    return Project(env=env, snapshots=Path("/nonexistent"), extra={"bucket": bucket})
+
+
+def keys(endpoint: str, bucket: str) -> list[str]:
+    listing = s3_client(endpoint).list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_dump_list_verify_restore_through_s3(
+    remote: Project, s3_endpoint: str, tmp_path: Path
+) -> None:
+    before = remote.digest()
+    name = remote.dump("--label", "shared")
+    bucket = remote.extra["bucket"]
+    assert keys(s3_endpoint, bucket) == [
+        f"snapshots/{name}/default.sqlite3.zst",
+        f"snapshots/{name}/manifest.json",
+    ]
+    listed = json.loads(remote.snapctl("list", "--json", check=True).stdout)
+    assert [s["name"] for s in listed] == [name]
+    assert listed[0]["path"] == f"s3://{bucket}/snapshots/{name}"
+    assert remote.snapctl("verify", check=True).stdout.split() == [name, "ok"]
+    assert json.loads(remote.snapctl("show", "shared", "--json", check=True).stdout)["name"] == name
+
+    # Another checkout of the project, with its own database, restores from the bucket.
+    other_db = tmp_path / "other-checkout.sqlite3"
+    other = Project(env={**remote.env, "EXAMPLE_DB_NAME": str(other_db)}, snapshots=Path("/x"))
+    other.manage("migrate", "--no-input", "-v0")
+    assert other.digest() != before
+    other.snapctl("restore", "shared", "--yes", check=True)
+    assert other.digest() == before
+
+
+def test_damaged_remote_artifact_is_refused(remote: Project, s3_endpoint: str) -> None:
+    name = remote.dump()
+    key = f"snapshots/{name}/default.sqlite3.zst"
+    client = s3_client(s3_endpoint)
+    data = bytearray(client.get_object(Bucket=remote.extra["bucket"], Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0xFF
+    client.put_object(Bucket=remote.extra["bucket"], Key=key, Body=bytes(data))
+    remote.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
+    current = remote.digest()
+
+    verified = remote.snapctl("verify")
+    restored = remote.snapctl("restore", "--yes")
+
+    assert verified.returncode == 3 and "checksum" in verified.stderr
+    assert restored.returncode == 3
+    assert remote.digest() == current
+
+
+def test_delete_and_prune_remove_remote_objects(remote: Project, s3_endpoint: str) -> None:
+    names = [remote.dump() for _ in range(3)]
+    remote.snapctl("delete", names[0], "--yes", check=True)
+    dry = json.loads(remote.snapctl("prune", "--keep", "1", "--dry-run", "--json").stdout)
+    assert dry["would_delete"] == [names[1]]
+    remote.snapctl("prune", "--keep", "1", "--yes", check=True)
+    assert keys(s3_endpoint, remote.extra["bucket"]) == [
+        f"snapshots/{names[2]}/default.sqlite3.zst",
+        f"snapshots/{names[2]}/manifest.json",
+    ]
+
+
+INTERRUPTING_SETTINGS = """
+from example_project.settings import *  # noqa: F403
+from storages.backends.s3 import S3Storage
+
+
+class DiesBeforeTheManifest(S3Storage):
+    def _save(self, name, content):
+        if name.endswith("manifest.json"):
+            raise ConnectionError("the network went away")
+        return super()._save(name, content)
+
+
+STORAGES["snapshots"]["BACKEND"] = "interrupting_settings.DiesBeforeTheManifest"  # noqa: F405
+"""
+
+
+def test_an_interrupted_upload_leaves_nothing_listed(
+    remote: Project, s3_endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "interrupting_settings.py").write_text(INTERRUPTING_SETTINGS)
+    result = remote.snapctl(
+        "--settings", "interrupting_settings", "--pythonpath", str(tmp_path), "dump"
+    )
+    assert result.returncode == 1
+    assert "the network went away" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert json.loads(remote.snapctl("list", "--json", check=True).stdout) == []
+    assert keys(s3_endpoint, remote.extra["bucket"]) == []  # the artifact was taken back
+
+
+SLOW_SETTINGS = """
+import time
+
+from example_project.settings import *  # noqa: F403
+from storages.backends.s3 import S3Storage
+
+
+class SlowBeforeTheManifest(S3Storage):
+    def _save(self, name, content):
+        if name.endswith("manifest.json"):
+            time.sleep(60)
+        return super()._save(name, content)
+
+
+STORAGES["snapshots"]["BACKEND"] = "slow_settings.SlowBeforeTheManifest"  # noqa: F405
+"""
+
+
+def test_a_killed_upload_leaves_nothing_listed(
+    remote: Project, s3_endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "slow_settings.py").write_text(SLOW_SETTINGS)
+    bucket = remote.extra["bucket"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snapctl",
+            "--settings",
+            "slow_settings",
+            "--pythonpath",
+            str(tmp_path),
+            "dump",
+        ],
+        cwd=EXAMPLE,
+        env=remote.env,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not keys(s3_endpoint, bucket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()  # the artifact is uploaded, the manifest is not
+    proc.wait()
+    uploaded = keys(s3_endpoint, bucket)
+    assert len(uploaded) == 1 and uploaded[0].endswith("default.sqlite3.zst")
+    assert json.loads(remote.snapctl("list", "--json", check=True).stdout) == []
+    assert remote.snapctl("restore", "--yes").returncode == 2  # no snapshot to restore
+    name = remote.dump()  # and the next dump works
+    assert [s["name"] for s in json.loads(remote.snapctl("list", "--json").stdout)] == [name]
+
+
+def test_credentials_are_never_printed(remote: Project) -> None:
+    remote.dump()
+    wrong = {**remote.env, "EXAMPLE_S3_BUCKET": "no-such-bucket"}
+    project = Project(env=wrong, snapshots=Path("/x"))
+    for args in (("list",), ("dump",), ("restore", "--yes")):
+        result = project.snapctl(*args)
+        assert result.returncode in (1, 2), result.stderr
+        assert SECRET not in result.stderr + result.stdout
+        assert len(result.stderr.splitlines()) == 1, result.stderr
