@@ -90,9 +90,12 @@ def database_oid(name: str) -> str:
     return psql_admin(f"SELECT oid FROM pg_database WHERE datname = '{name}'").strip()
 
 
-def leftover_databases() -> list[str]:
+def leftover_databases(name: str) -> list[str]:
+    """Temporary databases a restore of ``name`` made and did not remove (only this test's:
+    other processes may be restoring their own databases meanwhile)."""
     return psql_admin(
-        "SELECT datname FROM pg_database WHERE datname ~ '_snapctl_(new|old)_[0-9a-f]{8}$'"
+        "SELECT datname FROM pg_database "
+        f"WHERE datname ~ '^{name}_snapctl_(new|old)_[0-9a-f]{{8}}$'"
     ).split()
 
 
@@ -175,7 +178,7 @@ def assert_failed_restore_changes_nothing(project: Project) -> None:
     assert "uuid" in one_line(result.stderr)
     assert project.digest() == changed
     assert schema_state(db) == schema_changed
-    assert leftover_databases() == []
+    assert leftover_databases(db.name) == []
     assert psql_admin(f"SELECT datallowconn FROM pg_database WHERE datname = '{db.name}'") == "t\n"
 
 
@@ -186,7 +189,7 @@ def test_round_trip_is_exact(postgres_project: Project) -> None:
     oid = database_oid(postgres_project.extra["db"].name)
     assert_round_trip(postgres_project)
     assert database_oid(postgres_project.extra["db"].name) != oid  # swapped in by rename
-    assert leftover_databases() == []
+    assert leftover_databases(postgres_project.extra["db"].name) == []
 
 
 def test_failed_restore_leaves_database_as_it_was(postgres_project: Project) -> None:

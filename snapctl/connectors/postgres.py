@@ -42,7 +42,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,27 +345,36 @@ def check_archive(
 # --- restore: swap --------------------------------------------------------------------------
 
 
-def _short(name: str, limit: int) -> str:
+def short_name(name: str, limit: int) -> str:
     """``name`` cut to ``limit`` UTF-8 bytes, so derived names stay within NAMEDATALEN."""
     return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
 
 
-def create_database_sql(name: str, info: dict[str, Any]) -> list[str]:
-    """CREATE DATABASE like the original, then its grants and comment."""
+def create_database_sql(
+    name: str, info: dict[str, Any], template: str = "template0", strategy: str | None = None
+) -> list[str]:
+    """CREATE DATABASE like the original, then its grants and comment.
+
+    From template0 it also takes the original's encoding and locale; from any other template
+    (a copy of the original made earlier) it keeps the template's, which its indexes need.
+    ``strategy`` (PostgreSQL 15+: ``wal_log`` or ``file_copy``) says how the server copies it.
+    """
     row = info["row"]
-    parts = [
-        f"CREATE DATABASE {ident(name)} TEMPLATE template0 OWNER {ident(info['owner'])}",
-        f"ENCODING {literal(info['encoding'])}",
-        f"LC_COLLATE {literal(row['datcollate'])} LC_CTYPE {literal(row['datctype'])}",
-    ]
-    provider = row.get("datlocprovider")
-    locale = row.get("datlocale") or row.get("daticulocale")
-    if provider == "i":
-        parts.append(f"LOCALE_PROVIDER icu ICU_LOCALE {literal(locale)}")
-        if row.get("daticurules"):
-            parts.append(f"ICU_RULES {literal(row['daticurules'])}")
-    elif provider == "b":
-        parts.append(f"LOCALE_PROVIDER builtin BUILTIN_LOCALE {literal(locale)}")
+    parts = [f"CREATE DATABASE {ident(name)} TEMPLATE {ident(template)}"]
+    if strategy:
+        parts.append(f"STRATEGY {strategy}")
+    parts.append(f"OWNER {ident(info['owner'])}")
+    if template == "template0":
+        parts.append(f"ENCODING {literal(info['encoding'])}")
+        parts.append(f"LC_COLLATE {literal(row['datcollate'])} LC_CTYPE {literal(row['datctype'])}")
+        provider = row.get("datlocprovider")
+        locale = row.get("datlocale") or row.get("daticulocale")
+        if provider == "i":
+            parts.append(f"LOCALE_PROVIDER icu ICU_LOCALE {literal(locale)}")
+            if row.get("daticurules"):
+                parts.append(f"ICU_RULES {literal(row['daticurules'])}")
+        elif provider == "b":
+            parts.append(f"LOCALE_PROVIDER builtin BUILTIN_LOCALE {literal(locale)}")
     if int(row.get("datconnlimit", -1)) != -1:
         parts.append(f"CONNECTION LIMIT {int(row['datconnlimit'])}")
     if info["tablespace"] != "pg_default":
@@ -408,9 +417,44 @@ def can_swap(info: dict[str, Any]) -> bool:
     return allowed and not (info["settings"] or info["slots"] or info["foreign_extensions"])
 
 
-def _drop_database_sql(name: str, info: dict[str, Any]) -> str:
-    force = " WITH (FORCE)" if info["server_version_num"] >= 130000 else ""
+def drop_database_sql(name: str, server_version_num: int) -> str:
+    force = " WITH (FORCE)" if server_version_num >= 130000 else ""
     return f"DROP DATABASE IF EXISTS {ident(name)}{force}"
+
+
+def replace_by_swap(
+    pg: Libpq,
+    info: dict[str, Any],
+    admin_db: str,
+    fill: Callable[[str], None] | None = None,
+    template: str = "template0",
+    strategy: str | None = None,
+) -> None:
+    """Replace the database with a new one, made like it from ``template`` and then filled by
+    ``fill(new name)``, by the renames of :func:`swap`; drop the previous one afterwards.
+
+    Until the renames the original is untouched; any failure (or interrupt) before them drops
+    the new database and leaves the original as it was.
+    """
+    database = info["database"]
+    token = secrets.token_hex(4)
+    fresh = f"{short_name(database, 40)}_snapctl_new_{token}"
+    old = f"{short_name(database, 40)}_snapctl_old_{token}"
+    what = f"restore of '{pg.alias}' (database unchanged)"
+    try:
+        pg.psql(*create_database_sql(fresh, info, template, strategy), database=admin_db, what=what)
+        if fill is not None:
+            fill(fresh)
+        swap(pg, database, fresh, old, admin_db)
+    except BaseException:
+        with contextlib.suppress(OperationFailed):
+            pg.psql(drop_database_sql(fresh, info["server_version_num"]), database=admin_db)
+        raise
+    pg.psql(
+        drop_database_sql(old, info["server_version_num"]),
+        database=admin_db,
+        what=f"restore of '{pg.alias}' succeeded, but dropping the previous database {old}",
+    )
 
 
 def restore_by_swap(
@@ -420,15 +464,11 @@ def restore_by_swap(
     admin_db: str,
     owner_flags: list[str],
 ) -> None:
-    database = info["database"]
-    token = secrets.token_hex(4)
-    fresh = f"{_short(database, 40)}_snapctl_new_{token}"
-    old = f"{_short(database, 40)}_snapctl_old_{token}"
     pg_restore = _process.find_binary("pg_restore", package_hint=_CLIENT_HINT)
     jobs = str(max(1, min(os.cpu_count() or 1, _MAX_JOBS)))
     what = f"restore of '{pg.alias}' (database unchanged)"
-    pg.psql(*create_database_sql(fresh, info), database=admin_db, what=what)
-    try:
+
+    def fill(fresh: str) -> None:
         pg.run(
             [
                 pg_restore,
@@ -443,16 +483,8 @@ def restore_by_swap(
             ],
             what,
         )
-        swap(pg, database, fresh, old, admin_db)
-    except BaseException:
-        with contextlib.suppress(OperationFailed):
-            pg.psql(_drop_database_sql(fresh, info), database=admin_db)
-        raise
-    pg.psql(
-        _drop_database_sql(old, info),
-        database=admin_db,
-        what=f"restore of '{pg.alias}' succeeded, but dropping the previous database {old}",
-    )
+
+    replace_by_swap(pg, info, admin_db, fill)
 
 
 def swap(pg: Libpq, database: str, fresh: str, old: str, admin_db: str) -> None:
