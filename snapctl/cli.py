@@ -735,6 +735,7 @@ def list_connectors(
 ) -> None:
     """Show the installed connectors, where each comes from, and the aliases it serves."""
     from snapctl import connector_listing
+    from snapctl.registry import FALLBACK
 
     _start_django(ctx, settings, pythonpath)
     rows = connector_listing.rows()
@@ -753,7 +754,7 @@ def list_connectors(
         table.add_row(
             row.name,
             row.source,
-            ", ".join(row.engines) or "any",
+            ", ".join(row.engines) or ("any" if row.name == FALLBACK else "by name only"),
             ", ".join(f"{a} ({why})" for a, why in row.aliases.items()) or "-",
             binaries if row.binaries else "-",
         )

@@ -21,7 +21,13 @@ from snapctl.errors import (
     OperationFailed,
     SnapctlError,
 )
-from snapctl.snapshots import Artifact, Snapshot, SnapshotStore, scratch_prefix
+from snapctl.snapshots import (
+    Artifact,
+    PendingSnapshot,
+    Snapshot,
+    SnapshotStore,
+    scratch_prefix,
+)
 
 DEFAULT_ALIAS = "default"
 
@@ -111,50 +117,73 @@ def dump(
     import django
 
     from snapctl import __version__
-    from snapctl.django_env import database_settings
 
     compression.check_method(method, level)
     progress = progress or NoProgress()
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
+    dumped: list[tuple[registry.Choice, Path]] = []
     with (
         store.new_snapshot(label) as pending,
         _disk_errors(f"writing the snapshot in {store.where}", "nothing was kept"),
     ):
-        for choice in choices:
-            extension = str(getattr(choice.connector, "extension", "dump"))
-            raw = pending.scratch_path(choice.alias, extension)
-            with (
-                progress.track(f"Dumping {choice.alias}", watch=raw),
-                _connector_errors("dump", choice.name, choice.alias),
-            ):
-                metadata = choice.connector.dump(choice.alias, raw)
-            if not isinstance(metadata, dict):
-                metadata = {}
-            try:
-                json.dumps(metadata)
-            except (TypeError, ValueError) as exc:
-                raise OperationFailed(
-                    f"connector '{choice.name}' returned metadata that is not JSON: {exc}"
-                ) from exc
-            with progress.track(
-                f"Compressing {choice.alias}", watch=pending.final_path(raw, method)
-            ):
-                pending.add(
-                    choice.alias,
-                    raw,
-                    method,
-                    level,
-                    connector=choice.name,
-                    connector_source=choice.source,
-                    connector_class=choice.class_path,
-                    engine=str(database_settings(choice.alias).get("ENGINE", "")),
-                    vendor=_vendor(choice.alias),
-                    server_version=metadata.get("server_version"),
-                    metadata=metadata,
-                )
-        return pending.commit(__version__, django.get_version())
+        try:
+            for choice in choices:
+                _dump_one(pending, choice, method, level, progress, dumped)
+            return pending.commit(__version__, django.get_version())
+        except BaseException:
+            # The snapshot will not exist: release what connectors keep outside it.
+            for done, raw in dumped:
+                final = pending.final_path(raw, method)
+                with contextlib.suppress(Exception):
+                    _call_hook(
+                        done.connector, "forget", done.alias, final if final.exists() else raw
+                    )
+            raise
+
+
+def _dump_one(
+    pending: PendingSnapshot,
+    choice: registry.Choice,
+    method: str,
+    level: int | None,
+    progress: Progress,
+    dumped: list[tuple[registry.Choice, Path]],
+) -> None:
+    """Dump one alias into the pending snapshot, then compress and record it."""
+    from snapctl.django_env import database_settings
+
+    extension = str(getattr(choice.connector, "extension", "dump"))
+    raw = pending.scratch_path(choice.alias, extension)
+    with (
+        progress.track(f"Dumping {choice.alias}", watch=raw),
+        _connector_errors("dump", choice.name, choice.alias),
+    ):
+        metadata = choice.connector.dump(choice.alias, raw)
+    dumped.append((choice, raw))
+    if not isinstance(metadata, dict):
+        metadata = {}
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise OperationFailed(
+            f"connector '{choice.name}' returned metadata that is not JSON: {exc}"
+        ) from exc
+    with progress.track(f"Compressing {choice.alias}", watch=pending.final_path(raw, method)):
+        pending.add(
+            choice.alias,
+            raw,
+            method,
+            level,
+            connector=choice.name,
+            connector_source=choice.source,
+            connector_class=choice.class_path,
+            engine=str(database_settings(choice.alias).get("ENGINE", "")),
+            vendor=_vendor(choice.alias),
+            server_version=metadata.get("server_version"),
+            metadata=metadata,
+        )
 
 
 def connector_for_restore(alias: str, artifact: Artifact) -> Any:

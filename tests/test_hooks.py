@@ -47,7 +47,16 @@ class OutsideConnector:
         (OUTSIDE / json.loads(src.read_text())["key"]).unlink(missing_ok=True)
 
 
-SNAPSHOTS = {"DATABASE_CONNECTORS": {"default": OutsideConnector()}}
+class BrokenMetadataConnector(OutsideConnector):
+    """Fails after its dump: its metadata is not JSON."""
+
+    def dump(self, db_alias, dest):
+        super().dump(db_alias, dest)
+        return {"when": object()}
+
+
+CHOSEN = BrokenMetadataConnector if os.environ.get("BROKEN") else OutsideConnector
+SNAPSHOTS = {"DATABASE_CONNECTORS": {"default": CHOSEN()}}
 '''
 
 
@@ -95,3 +104,11 @@ def test_forget_on_delete_and_prune(outside: tuple[Project, Path]) -> None:
     project.snapctl("prune", "--keep", "1", "--yes", check=True)
     assert [p.name for p in store.iterdir()] == [keys[2]]
     assert project.store_entries() == [names[2]]
+
+
+def test_a_failed_dump_releases_what_it_kept_outside(outside: tuple[Project, Path]) -> None:
+    project, store = outside
+    result = project.snapctl("dump", BROKEN="1")
+    assert result.returncode == 1 and "not JSON" in result.stderr
+    assert list(store.iterdir()) == []  # the copy outside was released
+    assert project.store_entries() == []
