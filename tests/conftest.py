@@ -50,6 +50,21 @@ def faults() -> FaultLedger:
     return LEDGER
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist, each worker hands its counts to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_ledger"] = [LEDGER.injected, LEDGER.checked, LEDGER.bytes_lost]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    injected, checked, lost = getattr(node, "workeroutput", {}).get("fault_ledger", [0, 0, 0])
+    LEDGER.injected += injected
+    LEDGER.checked += checked
+    LEDGER.bytes_lost += lost
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if LEDGER.injected or LEDGER.checked:
         terminalreporter.write_line(
