@@ -148,6 +148,7 @@ AliasOption = Annotated[
     typer.Option(
         "--alias",
         "-a",
+        metavar="ALIAS",
         help="Database alias from DATABASES (repeatable).",
         autocompletion=completion.aliases,
     ),
@@ -184,6 +185,7 @@ YesOption = Annotated[
 SnapshotArgument = Annotated[
     str | None,
     typer.Argument(
+        metavar="SNAPSHOT",
         help="Snapshot name, label, unique prefix, or 'latest' (the default).",
         autocompletion=completion.snapshots,
         show_default=False,
@@ -372,22 +374,26 @@ def dump(
         bool, typer.Option("--all", help="Dump every database in DATABASES.")
     ] = False,
     label: Annotated[
-        str | None, typer.Option("--label", "-l", help="A label appended to the name.")
+        str | None,
+        typer.Option("--label", "-l", metavar="LABEL", help="A label appended to the name."),
     ] = None,
     directory: DirOption = None,
     storage: StorageOption = None,
     compress: Annotated[
-        str, typer.Option("--compress", help="Compression: zstd, gzip or none.")
+        str, typer.Option("--compress", metavar="METHOD", help="Compression: zstd, gzip or none.")
     ] = "zstd",
     level: Annotated[
         int | None,
-        typer.Option("--level", help="Compression level (zstd 1-22, default 3; gzip 1-9)."),
+        typer.Option(
+            "--level", metavar="N", help="Compression level (zstd 1-22, default 3; gzip 1-9)."
+        ),
     ] = None,
     connector: Annotated[
         str | None,
         typer.Option(
             "--connector",
             "-c",
+            metavar="NAME",
             help="Use this connector (see list-connectors).",
             autocompletion=completion.connectors,
         ),
@@ -655,6 +661,7 @@ def delete(
     snapshots: Annotated[
         list[str],
         typer.Argument(
+            metavar="SNAPSHOT",
             help="Snapshots to delete (names, labels or unique prefixes).",
             autocompletion=completion.snapshots,
             show_default=False,
@@ -684,13 +691,17 @@ def delete(
 def prune(
     ctx: typer.Context,
     keep: Annotated[
-        int, typer.Option("--keep", "-k", help="How many of the newest snapshots to keep.", min=0)
+        int,
+        typer.Option(
+            "--keep", "-k", metavar="N", help="How many of the newest snapshots to keep.", min=0
+        ),
     ],
     alias: Annotated[
         str | None,
         typer.Option(
             "--alias",
             "-a",
+            metavar="ALIAS",
             help="Only snapshots holding this alias count and go.",
             autocompletion=completion.aliases,
         ),
