@@ -338,3 +338,80 @@ def test_option_file_is_read_as_written(tmp_path: Path) -> None:
     assert last["--socket"] == "/run/app.sock" and last["--ssl-ca"] == "/etc/ca.pem"
     assert last["--default-character-set"] == "utf8mb4"  # utf8 (mb3) would lose emoji
     assert f"--password={password}" in result.stdout
+
+
+PARALLEL_SETTINGS = """
+from example_project.settings import *  # noqa: F403
+
+from snapctl import MySQLConnector
+
+SNAPSHOTS = {"DATABASE_CONNECTORS": {"default": MySQLConnector(jobs=3)}}
+"""
+
+
+def parallel_project(project: Project, tmp_path: Path) -> list[str]:
+    """Settings whose connector loads rows with three sessions, whatever the machine's cores,
+    and a database whose two largest tables each get a session of their own."""
+    settings = tmp_path / "settings_dir"
+    settings.mkdir()
+    (settings / "parallel_settings.py").write_text(PARALLEL_SETTINGS)
+    project.manage("bulk_fill", "--rows", "20000")
+    return ["--settings", "parallel_settings", "--pythonpath", str(settings)]
+
+
+def loads_into_scratch(log: Path) -> int:
+    calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
+    return sum(1 for argv in calls if any("_snapctl_" in arg for arg in argv))
+
+
+def test_parallel_restore_of_large_tables_is_exact(
+    mariadb_project: Project, tmp_path: Path
+) -> None:
+    db = mariadb_project.extra["db"]
+    options = parallel_project(mariadb_project, tmp_path)
+    user_sql(db, SCHEMA_OBJECTS)
+    before, objects = mariadb_project.digest(), schema_objects(db)
+    assert len(before["tables"]["shop_customer"]["rows"]) > 20000
+    mariadb_project.snapctl(*options, "dump", check=True)
+    user_sql(db, CHANGES)
+    log = tmp_path / "argv.log"
+    write_wrappers(tmp_path / "bin", log)
+
+    mariadb_project.snapctl(
+        *options, "restore", "--yes", check=True, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    )
+
+    assert mariadb_project.digest() == before
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+    # Tables, then the rows in several sessions (two big tables, the small ones), then the rest.
+    assert loads_into_scratch(log) >= 4
+    assert next_tag_id(mariadb_project) == before["sequences"]["shop_tag"]
+
+
+def test_failed_table_segment_leaves_database_unchanged(
+    mariadb_project: Project, tmp_path: Path
+) -> None:
+    db = mariadb_project.extra["db"]
+    options = parallel_project(mariadb_project, tmp_path)
+    user_sql(db, SCHEMA_OBJECTS)
+    name = json.loads(mariadb_project.snapctl(*options, "dump", "--json", "--compress", "none",
+                                              check=True).stdout)["name"]  # fmt: skip
+    # The rows of one large table fail at their end, while the other sessions load theirs.
+    insert_before_last(
+        mariadb_project, name,
+        b"INSERT INTO `shop_product` (id) VALUES (1);\n",
+        b"/*!40000 ALTER TABLE `shop_product` ENABLE KEYS */;",
+    )  # fmt: skip
+    user_sql(db, CHANGES)
+    changed, objects = mariadb_project.digest(), schema_objects(db)
+
+    result = mariadb_project.snapctl(*options, "restore", "--yes")
+
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert "`shop_product`" in line and "Duplicate entry" in line and "unchanged" in line, line
+    assert mariadb_project.digest() == changed
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+    assert not list(mariadb_project.snapshots.glob(".tmp-*"))  # the segments are gone too

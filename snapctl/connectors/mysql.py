@@ -21,6 +21,16 @@ allows (neither engine has transactional DDL):
 1. The script is loaded into a scratch database ``<NAME>_snapctl_<random>`` created with the
    live database's character set. A script that fails (bad SQL, data, privileges, space, a
    lost connection) fails there: the live database is untouched and the scratch one dropped.
+   To load faster, the script is first cut, streaming, at the comment headers the dump tool
+   writes, into segment files beside the snapshot store: every CREATE TABLE, then each large
+   table's rows (small tables' rows together), then triggers, routines, events and views.
+   The tables are created in one session, the rows loaded by ``jobs`` sessions at once (each
+   runs the dump's own header first: its character set, time zone, sql_mode, and unique and
+   foreign key checks off, exactly as the whole script would), then the rest in one session.
+   Each table's rows come from one session and nothing else writes the scratch database, so
+   the order cannot change the result. The first segment to fail stops the others, and the
+   failure is handled as above. ``jobs=1``, or a script without the expected headers, is
+   loaded whole.
 2. One session drops the live database's triggers, views, routines and events (triggers block
    a RENAME across schemas, views cannot change schema), then moves every table in a single
    ``RENAME TABLE``: the live tables out to a second scratch database ``..._snapctl_<random>o``,
@@ -48,22 +58,26 @@ restore fails before touching anything.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snapctl.connectors import _process
 from snapctl.errors import ConfigurationError, OperationFailed
+from snapctl.snapshots import scratch_prefix
 
 _PACKAGE_HINT = "the MariaDB or MySQL client (e.g. apt install mariadb-client)"
 _SCRATCH_INFIX = "_snapctl_"
 _MAX_NAME = 64
 _DUMP_FLAGS = (
     "--single-transaction",
+    "--comments",  # the section headers a restore splits the script at, whatever my.cnf says
     "--quick",
     "--routines",
     "--triggers",
@@ -229,8 +243,16 @@ class Client:
         return [line.split("\t") for line in out.splitlines() if line]
 
     def load(self, script: Path, database: str, what: str) -> None:
-        args = ["--batch", "--binary-mode", "--max-allowed-packet=1G", f"--database={database}"]
-        self.run(self.client, args, what, stdin=script)
+        self.run(self.client, _load_args(database), what, stdin=script)
+
+    def load_parallel(self, scripts: Sequence[tuple[str, Path]], database: str, jobs: int) -> None:
+        """Load ``(what, script)`` pairs, each in its own session, ``jobs`` at a time."""
+        argv = [self.client.path, f"--defaults-extra-file={self.defaults}", *_load_args(database)]
+        _process.run_parallel(
+            [_process.Job(argv, what, script) for what, script in scripts],
+            limit=jobs,
+            secrets=[self.password],
+        )
 
     def dump_flags(self) -> list[str]:
         flags = list(_DUMP_FLAGS)
@@ -241,6 +263,10 @@ class Client:
             if self.dumper.major >= 8:
                 flags.append("--column-statistics=0")
         return flags
+
+
+def _load_args(database: str) -> list[str]:
+    return ["--batch", "--binary-mode", "--max-allowed-packet=1G", f"--database={database}"]
 
 
 # --- restore steps ----------------------------------------------------------------------
@@ -338,6 +364,218 @@ def _programs_script(client: Client, schema: str, objects: Objects, dest: Path) 
     return dest
 
 
+# --- splitting a dump for a parallel load -----------------------------------------------
+
+# The dump tool starts each part of the script with a comment header. Only these move lines
+# to another segment; any other comment stays where it is.
+_SECTIONS = (
+    (b"-- Table structure for table ", "schema"),
+    (b"-- Temporary table structure for view ", "schema"),  # a placeholder, for references
+    (b"-- Dumping data for table ", "data"),
+    (b"-- Dumping events for database ", "post"),
+    (b"-- Dumping routines for database ", "post"),
+    (b"-- Final view structure for view ", "post"),
+)
+_END_OF_ROWS = b"UNLOCK TABLES;"  # closes a table's rows; its triggers follow
+_BLOCK = 1 << 20  # bytes read at once, and the longest piece of a line held in memory
+_BUNDLE_BELOW = 4 << 20  # tables with fewer bytes of rows share one load
+_MAX_JOBS = 4
+
+
+def _section_kind(line: bytes) -> str | None:
+    for prefix, kind in _SECTIONS:
+        if line.startswith(prefix):
+            return kind
+    return None
+
+
+def _section_name(line: bytes) -> str:
+    """The object a header names, for messages: "-- Dumping data for table `t`" -> `t`."""
+    return line.rstrip(b"\r\n").split(b" ", 5)[-1].decode("utf-8", "replace")
+
+
+class _Unsplittable(Exception):
+    """The dump is not laid out as the splitter expects: load it whole."""
+
+
+class _Reader:
+    """A dump read in blocks: line by line (a line longer than a block comes in pieces, so
+    memory stays bounded), or, for rows, straight through to the next line of interest."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.buffer = b""
+        self.pos = 0
+        self.at_line_start = True  # whether the next piece starts a line
+
+    def _fill(self) -> bool:
+        block = self.handle.read(_BLOCK)
+        self.buffer = self.buffer[self.pos :] + block
+        self.pos = 0
+        return bool(block)
+
+    def piece(self) -> bytes:
+        """The next line, or the next block of a long one; b"" at the end."""
+        while True:
+            end = self.buffer.find(b"\n", self.pos)
+            if end >= 0 or len(self.buffer) - self.pos >= _BLOCK or not self._fill():
+                stop = end + 1 if end >= 0 else min(len(self.buffer), self.pos + _BLOCK)
+                piece = self.buffer[self.pos : stop]
+                self.pos = stop
+                self.at_line_start = piece.endswith(b"\n")
+                return piece
+
+    def copy_rows(self, out: BinaryIO) -> None:
+        """Copy to ``out`` up to the next line starting ``UNLOCK TABLES;`` or ``--`` (or the
+        end). Rows never start a line so: every row line starts with ``(`` or ``INSERT``, and
+        newlines inside values are escaped."""
+        if not self.at_line_start:
+            return
+        stops = (b"\n" + _END_OF_ROWS, b"\n--")
+        while True:
+            if len(self.buffer) - self.pos < len(_END_OF_ROWS) and not self._fill():
+                out.write(self.buffer[self.pos :])
+                self.pos = len(self.buffer)
+                return
+            if self.buffer.startswith((_END_OF_ROWS, b"--"), self.pos):
+                return
+            found = [i for i in (self.buffer.find(s, self.pos) for s in stops) if i >= 0]
+            if found:
+                out.write(self.buffer[self.pos : min(found) + 1])
+                self.pos = min(found) + 1
+                return
+            keep = len(self.buffer) - len(_END_OF_ROWS)  # a stop may straddle two blocks
+            out.write(self.buffer[self.pos : keep])
+            self.pos = keep
+            if not self._fill():
+                out.write(self.buffer[self.pos :])
+                self.pos = len(self.buffer)
+                return
+
+
+@dataclass
+class Segments:
+    """A dump cut into scripts that load the same database: ``schema`` (every CREATE TABLE,
+    and placeholder views), then ``data`` (one script per large table's rows, the small
+    tables' rows together; largest first; any order gives the same result), then ``post``
+    (triggers, routines, events, final views). Each starts with the dump's own session
+    settings (character set, time zone, sql_mode, unique and foreign key checks off)."""
+
+    schema: Path
+    data: list[tuple[str, Path]]
+    post: Path
+
+
+class _Splitter:
+    """Routes the dump's lines to segment files as they stream past: never the whole dump in
+    memory, and each byte written once (but small tables' rows, copied into the bundle)."""
+
+    def __init__(self, workdir: Path, stack: contextlib.ExitStack) -> None:
+        self.workdir = workdir
+        self.stack = stack
+        self.prelude = bytearray()
+        self.started = False  # past the prelude
+        self.in_program = False  # between DELIMITER ;; and DELIMITER ;: bodies, not headers
+        self.in_rows = False
+        self.schema = self._open("schema.sql")
+        self.post = self._open("post.sql")
+        self.current = self.schema
+        self.tables: list[tuple[str, Path]] = []
+        self.bundle: BinaryIO | None = None
+        self.bundled: list[str] = []
+
+    def _open(self, name: str) -> BinaryIO:
+        return self.stack.enter_context(open(self.workdir / name, "wb", buffering=_BLOCK))
+
+    def line(self, line: bytes, at_line_start: bool) -> None:
+        if at_line_start and not self.in_program:
+            kind = _section_kind(line)
+            if kind is not None:
+                self._switch(kind, line)
+            elif line.startswith(b"DELIMITER ") and line.strip() != b"DELIMITER ;":
+                self.in_program = True
+        elif at_line_start and line.strip() == b"DELIMITER ;":
+            self.in_program = False
+        if not self.started:
+            self.prelude += line
+            if len(self.prelude) > _BLOCK:
+                raise _Unsplittable  # no header where the dump tool puts one
+            return
+        self.current.write(line)
+        if self.in_rows and at_line_start and line.startswith(_END_OF_ROWS):
+            self._end_table()
+            self.current = self.post
+
+    def _switch(self, kind: str, header: bytes) -> None:
+        if not self.started:
+            self.started = True
+            self.schema.write(self.prelude)
+            self.post.write(self.prelude)
+        if self.in_rows:
+            self._end_table()
+        if kind == "data":
+            self._start_table(_section_name(header))
+        else:
+            self.current = self.schema if kind == "schema" else self.post
+
+    def _start_table(self, name: str) -> None:
+        path = self.workdir / f"rows-{len(self.tables) + len(self.bundled)}.sql"
+        self.current = open(path, "wb", buffering=_BLOCK)  # noqa: SIM115 - see _end_table
+        self.current.write(self.prelude)
+        self.tables.append((name, path))
+        self.in_rows = True
+
+    def _end_table(self) -> None:
+        """Close a table's rows; if they are few, move them into the bundle."""
+        self.in_rows = False
+        self.current.close()
+        name, path = self.tables[-1]
+        if path.stat().st_size - len(self.prelude) >= _BUNDLE_BELOW:
+            return
+        if self.bundle is None:
+            self.bundle = self._open("rows-small.sql")
+            self.bundle.write(self.prelude)
+        with open(path, "rb") as rows:
+            rows.seek(len(self.prelude))
+            shutil.copyfileobj(rows, self.bundle)
+        path.unlink()
+        self.tables.pop()
+        self.bundled.append(name)
+
+    def finish(self) -> Segments | None:
+        """The segments, or None when the dump is not laid out as expected."""
+        if self.in_rows:
+            self._end_table()
+        if not self.started or self.in_program or not (self.tables or self.bundled):
+            return None
+        data = list(self.tables)
+        if self.bundle is not None:
+            self.bundle.flush()
+            data.append((", ".join(self.bundled), self.workdir / "rows-small.sql"))
+        data.sort(key=lambda item: item[1].stat().st_size, reverse=True)
+        return Segments(self.workdir / "schema.sql", data, self.workdir / "post.sql")
+
+
+def split_dump(src: Path, workdir: Path) -> Segments | None:
+    """Cut a dump into segments in ``workdir``, streaming; None if its layout is unknown."""
+    with open(src, "rb") as handle, contextlib.ExitStack() as stack:
+        reader, splitter = _Reader(handle), _Splitter(workdir, stack)
+        try:
+            while True:
+                at_line_start = reader.at_line_start
+                piece = reader.piece()
+                if not piece:
+                    return splitter.finish()
+                splitter.line(piece, at_line_start)
+                if splitter.in_rows:
+                    reader.copy_rows(splitter.current)
+        except _Unsplittable:
+            return None
+        finally:
+            if splitter.in_rows:
+                splitter.current.close()
+
+
 @dataclass
 class Swap:
     """One restore's names and saved state, so that a failure can be undone.
@@ -348,6 +586,7 @@ class Swap:
     client: Client
     live: str
     workdir: Path
+    jobs: int = 1
     token: str = field(default_factory=lambda: secrets.token_hex(4))
     keep: bool = False  # set when ``aside`` holds the previous tables after a failed undo
 
@@ -404,7 +643,7 @@ class Swap:
     def run(self, src: Path) -> None:
         client = self.client
         try:
-            client.load(src, self.scratch, f"loading the snapshot into '{self.scratch}'")
+            self._load(src)
         except OperationFailed as exc:
             raise OperationFailed(f"{exc}; database '{self.live}' is unchanged") from exc
         found = _list_objects(client, [self.live, self.scratch])
@@ -421,6 +660,27 @@ class Swap:
                 )
         except (OperationFailed, KeyboardInterrupt) as exc:  # Ctrl-C must not leave it half-done
             self._put_back(old_programs, exc)
+
+    def _load(self, src: Path) -> None:
+        """Load the snapshot into the scratch database: whole in one session, or split into
+        segments (tables, then their rows by ``jobs`` sessions at once, then the rest)."""
+        what = f"loading the snapshot into '{self.scratch}'"
+        parts = self.workdir / "segments"
+        parts.mkdir()
+        try:
+            try:
+                segments = split_dump(src, parts) if self.jobs > 1 else None
+            except OSError:  # no room for the segments, say: the whole script needs none
+                segments = None
+            if segments is None:
+                self.client.load(src, self.scratch, what)
+                return
+            self.client.load(segments.schema, self.scratch, f"{what} (tables)")
+            rows = [(f"{what} (rows of {name})", path) for name, path in segments.data]
+            self.client.load_parallel(rows, self.scratch, self.jobs)
+            self.client.load(segments.post, self.scratch, f"{what} (views and programs)")
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)  # as large as the dump: free it now
 
     def _exchange(self, old: Objects, new: Objects) -> None:
         """Drop what cannot move, then exchange all tables in one atomic RENAME.
@@ -480,6 +740,15 @@ def _server_version(dump: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def _work_root(src: Path) -> Path | None:
+    """Where a restore's scratch files go: the directory holding the artifact's directory
+    (the snapshot store: the disk sized for dumps, and a pid-named directory there that a
+    killed restore leaves is removed by the next dump), never inside a snapshot. Else the
+    system's temporary directory."""
+    root = src.resolve().parent.parent
+    return root if os.access(root, os.W_OK | os.X_OK) else None
+
+
 class MySQLConnector:
     """Back up and restore MySQL/MariaDB databases using mysqldump and mysql."""
 
@@ -487,6 +756,13 @@ class MySQLConnector:
     engines = ("mysql",)
     binaries = ("mariadb-dump|mysqldump", "mariadb|mysql")
     extension = "sql"
+
+    def __init__(self, jobs: int | None = None) -> None:
+        """``jobs``: sessions loading rows at once in a restore (default: cores, at most 4;
+        1 loads the script whole, in one session)."""
+        self.jobs = jobs if jobs is not None else min(os.cpu_count() or 1, _MAX_JOBS)
+        if self.jobs < 1:
+            raise ConfigurationError("MySQLConnector(jobs=...) must be at least 1")
 
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the MySQL/MariaDB database to dest as one consistent SQL script."""
@@ -507,9 +783,9 @@ class MySQLConnector:
         """Restore the MySQL/MariaDB database from src: load aside, then swap in."""
         with (
             Client.open(db_alias) as client,
-            tempfile.TemporaryDirectory(prefix="snapctl-mysql-") as workdir,
+            tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_work_root(src)) as workdir,
         ):
-            swap = Swap(client, client.database, Path(workdir))
+            swap = Swap(client, client.database, Path(workdir), self.jobs)
             swap.check_names()
             swap.create()
             try:
