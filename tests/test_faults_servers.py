@@ -1,0 +1,693 @@
+"""Fault injection against the real PostgreSQL and MariaDB servers.
+
+A backup tool earns trust only when nothing it does can lose data. Each test runs snapctl as a
+user would (a real process, real tools, real servers), injects a fault (kill -9, a server
+session killed from outside, a full disk, a second restore, writers during a dump) and then
+checks every snapshot and database it can see, through the shared fault ledger.
+
+kill -9 hits the snapctl process alone in half the trials, as the OOM killer does: its children
+(pg_dump, pg_restore, psql, mariadb) live on as orphans and finish or fail by themselves, and
+the checks wait for them. The other half kill the whole process group, as stopping a container
+or a CI job does. The shared servers are never stopped: other tests use them concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import (
+    EXAMPLE,
+    FaultLedger,
+    Project,
+    ServerDatabase,
+    clean_env,
+    mariadb_admin,
+    psql_admin,
+)
+
+from snapctl.snapshots import SnapshotStore
+
+ENGINES = ["postgres", "mariadb"]
+BULK_ROWS, BULK_WIDTH = 200, 1000  # 200 rows of 32 kB: a dump of 1-2 s on a CI machine
+DUMP_TRIALS, RESTORE_TRIALS = 6, 4
+# The moments of the kills are random; FAULTS_SEED=N repeats a run's (the reports print it).
+SEED = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(2**32))
+RNG = random.Random(SEED)
+
+# What happens to a database after its snapshot: rows changed in several tables and a new
+# table, so that a restore stopped half-way between two tables shows as neither state.
+CHANGES = """
+INSERT INTO shop_tag (name) VALUES ('fault-1'), ('fault-2');
+UPDATE shop_customer SET name = 'changed' WHERE id IN (1, 2, 3);
+CREATE TABLE after_dump (id INT PRIMARY KEY);
+INSERT INTO after_dump VALUES (1), (2);
+"""
+BULK_CHANGES = f"""
+UPDATE m_bulk SET pad = CONCAT('changed', pad) WHERE id <= 20;
+DELETE FROM m_bulk WHERE id > {BULK_ROWS - 10};
+"""
+
+# Writers insert one row into each table per transaction; the bulk table, dumped between
+# them, makes a dump that is not one consistent read see them apart.
+PAIRS = "CREATE TABLE a_pairs (tx INT PRIMARY KEY); CREATE TABLE z_pairs (tx INT PRIMARY KEY);"
+PAIR_COUNTS = """SELECT (SELECT count(*) FROM a_pairs), (SELECT count(*) FROM z_pairs),
+  (SELECT count(*) FROM a_pairs JOIN z_pairs USING (tx));"""
+
+
+# --- the two servers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """What differs between PostgreSQL and MariaDB: clients, SQL, and the tools' sessions."""
+
+    name: str
+    fill_sql: str
+    stray: str  # a regular expression for the scratch databases of a restore, after NAME
+
+    def client(self, db: ServerDatabase) -> tuple[list[str], dict[str, str]]:
+        if self.name == "postgres":
+            argv = ["psql", "-X", "-h", db.host, "-p", db.port, "-U", db.user, "-d", db.name,
+                    "-v", "ON_ERROR_STOP=1", "-Atq", "-F", "\t", "-f", "-"]  # fmt: skip
+            return argv, clean_env(PGPASSWORD=db.password)
+        binary = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
+        argv = [binary, "--default-character-set=utf8mb4", "-u", db.user, "-h", db.host,
+                "-P", db.port, "-N", "-B", db.name]  # fmt: skip
+        return argv, clean_env(MYSQL_PWD=db.password)
+
+    def sql(self, db: ServerDatabase, sql: str) -> str:
+        """Run SQL as the application's user."""
+        argv, env = self.client(db)
+        result = subprocess.run(
+            argv, input=sql, capture_output=True, text=True, timeout=120, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def admin(self, sql: str) -> list[str]:
+        out = psql_admin(sql) if self.name == "postgres" else mariadb_admin(sql)
+        return out.split()
+
+    def strays(self, db: ServerDatabase) -> list[str]:
+        """Every database named like the scratch databases of a restore into ``db``."""
+        if self.name == "postgres":
+            query = f"SELECT datname FROM pg_database WHERE datname LIKE '{db.name}\\_snapctl\\_%'"
+        else:
+            query = f"SHOW DATABASES LIKE '{db.name}\\_snapctl\\_%'"
+        return sorted(self.admin(query))
+
+    def drop_strays(self, db: ServerDatabase) -> None:
+        for name in self.strays(db):
+            self.admin(
+                f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                if self.name == "postgres"
+                else f"DROP DATABASE IF EXISTS `{name}`"
+            )
+
+    def kill_tool_sessions(self, db: ServerDatabase, restoring: bool) -> int:
+        """End the sessions a dump (or the load of a restore) is streaming data through,
+        from outside, as a server restart or a network cut would; return how many."""
+        if self.name == "postgres":
+            # pg_restore's sessions on the new database; pg_dump's in its transaction (not
+            # psql asking the server's version first).
+            where = (
+                f"datname ~ '^{db.name}_snapctl_new_'"
+                if restoring
+                else f"datname = '{db.name}' AND xact_start IS NOT NULL "
+                "AND query NOT LIKE '%server_version_num%'"
+            )
+            (count,) = self.admin(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE usename = '{db.user}' AND {where}"
+            )
+            return int(count)
+        where = f"LIKE '{db.name}\\_snapctl\\_%'" if restoring else f"= '{db.name}'"
+        verb = "INSERT" if restoring else "SELECT /*!40001 SQL_NO_CACHE */"  # rows streaming
+        ids = self.admin(
+            "SELECT id FROM information_schema.processlist "
+            f"WHERE user = '{db.user}' AND db {where} AND info LIKE '{verb}%'"
+        )
+        for session in ids:
+            with contextlib.suppress(RuntimeError):  # it ended by itself meanwhile
+                self.admin(f"KILL {session}")
+        return len(ids)
+
+    def settle(self, db: ServerDatabase, timeout: float = 60) -> None:
+        """Wait until the user has no session left: a killed client's statement (CREATE
+        DATABASE, RENAME, ...) runs on in the server until it notices the client is gone."""
+        query = (
+            f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{db.user}'"
+            if self.name == "postgres"
+            else f"SELECT count(*) FROM information_schema.processlist WHERE user = '{db.user}'"
+        )
+        deadline = time.monotonic() + timeout
+        while self.admin(query) != ["0"]:
+            assert time.monotonic() < deadline, "the killed tools' sessions never ended"
+            time.sleep(0.05)
+
+    def accepts_connections(self, db: ServerDatabase) -> bool:
+        if self.name != "postgres":
+            return True
+        allowed = self.admin(f"SELECT datallowconn FROM pg_database WHERE datname = '{db.name}'")
+        return allowed == ["t"]
+
+
+SERVERS = {
+    "postgres": Server(
+        "postgres",
+        fill_sql=f"""CREATE TABLE m_bulk (id INT PRIMARY KEY, pad TEXT);
+            INSERT INTO m_bulk SELECT g, (SELECT string_agg(md5((g * 100000 + x)::text), '')
+            FROM generate_series(1, {BULK_WIDTH}) x) FROM generate_series(1, {BULK_ROWS}) g;""",
+        stray=r"_snapctl_(new|old)_[0-9a-f]{8}",
+    ),
+    "mariadb": Server(
+        "mariadb",
+        fill_sql=f"""SET SESSION group_concat_max_len = 100000000;
+            CREATE TABLE m_bulk (id INT PRIMARY KEY, pad LONGTEXT);
+            INSERT INTO m_bulk SELECT a.seq, (SELECT GROUP_CONCAT(MD5(a.seq * 100000 + b.seq)
+            SEPARATOR '') FROM seq_1_to_{BULK_WIDTH} b) FROM seq_1_to_{BULK_ROWS} a;""",
+        stray=r"_snapctl_[0-9a-f]{8}o?",
+    ),
+}
+
+
+@dataclass
+class Case:
+    """A project on one server, its database, and the server's helpers."""
+
+    project: Project
+    server: Server
+
+    @property
+    def db(self) -> ServerDatabase:
+        db: ServerDatabase = self.project.extra["db"]
+        return db
+
+    def sql(self, sql: str) -> str:
+        return self.server.sql(self.db, sql)
+
+
+@pytest.fixture(params=ENGINES)
+def case(request: pytest.FixtureRequest) -> Iterator[Case]:
+    server = SERVERS[request.param]
+    project: Project = request.getfixturevalue(f"{request.param}_project")
+    case = Case(project, server)
+    try:
+        yield case
+    finally:
+        server.drop_strays(case.db)  # what kills leave behind; documented where it matters
+
+
+@pytest.fixture
+def bulky(case: Case) -> Case:
+    """The case with a bulk table, so that a dump or restore takes a second or two."""
+    case.sql(case.server.fill_sql)
+    return case
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group: snapctl's tools keep its group when orphaned."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":  # a zombie has finished
+                members.append(int(entry.name))
+    return members
+
+
+def wait_for_orphans(pgid: int, timeout: float = 60) -> None:
+    """Wait for orphaned tools (no longer our children) to finish what they were doing."""
+    deadline = time.monotonic() + timeout
+    while members := group_members(pgid):
+        assert time.monotonic() < deadline, f"orphans {members} still running"
+        time.sleep(0.05)
+
+
+@dataclass
+class Run:
+    returncode: int | None  # None: killed
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def spawn(project: Project, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "snapctl", *args],
+        cwd=EXAMPLE,
+        env=popen.pop("env", project.env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen[str], started: float, timeout: float = 300) -> Run:
+    out, err = proc.communicate(timeout=timeout)
+    return Run(proc.returncode, out, err, time.monotonic() - started)
+
+
+def kill_after(project: Project, delay: float, group: bool, *args: str) -> Run:
+    """Run snapctl and kill -9 it (or its process group) after ``delay`` seconds unless it
+    ended before; then wait for the orphaned tools to finish by themselves."""
+    started = time.monotonic()
+    proc = spawn(project, *args)
+    try:
+        return finish(proc, started, delay)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        wait_for_orphans(proc.pid)  # its own group: it was started in a new session
+        return Run(None, out, err, time.monotonic() - started)
+
+
+def spread(count: int, duration: float, start: float = 0.1) -> list[float]:
+    """``count`` random moments spread over ``duration``: one in each equal slice."""
+    width = duration * (1 - start) / count
+    return [duration * start + width * (i + RNG.random()) for i in range(count)]
+
+
+def one_error_line(run: Run) -> str:
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("snapctl: error: "), lines[0]
+    return lines[0]
+
+
+def snapctl_json(project: Project, *args: str) -> Any:
+    result = project.snapctl(*args, "--json")
+    assert result.returncode in (0, 3), result.stderr
+    return json.loads(result.stdout)
+
+
+HEALTHY: dict[str, list[str]] = {"damaged": [], "hidden": [], "missing": []}
+
+
+def store_state(project: Project, completed: set[str], cli: bool = False) -> dict[str, list[str]]:
+    """What is wrong with the store: snapshots damaged, hidden from ``list`` (a directory
+    named like a snapshot that it does not show), or missing though their dump completed.
+
+    Through ``snapctl list --json`` and ``verify --all --json`` with ``cli``, else through the
+    library they call (much faster, for the checks after each trial).
+    """
+    if cli:
+        listed = {s["name"] for s in snapctl_json(project, "list")}
+        ok = {v["name"]: v["ok"] for v in snapctl_json(project, "verify", "--all")}
+    else:
+        store = SnapshotStore(project.snapshots)
+        listed = {s.name for s in store.snapshots()}
+        ok = {name: not store.verify(name) for name in store.names()}
+    visible = {name for name in project.store_entries() if not name.startswith(".")}
+    return {
+        "damaged": sorted(name for name, good in ok.items() if not good),
+        "hidden": sorted(visible - listed),
+        "missing": sorted(completed - listed),
+    }
+
+
+def temporary_entries(project: Project) -> list[str]:
+    return [name for name in project.store_entries() if name.startswith(".")]
+
+
+def require(condition: bool, what: str) -> None:
+    """A check inside an xfail test that must hold however the known bug goes: a failure
+    here is an error (RuntimeError), not the expected AssertionError."""
+    if not condition:
+        raise RuntimeError(what)
+
+
+def report(text: str) -> None:
+    """Shown with ``pytest -s``: what the faults did, for the record."""
+    sys.stderr.write(f"\n[faults] {text}\n")
+
+
+# --- 1 and 2. kill -9 during a dump, then during a restore ----------------------------------
+
+
+def kill_dumps(case: Case, faults: FaultLedger, seconds: float, completed: set[str]) -> None:
+    """Kill dumps at moments spread over a dump's duration; after each, every snapshot the
+    store shows is whole, and what a killed dump left is hidden and names its process."""
+    project, outcomes = case.project, []
+    for i, delay in enumerate(spread(DUMP_TRIALS, seconds * 1.1)):
+        run = kill_after(project, delay, i % 2 == 1, "dump")
+        case.server.settle(case.db)
+        faults.injected += run.returncode is None
+        if run.returncode is not None:
+            assert run.returncode == 0, run.stderr
+            completed.add(run.stdout.strip())
+        outcomes.append(f"{delay:.2f}s {'killed' if run.returncode is None else 'done'}")
+        assert faults.check(HEALTHY, store_state(project, completed))
+        for entry in temporary_entries(project):
+            assert re.fullmatch(r"\.tmp-\d+-\w+", entry), entry
+    report(
+        f"{case.server.name} (FAULTS_SEED={SEED}) dump {seconds:.2f}s; kills at "
+        f"{', '.join(outcomes)}; temporary directories left: {len(temporary_entries(project))}"
+    )
+
+
+def kill_restores(
+    case: Case, faults: FaultLedger, names: dict[str, str], digests: dict[str, Any]
+) -> None:
+    """Restore A and B in turn, killed at moments spread over a restore's duration: the
+    database is always exactly A or B afterwards."""
+    project, db, server = case.project, case.db, case.server
+    first = finish(spawn(project, "restore", "--yes", names["A"]), time.monotonic())
+    assert first.returncode == 0, first.stderr
+    assert faults.check(digests["A"], project.digest())
+    current, outcomes, refused, strays = "A", [], 0, []
+    for i, delay in enumerate(spread(RESTORE_TRIALS, first.seconds * 1.1, start=0.3)):
+        target = "B" if current == "A" else "A"
+        run = kill_after(project, delay, i % 2 == 1, "restore", "--yes", names[target])
+        server.settle(db)
+        faults.injected += run.returncode is None
+        assert run.returncode in (None, 0), run.stderr
+        if not server.accepts_connections(db):  # the window the xfail test below shows
+            refused += 1
+            psql_admin(f"ALTER DATABASE {db.name} WITH ALLOW_CONNECTIONS true")
+        now = project.digest()
+        found = next((state for state, digest in digests.items() if digest == now), None)
+        assert faults.check(digests[found or target], now), f"trial {i}: neither A nor B"
+        assert found == target or run.returncode is None
+        strays = server.strays(db)
+        outcomes.append(f"{delay:.2f}s {current}->{found} ({len(strays)} scratch databases)")
+        current = found or target
+    # Killed restores leave their scratch databases, and the unpacked snapshot in the store;
+    # later restores remove neither, the next dump removes the second.
+    pattern = re.compile(re.escape(db.name) + server.stray)
+    assert all(pattern.fullmatch(name) for name in strays), strays
+    unpacked = temporary_entries(project)
+    assert all(re.fullmatch(r"\.tmp-\d+-\w+", entry) for entry in unpacked), unpacked
+    project.dump()
+    assert faults.check([], temporary_entries(project))
+    assert faults.check(strays, server.strays(db))
+    report(
+        f"{server.name} restore {first.seconds:.2f}s; kills at {', '.join(outcomes)}; "
+        f"left refusing connections: {refused}; unpacked snapshots left in the store: "
+        f"{len(unpacked)}; scratch databases at the end, also after a dump: {strays}"
+    )
+
+
+def test_kill_9_during_dump_and_restore(bulky: Case, faults: FaultLedger) -> None:
+    """One database for both, to share its bulk and two snapshots: A before the dumps are
+    killed, B (after changes) the first dump afterwards."""
+    project = bulky.project
+    digests = {"A": project.digest()}
+    first = finish(spawn(project, "dump", "--label", "A"), time.monotonic())
+    assert first.returncode == 0, first.stderr
+    names = {"A": first.stdout.strip()}
+    completed = {names["A"]}
+    kill_dumps(bulky, faults, first.seconds, completed)
+
+    bulky.sql(CHANGES + BULK_CHANGES)
+    digests["B"] = project.digest()
+    names["B"] = project.dump("--label", "B")  # the next dump works, and cleans up
+    completed.add(names["B"])
+    assert faults.check([], temporary_entries(project))
+    assert faults.check(HEALTHY, store_state(project, completed, cli=True))
+    assert faults.check([], bulky.server.strays(bulky.db))  # a dump makes no database
+    kill_restores(bulky, faults, names, digests)
+
+
+PSQL_SHIM = """#!/bin/sh
+"{real}" "$@"
+status=$?
+case "$*" in *"ALLOW_CONNECTIONS false"*) kill -9 "$PPID" ;; esac
+exit $status
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="postgres.py swap(): ALLOW_CONNECTIONS false is committed by one psql, the "
+    "renames by the next; snapctl killed in between leaves the database refusing connections",
+)
+def test_postgres_kill_between_refusing_connections_and_rename(
+    postgres_project: Project, tmp_path: Path, faults: FaultLedger
+) -> None:
+    """kill -9 exactly after the swap path stops new connections, before the renames."""
+    db, server = postgres_project.extra["db"], SERVERS["postgres"]
+    name = postgres_project.dump()
+    before = postgres_project.digest()
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "psql").write_text(PSQL_SHIM.format(real=shutil.which("psql")))
+    (shims / "psql").chmod(0o755)
+    env = {**postgres_project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    run = finish(spawn(postgres_project, "restore", "--yes", name, env=env), time.monotonic())
+    faults.injected += 1
+    try:
+        require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+        accepting = server.accepts_connections(db)
+        after = [postgres_project.snapctl(*args) for args in (("dump",), ("restore", "--yes"))]
+        report(
+            f"postgres killed before the renames: accepting connections: {accepting}; left "
+            f"{server.strays(db)}; next dump and restore: "
+            + "; ".join(f"exit {r.returncode} {r.stderr.strip()}" for r in after)
+        )
+        assert faults.check(True, accepting)
+        assert faults.check([0, 0], [r.returncode for r in after])
+        assert faults.check(before, postgres_project.digest())
+    finally:
+        psql_admin(f"ALTER DATABASE {db.name} WITH ALLOW_CONNECTIONS true")
+        server.drop_strays(db)
+
+
+MARIADB_SHIM = """#!/bin/sh
+script=$(mktemp)
+cat > "$script"
+"{real}" "$@" < "$script"
+status=$?
+if grep -q "RENAME TABLE" "$script" && grep -q snapctl_pending "$script"; then
+  kill -9 "$PPID"
+fi
+rm -f "$script"
+exit $status
+"""
+
+MARIADB_OBJECTS = """
+CREATE VIEW cheap_products AS SELECT id, sku FROM shop_product WHERE price < 10;
+CREATE TRIGGER tag_trim BEFORE INSERT ON shop_tag FOR EACH ROW SET NEW.name = TRIM(NEW.name);
+"""
+
+
+def mariadb_objects(db: ServerDatabase) -> list[str]:
+    return sorted(
+        mariadb_admin(
+            f"SELECT table_name FROM information_schema.views WHERE table_schema = '{db.name}' "
+            f"UNION ALL SELECT trigger_name FROM information_schema.triggers "
+            f"WHERE trigger_schema = '{db.name}'"
+        ).split()
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="mysql.py Swap.run(): the RENAME and the recreation of views and triggers are two "
+    "client sessions; snapctl killed in between leaves the snapshot's tables without them",
+)
+def test_mariadb_kill_between_rename_and_recreating_views(
+    mariadb_project: Project, tmp_path: Path, faults: FaultLedger
+) -> None:
+    """kill -9 exactly after the atomic RENAME, before views and triggers come back."""
+    db, server = mariadb_project.extra["db"], SERVERS["mariadb"]
+    server.sql(db, MARIADB_OBJECTS)
+    objects = mariadb_objects(db)
+    require(objects == ["cheap_products", "tag_trim"], f"objects: {objects}")
+    name = mariadb_project.dump()
+    snapshot = mariadb_project.digest()
+    server.sql(db, CHANGES)
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    real = shutil.which("mariadb") or shutil.which("mysql")
+    for tool in ("mariadb", "mysql"):
+        (shims / tool).write_text(MARIADB_SHIM.format(real=real))
+        (shims / tool).chmod(0o755)
+    env = {**mariadb_project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    run = finish(spawn(mariadb_project, "restore", "--yes", name, env=env), time.monotonic())
+    faults.injected += 1
+    left = server.strays(db)
+    report(f"mariadb killed after the RENAME: scratch databases left {left}")
+    require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+    # The tables did switch, all of them; the scratch databases stay: the snapshot's (now
+    # empty) and the one holding the previous tables.
+    require(faults.check(snapshot, mariadb_project.digest()), "the tables are a mix")
+    require(len(left) == 2, f"scratch databases: {left}")
+    assert faults.check(objects, mariadb_objects(db))  # but its views and triggers are gone
+
+
+# --- 3. the server session dies mid-dump and mid-restore ------------------------------------
+
+
+def kill_sessions_during(case: Case, restoring: bool, *args: str) -> tuple[Run, int]:
+    """Run snapctl and end its tools' server sessions from outside once data flows."""
+    started = time.monotonic()
+    proc = spawn(case.project, *args)
+    killed = 0
+    while proc.poll() is None and not killed and time.monotonic() - started < 60:
+        killed = case.server.kill_tool_sessions(case.db, restoring)
+        time.sleep(0.02)
+    return finish(proc, started), killed
+
+
+def clear_failure(run: Run) -> str:
+    """The one error line of a failed run, naming what failed, with no Python exception
+    leaking through (``ValueError: ...``), as a bug inside snapctl would show."""
+    line = one_error_line(run)
+    assert "failed" in line, line
+    assert not re.search(r"\b[A-Z][a-z]\w*(Error|Exception): ", line), line
+    return line
+
+
+def test_lost_server_session_fails_cleanly(bulky: Case, faults: FaultLedger) -> None:
+    """The tools' sessions are ended from outside mid-dump, then mid-restore: each fails
+    with one line saying so, keeps no snapshot, changes no database, leaves nothing."""
+    project, db, server = bulky.project, bulky.db, bulky.server
+    name = project.dump()
+    for _ in range(3):  # a dump can end before the poll sees its session: try again
+        dumped, killed = kill_sessions_during(bulky, False, "dump")
+        if killed or dumped.returncode != 0:
+            break
+        shutil.rmtree(project.snapshots / dumped.stdout.strip())
+    faults.injected += killed > 0
+    assert killed, "the dump's session was never seen"
+    assert dumped.returncode == 1, dumped.stderr
+    report(f"{server.name} dump, session killed: {clear_failure(dumped)}")
+    assert faults.check([name], project.store_entries())  # nothing kept
+
+    bulky.sql(CHANGES + BULK_CHANGES)
+    before = project.digest()
+    restored, killed = kill_sessions_during(bulky, True, "restore", "--yes", name)
+    faults.injected += killed > 0
+    assert killed, "the restore's session was never seen"
+    assert restored.returncode == 1, restored.stderr
+    report(f"{server.name} restore, session killed: {clear_failure(restored)}")
+    assert faults.check(before, project.digest())
+    assert faults.check([], server.strays(db))
+    assert faults.check([name], project.store_entries())
+
+
+# --- 4 and 5. a full disk, two restores at once ---------------------------------------------
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_full_disk_then_two_restores_at_once(case: Case, faults: FaultLedger) -> None:
+    """A dump and a restore that run out of space fail cleanly; then two restores of the
+    same snapshot at once: one waits for no one and fails clearly, or both succeed."""
+    project, db, server = case.project, case.db, case.server
+    snapshot = project.digest()
+    name = project.dump()
+    limit = 16 * 1024
+    assert sum(p.stat().st_size for p in (project.snapshots / name).iterdir()) > 2 * limit
+    entries = project.store_entries()
+    case.sql(CHANGES)
+    changed = project.digest()
+    # The dump's tool writes the dump; the restore unpacks the snapshot in snapctl itself.
+    for args in (("dump",), ("restore", "--yes", name)):
+        run = finish(spawn(project, *args, preexec_fn=file_size_limit(limit)), time.monotonic())
+        faults.injected += 1
+        line = clear_failure(run)
+        report(f"{server.name} {args[0]} on a full disk: exit {run.returncode}: {line}")
+        assert "unexpected error" not in line
+        assert run.returncode == 1
+        assert faults.check(entries, project.store_entries())  # no snapshot, no leftover
+    assert faults.check(changed, project.digest())
+    assert faults.check([], server.strays(db))
+
+    started = time.monotonic()
+    procs = [spawn(project, "restore", "--yes", name) for _ in range(2)]
+    runs = [finish(proc, started) for proc in procs]
+    faults.injected += 1
+    codes = sorted(proc.returncode for proc in procs)
+    assert codes in ([0, 0], [0, 1]), [run.stderr for run in runs]
+    for run in runs:
+        if run.returncode == 1:
+            assert "another snapctl is restoring into database 'default'" in one_error_line(run)
+    report(f"{server.name} two restores at once: exit codes {codes}")
+    assert faults.check(snapshot, project.digest())
+    assert faults.check([], server.strays(db))
+
+
+# --- 6. a dump during heavy writes ----------------------------------------------------------
+
+
+def pair_counts(case: Case) -> list[int]:
+    return [int(n) for n in case.sql(PAIR_COUNTS).split()]
+
+
+def test_dump_during_writes_keeps_whole_transactions(
+    bulky: Case, tmp_path: Path, faults: FaultLedger
+) -> None:
+    """A writer commits two rows per transaction, one in each of two tables that the dump
+    reads a bulk table apart; the snapshot holds every transaction whole or not at all."""
+    project = bulky.project
+    bulky.sql(PAIRS)
+    script = tmp_path / "writes.sql"
+    script.write_text(
+        "".join(
+            f"BEGIN;\nINSERT INTO a_pairs VALUES ({i});\nINSERT INTO z_pairs VALUES ({i});\n"
+            "COMMIT;\n"
+            for i in range(1, 200_001)
+        )
+    )
+    argv, env = bulky.server.client(bulky.db)
+    with open(script) as stdin:
+        writer = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while pair_counts(bulky)[0] < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        during = pair_counts(bulky)[0]
+        name = project.dump()
+        after = pair_counts(bulky)[0]
+        assert writer.poll() is None, "the writer finished before the dump did"
+    finally:
+        writer.kill()
+        writer.wait()
+    faults.injected += 1
+    assert after > during  # transactions committed while the dump ran
+    project.snapctl("restore", "--yes", name, check=True)
+    a, z, both = pair_counts(bulky)
+    report(
+        f"{bulky.server.name} dump during writes: {after - during} transactions committed "
+        f"while it ran; the snapshot holds {a} whole ones"
+    )
+    assert during <= a <= after
+    assert faults.check([a, a, a], [a, z, both])
+    assert (a + z) % 2 == 0
