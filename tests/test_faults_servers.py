@@ -382,25 +382,28 @@ def kill_restores(
     first = finish(spawn(project, "restore", "--yes", names["A"]), time.monotonic())
     assert first.returncode == 0, first.stderr
     assert faults.check(digests["A"], project.digest())
-    current, outcomes, refused, strays = "A", [], 0, []
+    current, outcomes, strays = "A", [], []
     for i, delay in enumerate(spread(RESTORE_TRIALS, first.seconds * 1.1, start=0.3)):
         target = "B" if current == "A" else "A"
         run = kill_after(project, delay, i % 2 == 1, "restore", "--yes", names[target])
         server.settle(db)
         faults.injected += run.returncode is None
         assert run.returncode in (None, 0), run.stderr
-        if not server.accepts_connections(db):  # the window the xfail test below shows
-            refused += 1
-            psql_admin(f"ALTER DATABASE {db.name} WITH ALLOW_CONNECTIONS true")
+        assert faults.check(True, server.accepts_connections(db)), f"trial {i}: refusing"
         now = project.digest()
         found = next((state for state, digest in digests.items() if digest == now), None)
         assert faults.check(digests[found or target], now), f"trial {i}: neither A nor B"
         assert found == target or run.returncode is None
         strays = server.strays(db)
+        if server.name == "postgres":
+            # Each restore first drops what killed ones left: at most this trial's remains,
+            # the new database (killed before the renames) or the old one (after).
+            assert faults.check(True, len(strays) <= 1), f"trial {i}: {strays}"
         outcomes.append(f"{delay:.2f}s {current}->{found} ({len(strays)} scratch databases)")
         current = found or target
     # Killed restores leave their scratch databases, and the unpacked snapshot in the store;
-    # later restores remove neither, the next dump removes the second.
+    # the next dump removes the second. Later PostgreSQL restores remove the first; later
+    # MariaDB restores do not.
     pattern = re.compile(re.escape(db.name) + server.stray)
     assert all(pattern.fullmatch(name) for name in strays), strays
     unpacked = temporary_entries(project)
@@ -408,10 +411,16 @@ def kill_restores(
     project.dump()
     assert faults.check([], temporary_entries(project))
     assert faults.check(strays, server.strays(db))
+    if server.name == "postgres":
+        restored = project.snapctl("restore", "--yes", names[current])
+        assert restored.returncode == 0, restored.stderr
+        assert faults.check(digests[current], project.digest())
+        assert faults.check([], server.strays(db))
     report(
         f"{server.name} restore {first.seconds:.2f}s; kills at {', '.join(outcomes)}; "
-        f"left refusing connections: {refused}; unpacked snapshots left in the store: "
-        f"{len(unpacked)}; scratch databases at the end, also after a dump: {strays}"
+        f"unpacked snapshots left in the store: {len(unpacked)}; scratch databases at the "
+        f"end, also after a dump: {strays}"
+        + ("; after the next restore: []" if server.name == "postgres" else "")
     )
 
 
@@ -436,48 +445,78 @@ def test_kill_9_during_dump_and_restore(bulky: Case, faults: FaultLedger) -> Non
     kill_restores(bulky, faults, names, digests)
 
 
+# Kills snapctl (its parent) just before or just after the psql that swaps the databases,
+# the one that renames: after the restore has filled the new database, as far as it gets
+# before committing anything, or after the swap, before the old database is dropped.
 PSQL_SHIM = """#!/bin/sh
+case "$*" in *"RENAME TO"*) swap=1 ;; *) swap=0 ;; esac
+if [ $swap = 1 ] && [ "{moment}" = before ]; then kill -9 "$PPID"; exit 137; fi
 "{real}" "$@"
 status=$?
-case "$*" in *"ALLOW_CONNECTIONS false"*) kill -9 "$PPID" ;; esac
+if [ $swap = 1 ]; then kill -9 "$PPID"; fi
 exit $status
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="postgres.py swap(): ALLOW_CONNECTIONS false is committed by one psql, the "
-    "renames by the next; snapctl killed in between leaves the database refusing connections",
-)
-def test_postgres_kill_between_refusing_connections_and_rename(
-    postgres_project: Project, tmp_path: Path, faults: FaultLedger
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_postgres_kill_around_the_swap(
+    postgres_project: Project, tmp_path: Path, faults: FaultLedger, moment: str
 ) -> None:
-    """kill -9 exactly after the swap path stops new connections, before the renames."""
+    """kill -9 right before or after the swap's transaction: the database is the original or
+    the snapshot, accepting connections; the next dump and restore work, and the restore
+    drops the scratch database left, but neither a postgres-template snapshot's copy nor
+    databases merely named alike."""
     db, server = postgres_project.extra["db"], SERVERS["postgres"]
+    template_snapshot = postgres_project.dump("--connector", "postgres-template")
+    copies = server.strays(db)  # <NAME>_snapctl_<8 hex>: a snapshot, not a scratch database
+    require(len(copies) == 1, f"postgres-template copies: {copies}")
+    not_ours = f"{db.name}_snapctl_old_0123abcd"  # the right name, another role's database
+    psql_admin(f'CREATE DATABASE "{not_ours}"')
+    not_scratch = f"{db.name}_snapctl_new_0123abcdef"  # ours, but not a swap's name
+    server.sql(db, f'CREATE DATABASE "{not_scratch}";')
+    keep = sorted([*copies, not_ours, not_scratch])
     name = postgres_project.dump()
-    before = postgres_project.digest()
+    snapshot = postgres_project.digest()
+    server.sql(db, CHANGES)
+    changed = postgres_project.digest()
     shims = tmp_path / "bin"
     shims.mkdir()
-    (shims / "psql").write_text(PSQL_SHIM.format(real=shutil.which("psql")))
+    (shims / "psql").write_text(PSQL_SHIM.format(real=shutil.which("psql"), moment=moment))
     (shims / "psql").chmod(0o755)
     env = {**postgres_project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
     run = finish(spawn(postgres_project, "restore", "--yes", name, env=env), time.monotonic())
     faults.injected += 1
     try:
         require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+        server.settle(db)
+        left = sorted(set(server.strays(db)) - set(keep))
+        scratch = "new" if moment == "before" else "old"
+        require(
+            len(left) == 1
+            and re.fullmatch(re.escape(db.name) + f"_snapctl_{scratch}_[0-9a-f]{{8}}", left[0])
+            is not None,
+            f"scratch databases left: {left}",
+        )
         accepting = server.accepts_connections(db)
+        state = postgres_project.digest()
         after = [postgres_project.snapctl(*args) for args in (("dump",), ("restore", "--yes"))]
         report(
-            f"postgres killed before the renames: accepting connections: {accepting}; left "
-            f"{server.strays(db)}; next dump and restore: "
+            f"postgres killed {moment} the swap: accepting connections: {accepting}; left "
+            f"{left}; next dump and restore: "
             + "; ".join(f"exit {r.returncode} {r.stderr.strip()}" for r in after)
+            + f"; then left {server.strays(db)}"
         )
         assert faults.check(True, accepting)
+        assert faults.check(changed if moment == "before" else snapshot, state)
         assert faults.check([0, 0], [r.returncode for r in after])
-        assert faults.check(before, postgres_project.digest())
+        assert faults.check(state, postgres_project.digest())
+        assert faults.check(keep, server.strays(db))  # the scratch database, and only it, gone
+        # The postgres-template snapshot survived whole: it restores.
+        restored = postgres_project.snapctl("restore", "--yes", template_snapshot)
+        assert restored.returncode == 0, restored.stderr
+        assert faults.check(snapshot, postgres_project.digest())
+        assert faults.check(keep, server.strays(db))
     finally:
-        psql_admin(f"ALTER DATABASE {db.name} WITH ALLOW_CONNECTIONS true")
         server.drop_strays(db)
 
 

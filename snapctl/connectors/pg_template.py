@@ -14,13 +14,16 @@ Restore: the descriptor is checked first (the copy exists on this server with ou
 the snapshot was taken of this database), or ``IntegrityError`` (exit 3) before anything is
 touched. Then ``CREATE DATABASE <new> TEMPLATE <copy>`` with the original's owner, grants,
 comment, connection limit and tablespace, and the new database takes the original's place by
-the PostgreSQL connector's swap: connections to the original refused, the other sessions of
-our role on it terminated, two renames in one transaction from the ``postgres`` (else
-``template1``) database, the old database dropped. Until the renames the original is
-untouched; any failure drops the new database. The copy itself is never changed, so one
-snapshot restores any number of times. Other clients see their sessions end (Django
-reconnects by itself); sessions of other roles that we cannot end make the restore fail,
-harmlessly. Far faster than pg_restore: no SQL is replayed and no index rebuilt.
+the PostgreSQL connector's swap: in one transaction from the ``postgres`` (else
+``template1``) database, the other sessions of our role on the original terminated and two
+renames; then the old database dropped. Until that transaction commits the original is
+untouched, and a kill at any moment leaves all or nothing; any failure drops the new
+database. Like the PostgreSQL connector's, each restore first drops the
+``<NAME>_snapctl_new_<8 hex>``/``_old_<8 hex>`` databases that killed restores left, never
+this connector's snapshot copies. The copy itself is never changed, so one snapshot
+restores any number of times. Other clients see their sessions end (Django reconnects by
+itself); sessions of other roles that we cannot end make the restore fail, harmlessly. Far
+faster than pg_restore: no SQL is replayed and no index rebuilt.
 
 Copy strategy (PostgreSQL 15+; older servers only have the first): ``file_copy`` (default)
 copies the database's files after a checkpoint; ``wal_log`` copies it block by block through

@@ -15,14 +15,21 @@ triggers, extensions and sequence positions; whatever was created since is gone.
 - Swap (needs CREATEDB and ownership of the database, or superuser): the snapshot is restored
   with ``pg_restore --jobs N`` into a new database made from template0 with the original's
   owner, encoding, locale, connection limit, tablespace, grants and comment. Only when that
-  has succeeded are new connections to the original refused, the other sessions of our role
-  (of every role, for a superuser) on it terminated, and the two databases exchanged by two
-  renames in one transaction, issued from the ``postgres`` (else ``template1``) database; the
-  old one is then dropped. Until the renames the original is untouched, and any failure
-  drops the new database. Sessions we cannot terminate make the rename fail, harmlessly. The
-  database gets a new OID, so this path is taken only when nothing would be lost: no
-  ``ALTER DATABASE ... SET`` settings, no logical replication slot, and (unless superuser) no
-  extension that another role (a superuser) installed and we could not create again.
+  has succeeded are, in ONE transaction of one psql command issued from the ``postgres``
+  (else ``template1``) database, the other sessions of our role (of every role, for a
+  superuser) on the original terminated and the two databases exchanged by two renames; the
+  old one is then dropped. Nothing is committed before that transaction, so the original is
+  untouched until it commits, and a kill at any moment leaves either the original or the
+  snapshot in place, never a database refusing connections; any failure before it drops the
+  new database. A session that connects in between, or one we cannot terminate, makes the
+  rename fail: it is rolled back and retried twice, half a second apart, and then the
+  restore fails, harmlessly. The database gets a new OID, so this path is taken only when
+  nothing would be lost: no ``ALTER DATABASE ... SET`` settings, no logical replication slot,
+  and (unless superuser) no extension that another role (a superuser) installed and we
+  could not create again. A restore killed part-way leaves ``<NAME>_snapctl_new_<8 hex>``
+  (before the renames) or ``<NAME>_snapctl_old_<8 hex>`` (after); the next swap restore
+  drops such databases of our role that nobody is connected to (never the postgres-template
+  connector's snapshot copies, named ``<NAME>_snapctl_<8 hex>``).
 - In place (otherwise; needs only ownership of the objects): in ONE transaction (``psql
   --single-transaction``) the objects our role owns are dropped (its own schemas whole, its
   relations, routines, types, extensions and large objects elsewhere, e.g. in public) and the
@@ -54,6 +61,9 @@ _CLIENT_HINT = "the PostgreSQL client tools (postgresql-client)"
 _ARCHIVE_MAGIC = b"PGDMP"
 _MAINTENANCE_DATABASES = ("postgres", "template1")
 _MAX_JOBS = 8
+# The swap's transaction tries its renames this often, this many seconds apart.
+_SWAP_ATTEMPTS = 3
+_SWAP_PAUSE = 0.5
 
 # libpq connection keywords that have an environment variable. Django passes OPTIONS to the
 # driver as libpq keywords, so the tools see exactly the connection Django makes.
@@ -209,11 +219,28 @@ def connect(db_alias: str) -> Iterator[Libpq]:
         yield Libpq(db_alias, env, (password,))
 
 
+def first_psql(pg: Libpq, sql: str) -> str:
+    """``sql`` on the database of ``pg``, as the first connection of a command: a database
+    left refusing connections (by an admin, or by an earlier snapctl killed during a
+    restore) is said so, with the fix; snapctl cannot tell which, so it never undoes it."""
+    try:
+        return pg.psql(sql, what=f"connecting to PostgreSQL for '{pg.alias}'")
+    except OperationFailed as exc:
+        if "is not currently accepting connections" not in str(exc):
+            raise
+        name = pg.env.get("PGDATABASE")
+        raise OperationFailed(
+            f"{exc} (unless an admin meant this: an earlier snapctl killed during a restore "
+            f"could leave it so; its owner can run ALTER DATABASE "
+            f"{ident(name) if name else '<name>'} WITH ALLOW_CONNECTIONS true)"
+        ) from exc
+
+
 def server_version(pg: Libpq) -> tuple[int, str]:
     """(server_version_num, server_version), which is also the first connection test."""
-    out = pg.psql(
+    out = first_psql(
+        pg,
         "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')",
-        what=f"connecting to PostgreSQL for '{pg.alias}'",
     )
     number, _, text = out.partition(" ")
     return int(number), text
@@ -296,16 +323,12 @@ def inspect_target(pg: Libpq, owners: set[str]) -> dict[str, Any]:
     which is the same for the usual single-role Django database."""
     names = ", ".join(literal(owner) for owner in sorted(owners)) or "NULL"
     sql = _TARGET_INFO.format(owners=names, owner_count=len(owners))
-    info: dict[str, Any] = json.loads(
-        pg.psql(sql, what=f"connecting to PostgreSQL for '{pg.alias}'")
-    )
+    info: dict[str, Any] = json.loads(first_psql(pg, sql))
     return info
 
 
-_TERMINATE = """
-DO $snapctl$
-DECLARE session record;
-BEGIN
+# The other sessions of our role (and roles we belong to) on {database}, ended.
+_TERMINATE_LOOP = """
   FOR session IN SELECT pid FROM pg_stat_activity
                  WHERE datname = {database} AND pid <> pg_backend_pid()
                    AND pg_has_role(usesysid, 'MEMBER')
@@ -315,6 +338,12 @@ BEGIN
     EXCEPTION WHEN insufficient_privilege THEN NULL;
     END;
   END LOOP;
+"""
+_TERMINATE = """
+DO $snapctl$
+DECLARE session record;
+BEGIN
+{terminate}
 END
 $snapctl$
 """
@@ -322,7 +351,7 @@ $snapctl$
 
 def terminate_sessions_sql(database: str) -> str:
     """End the other sessions of our role (and roles we belong to) on ``database``."""
-    return _TERMINATE.format(database=literal(database))
+    return _TERMINATE.format(terminate=_TERMINATE_LOOP.format(database=literal(database)))
 
 
 def close_django_connection(db_alias: str) -> None:
@@ -432,14 +461,16 @@ def replace_by_swap(
 ) -> None:
     """Replace the database with a new one, made like it from ``template`` and then filled by
     ``fill(new name)``, by the renames of :func:`swap`; drop the previous one afterwards.
+    First drop what killed restores of this database left (:func:`drop_leftovers`).
 
-    Until the renames the original is untouched; any failure (or interrupt) before them drops
-    the new database and leaves the original as it was.
+    Until the renames commit the original is untouched; any failure (or interrupt) before
+    them drops the new database and leaves the original as it was.
     """
     database = info["database"]
+    drop_leftovers(pg, database, admin_db)
     token = secrets.token_hex(4)
-    fresh = f"{short_name(database, 40)}_snapctl_new_{token}"
-    old = f"{short_name(database, 40)}_snapctl_old_{token}"
+    fresh = f"{swap_prefix(database)}new_{token}"
+    old = f"{swap_prefix(database)}old_{token}"
     what = f"restore of '{pg.alias}' (database unchanged)"
     try:
         pg.psql(*create_database_sql(fresh, info, template, strategy), database=admin_db, what=what)
@@ -487,24 +518,90 @@ def restore_by_swap(
     replace_by_swap(pg, info, admin_db, fill)
 
 
+# The swap, ONE transaction (a DO block is one statement): end the other sessions, rename
+# the original away (which waits up to 5 s for the ended sessions to go, and from then on
+# holds off new connections), rename the new database in its place. A session that is still
+# there (one we may not end, or one that connected in between) makes the first rename fail:
+# that attempt is rolled back and, after a pause, tried again with a fresh look at
+# pg_stat_activity (which is otherwise read once per transaction); the last failure is
+# raised and rolls everything back.
+_SWAP = """
+DO $snapctl$
+DECLARE session record;
+BEGIN
+  FOR attempt IN 1..{attempts} LOOP
+    PERFORM pg_stat_clear_snapshot();
+{terminate}
+    BEGIN
+      EXECUTE {rename_old};
+      EXIT;
+    EXCEPTION WHEN object_in_use THEN
+      IF attempt = {attempts} THEN
+        RAISE;
+      END IF;
+      PERFORM pg_sleep({pause});
+    END;
+  END LOOP;
+  EXECUTE {rename_new};
+END
+$snapctl$
+"""
+
+
+def swap_sql(database: str, fresh: str, old: str) -> str:
+    """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``)."""
+    return _SWAP.format(
+        attempts=_SWAP_ATTEMPTS,
+        pause=_SWAP_PAUSE,
+        terminate=_TERMINATE_LOOP.format(database=literal(database)),
+        rename_old=literal(f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}"),
+        rename_new=literal(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}"),
+    )
+
+
 def swap(pg: Libpq, database: str, fresh: str, old: str, admin_db: str) -> None:
-    """Put ``fresh`` in the place of ``database``. Connections are refused from the moment
-    the other sessions are ended until the renames (one transaction) are done."""
-    allow = f"ALTER DATABASE {ident(database)} WITH ALLOW_CONNECTIONS "
-    what = f"restore of '{pg.alias}' (database unchanged)"
-    pg.psql(allow + "false", database=admin_db, what=what)
-    try:
-        pg.psql(
-            terminate_sessions_sql(database),
-            f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}; "
-            f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}",
-            database=admin_db,
-            what=what,
-        )
-    except BaseException:
-        with contextlib.suppress(OperationFailed):
-            pg.psql(allow + "true", database=admin_db)
-        raise
+    """Put ``fresh`` in the place of ``database``: the other sessions on it ended and both
+    renames in one transaction, so a failure or a kill at any moment leaves all or nothing."""
+    pg.psql(
+        swap_sql(database, fresh, old),
+        database=admin_db,
+        what=f"restore of '{pg.alias}' (database unchanged)",
+    )
+
+
+# Databases that a killed swap restore of {database} may have left: ours, nobody connected.
+_LEFTOVERS = """
+SELECT coalesce(json_agg(d.datname), '[]') FROM pg_database d
+WHERE position({prefix} in d.datname) = 1 AND d.datname <> {database}
+  AND pg_has_role(d.datdba, 'USAGE')
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)
+"""
+
+
+def swap_prefix(database: str) -> str:
+    """What the swap's temporary databases for ``database`` are named with, before
+    ``new_<8 hex>`` or ``old_<8 hex>``."""
+    return f"{short_name(database, 40)}_snapctl_"
+
+
+def drop_leftovers(pg: Libpq, database: str, admin_db: str) -> None:
+    """Drop the ``<database>_snapctl_new_<8 hex>`` and ``..._old_<8 hex>`` databases that
+    killed restores left: only ours, only those nobody is connected to, and never another
+    name (the postgres-template connector's snapshot copies lack ``new_``/``old_``). The
+    caller holds the database's restore lock, so no other restore of ours is running here.
+    Best effort: one that cannot be dropped stays for the next restore."""
+    prefix = swap_prefix(database)
+    pattern = re.compile(re.escape(prefix) + r"(new|old)_[0-9a-f]{8}")
+    found = pg.psql(
+        _LEFTOVERS.format(prefix=literal(prefix), database=literal(database)),
+        database=admin_db,
+        what=f"looking for databases left by interrupted restores of '{pg.alias}'",
+    )
+    for name in json.loads(found):
+        if pattern.fullmatch(name) and name != database:
+            with contextlib.suppress(OperationFailed):
+                # Without FORCE: a session that appeared meanwhile keeps it.
+                pg.psql(f"DROP DATABASE IF EXISTS {ident(name)}", database=admin_db)
 
 
 # --- restore: in place ----------------------------------------------------------------------
