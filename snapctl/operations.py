@@ -334,6 +334,8 @@ def restore(
     from snapctl.django_env import database_settings
 
     progress = progress or NoProgress()
+    if os.access(store.root, os.W_OK):
+        store.clean_leftovers()  # what killed dumps and restores left behind
     with contextlib.ExitStack() as held:
         held.enter_context(locks.store_lock(store.root, shared=True))
         for alias in plan.aliases:

@@ -402,7 +402,7 @@ def kill_restores(
         outcomes.append(f"{delay:.2f}s {current}->{found} ({len(strays)} scratch databases)")
         current = found or target
     # Killed restores leave their scratch databases, and the unpacked snapshot in the store;
-    # the next dump removes the second. Later PostgreSQL restores remove the first; later
+    # the next dump or restore removes the second. Later PostgreSQL restores remove the first; later
     # MariaDB restores do not.
     pattern = re.compile(re.escape(db.name) + server.stray)
     assert all(pattern.fullmatch(name) for name in strays), strays
