@@ -415,3 +415,64 @@ def test_failed_table_segment_leaves_database_unchanged(
     assert schema_objects(db) == objects
     assert leftover_databases(db) == []
     assert not list(mariadb_project.snapshots.glob(".tmp-*"))  # the segments are gone too
+
+
+def synthetic_dump(pad: int) -> bytes:
+    """A script laid out as mariadb-dump writes one: a table whose rows end ``pad`` bytes
+    further on, a small one, a trigger whose body looks like a header, a 1.5 MB line."""
+    rows = b",\n".join(b"(%d,'%s')" % (i, b"x" * (pad if i == 1 else 10)) for i in range(1, 4))
+    return b"".join([
+        b"-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n\n",
+        b"--\n-- Table structure for table `big`\n--\n\nCREATE TABLE `big` (id INT);\n\n",
+        b"--\n-- Dumping data for table `big`\n--\n\nLOCK TABLES `big` WRITE;\n",
+        b"INSERT INTO `big` VALUES\n", rows, b";\nUNLOCK TABLES;\n",
+        b"DELIMITER ;;\nCREATE TRIGGER t BEFORE INSERT ON big FOR EACH ROW BEGIN\n",
+        b"-- Dumping data for table `fake`\nSET @a = 1; END ;;\nDELIMITER ;\n",
+        b"--\n-- Table structure for table `small`\n--\n\nCREATE TABLE `small` (id INT);\n",
+        b"--\n-- Dumping data for table `small`\n--\n\nLOCK TABLES `small` WRITE;\n",
+        b"INSERT INTO `small` VALUES (1);\nUNLOCK TABLES;\n",
+        b"--\n-- Dumping routines for database 'x'\n--\n",
+        b"CREATE PROCEDURE p() SELECT '", b"y" * (3 << 19), b"';\n",
+        b"/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n",
+    ])  # fmt: skip
+
+
+def test_split_dump_keeps_every_line_in_its_place(tmp_path: Path) -> None:
+    """Every line lands in exactly one segment (the header aside, copied to each), rows
+    whole and in order, wherever the 1 MiB read blocks fall and however long a line is."""
+    from snapctl.connectors.mysql import split_dump
+
+    prelude = b"-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n\n--\n"  # up to a header
+    block = 1 << 20  # what the splitter reads at once
+    end_of_rows = synthetic_dump(0).index(b"\nUNLOCK TABLES;")
+    # The end of the rows just before, across, and just after a block boundary; a long row.
+    for pad in [*range(block - end_of_rows - 17, block - end_of_rows + 2), 3 * block]:
+        dump = synthetic_dump(pad)
+        src, work = tmp_path / f"dump-{pad}.sql", tmp_path / f"work-{pad}"
+        src.write_bytes(dump)
+        work.mkdir()
+        segments = split_dump(src, work)
+        assert segments is not None
+        texts = [p.read_bytes() for p in (segments.schema, segments.post)]
+        texts += [rows.path.read_bytes() for rows in segments.data]
+        assert all(text.startswith(prelude) for text in texts)
+        assert sorted(b"".join(t[len(prelude) :] for t in texts).splitlines()) == sorted(
+            dump[len(prelude) :].splitlines()
+        )
+        schema, post = texts[0], texts[1]
+        assert b"CREATE TABLE `big`" in schema and b"CREATE TABLE `small`" in schema
+        assert b"TRIGGER" in post and b"PROCEDURE" in post and b"INSERT INTO" not in post
+        big = next(rows for rows in segments.data if "`big`" in rows.label)
+        body = big.path.read_bytes()
+        assert (
+            body.index(b"(1,")
+            < body.index(b"(2,")
+            < body.index(b"(3,")
+            < body.index(b"UNLOCK TABLES;")
+        )
+
+    # Rows without LOCK TABLES have no end to find: the script is loaded whole instead.
+    src = tmp_path / "unlocked.sql"
+    src.write_bytes(synthetic_dump(10).replace(b"LOCK TABLES `big` WRITE;\n", b""))
+    (tmp_path / "unlocked").mkdir()
+    assert split_dump(src, tmp_path / "unlocked") is None
