@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -44,13 +45,39 @@ def mask(text: str, secrets: Sequence[str]) -> str:
 
 
 def first_error_line(stderr: str) -> str:
-    """The most telling line of a tool's stderr: the first that says error, else the last."""
+    """The most telling line of a tool's stderr: the first that says error (with the detail
+    line PostgreSQL's tools put after it, which often names the cause), else the last."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
+    for number, line in enumerate(lines):
         lowered = line.lower()
         if "error" in lowered or "fatal" in lowered:
+            following = lines[number + 1] if number + 1 < len(lines) else ""
+            if following.lower().startswith(("detail:", "pg_dump: detail:", "pg_restore: detail:")):
+                return f"{line} ({following})"
             return line
-    return lines[-1] if lines else "no message"
+    return lines[-1] if lines else ""
+
+
+def tool_failure(
+    what: str, returncode: int, stderr: str, secrets: Sequence[str]
+) -> OperationFailed:
+    """One line for a tool that failed: its error, or the signal that killed it."""
+    message = mask(first_error_line(stderr), secrets)
+    if returncode < 0:
+        cause = signal.strsignal(-returncode) or f"signal {-returncode}"
+        return OperationFailed(
+            f"{what} was killed by {signal.Signals(-returncode).name} ({cause.lower()})"
+            + (f": {message}" if message else "")
+        )
+    if not message:
+        return OperationFailed(f"{what} failed with exit status {returncode} and no message")
+    return OperationFailed(f"{what} failed (exit {returncode}): {message}")
+
+
+def _tail(stream: IO[bytes]) -> str:
+    """The end of a tool's captured stderr."""
+    stream.seek(max(0, stream.seek(0, os.SEEK_END) - _STDERR_LIMIT))
+    return stream.read().decode("utf-8", "replace")
 
 
 def run(
@@ -81,10 +108,9 @@ def run(
         except OSError as exc:
             raise ConfigurationError(f"cannot run {argv[0]}: {exc.strerror}") from exc
         out, err = proc.communicate()
-    stderr_text = err[-_STDERR_LIMIT:].decode("utf-8", "replace")
     if proc.returncode != 0:
-        message = mask(first_error_line(stderr_text), secrets)
-        raise OperationFailed(f"{what} failed (exit {proc.returncode}): {message}")
+        stderr_text = err[-_STDERR_LIMIT:].decode("utf-8", "replace")
+        raise tool_failure(what, proc.returncode, stderr_text, secrets)
     return out.decode("utf-8", "replace") if out is not None else ""
 
 
@@ -148,10 +174,7 @@ def pipe(
         first.wait()
         for proc, err in ((second, consumer_err), (first, producer_err)):
             if proc.returncode != 0:
-                err.seek(max(0, err.seek(0, os.SEEK_END) - _STDERR_LIMIT))
-                text = err.read().decode("utf-8", "replace")
-                message = mask(first_error_line(text), secrets)
-                raise OperationFailed(f"{what} failed (exit {proc.returncode}): {message}")
+                raise tool_failure(what, proc.returncode, _tail(err), secrets)
 
 
 @dataclass(frozen=True)
@@ -175,10 +198,7 @@ class _Started:
         self.stderr.close()
 
     def failure(self, secrets: Sequence[str]) -> OperationFailed:
-        self.stderr.seek(max(0, self.stderr.seek(0, os.SEEK_END) - _STDERR_LIMIT))
-        text = self.stderr.read().decode("utf-8", "replace")
-        message = mask(first_error_line(text), secrets)
-        return OperationFailed(f"{self.job.what} failed (exit {self.proc.returncode}): {message}")
+        return tool_failure(self.job.what, self.proc.returncode, _tail(self.stderr), secrets)
 
 
 def run_parallel(
