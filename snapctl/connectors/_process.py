@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from snapctl.errors import ConfigurationError, OperationFailed
 
@@ -80,6 +80,19 @@ def _tail(stream: IO[bytes]) -> str:
     return stream.read().decode("utf-8", "replace")
 
 
+def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's environment plus the child's own variables (secrets go only here)."""
+    return {**os.environ, **(extra or {})}
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str], **streams: Any) -> subprocess.Popen[bytes]:
+    """Start a tool; a tool that cannot start at all is a configuration error."""
+    try:
+        return subprocess.Popen(list(argv), env=dict(env), **streams)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -91,22 +104,12 @@ def run(
 ) -> str:
     """Run a tool to completion; stream stdin/stdout from/to files; return its stdout if not
     redirected. A non-zero exit raises OperationFailed naming ``what`` and the tool's error."""
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
     with contextlib.ExitStack() as stack:
         stdin_file = stack.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
         stdout_file = stack.enter_context(open(stdout, "wb")) if stdout else subprocess.PIPE
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=stdin_file,
-                stdout=stdout_file,
-                stderr=subprocess.PIPE,
-                env=child_env,
-            )
-        except OSError as exc:
-            raise ConfigurationError(f"cannot run {argv[0]}: {exc.strerror}") from exc
+        proc = _spawn(
+            argv, _child_env(env), stdin=stdin_file, stdout=stdout_file, stderr=subprocess.PIPE
+        )
         out, err = proc.communicate()
     if proc.returncode != 0:
         stderr_text = err[-_STDERR_LIMIT:].decode("utf-8", "replace")
@@ -141,33 +144,28 @@ def pipe(
     The consumer's failure is the one reported when both fail: it stops reading first, and
     the producer then only dies of the broken pipe.
     """
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
+    child_env = _child_env(env)
     with tempfile.TemporaryFile() as producer_err, tempfile.TemporaryFile() as consumer_err:
-        try:
-            first = subprocess.Popen(
-                list(producer),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=producer_err,
-                env=child_env,
-            )
-        except OSError as exc:
-            raise ConfigurationError(f"cannot run {producer[0]}: {exc.strerror}") from exc
+        first = _spawn(
+            producer,
+            child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=producer_err,
+        )
         assert first.stdout is not None
         try:
-            second = subprocess.Popen(
-                list(consumer),
+            second = _spawn(
+                consumer,
+                child_env,
                 stdin=first.stdout,
                 stdout=subprocess.DEVNULL,
                 stderr=consumer_err,
-                env=child_env,
             )
-        except OSError as exc:
+        except ConfigurationError:
             first.kill()
             first.wait()
-            raise ConfigurationError(f"cannot run {consumer[0]}: {exc.strerror}") from exc
+            raise
         finally:
             first.stdout.close()  # the consumer holds the only read end now
         second.wait()
@@ -211,9 +209,7 @@ def run_parallel(
     """Run ``jobs``, at most ``limit`` at a time, started in the order given, each reading its
     stdin file directly. The first failure ends the others (killed: they would only waste
     time) and is raised as ``run`` raises it; so is Ctrl-C, after the same cleanup."""
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
+    child_env = _child_env(env)
     waiting = list(jobs)
     running: list[_Started] = []
     try:
@@ -237,13 +233,11 @@ def _start(job: Job, env: dict[str, str]) -> _Started:
     stdin = open(job.stdin, "rb")  # noqa: SIM115 - closed by _Started.close
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: no deadlock
     try:
-        proc = subprocess.Popen(
-            list(job.argv), stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr, env=env
-        )
-    except OSError as exc:
+        proc = _spawn(job.argv, env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr)
+    except ConfigurationError:
         stdin.close()
         stderr.close()
-        raise ConfigurationError(f"cannot run {job.argv[0]}: {exc.strerror}") from exc
+        raise
     return _Started(job, proc, stdin, stderr)
 
 
