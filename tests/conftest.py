@@ -171,43 +171,24 @@ def server_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def psql_admin(sql: str, database: str = "postgres") -> str:
-    result = subprocess.run(
-        [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-Atqc",
-            sql,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
+def _admin(argv: list[str]) -> str:
+    """Run a server's client as its superuser; its output, or RuntimeError with its error."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=clean_env())
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip())
     return result.stdout
+
+
+def psql_admin(sql: str, database: str = "postgres") -> str:
+    return _admin(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1",
+         "-Atqc", sql]
+    )  # fmt: skip
 
 
 def mariadb_admin(sql: str) -> str:
     binary = shutil.which("mariadb") or shutil.which("mysql") or "mariadb"
-    result = subprocess.run(
-        [binary, "-uroot", "-h127.0.0.1", "-P3306", "-N", "-B", "-e", sql],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
-    if result.returncode != 0:
-        raise RuntimeError(result.stderr.strip())
-    return result.stdout
+    return _admin([binary, "-uroot", "-h127.0.0.1", "-P3306", "-N", "-B", "-e", sql])
 
 
 @dataclass(frozen=True)

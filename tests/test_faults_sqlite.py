@@ -111,17 +111,22 @@ def limit_file_size(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-@pytest.mark.parametrize("compress", ["zstd", "none"])
-def test_full_disk_while_dumping(big_project: Project, faults: FaultLedger, compress: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "snapctl", "dump", "--compress", compress],
+def on_a_full_disk(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """snapctl with no more than 1 MB per file: a disk that fills up."""
+    return subprocess.run(
+        [sys.executable, "-m", "snapctl", *args],
         cwd=EXAMPLE,
-        env=big_project.env,
+        env=project.env,
         capture_output=True,
         text=True,
         preexec_fn=lambda: limit_file_size(1_000_000),
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("compress", ["zstd", "none"])
+def test_full_disk_while_dumping(big_project: Project, faults: FaultLedger, compress: str) -> None:
+    result = on_a_full_disk(big_project, "dump", "--compress", compress)
     faults.injected += 1
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
@@ -138,15 +143,7 @@ def test_full_disk_while_unpacking_touches_nothing(
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM shop_orderline")
     before = content_hash(path)
-    result = subprocess.run(
-        [sys.executable, "-m", "snapctl", "restore", "--yes"],
-        cwd=EXAMPLE,
-        env=big_project.env,
-        capture_output=True,
-        text=True,
-        preexec_fn=lambda: limit_file_size(1_000_000),
-        timeout=120,
-    )
+    result = on_a_full_disk(big_project, "restore", "--yes")
     faults.injected += 1
     assert result.returncode == 1, result.stderr
     assert "no database was touched" in result.stderr
