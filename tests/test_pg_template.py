@@ -228,24 +228,6 @@ def test_restore_into_another_database_is_refused(
         psql_admin(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
 
 
-@pytest.fixture
-def nocreatedb_project(tmp_path: Path, postgres_template: ServerDatabase) -> Iterator[Project]:
-    """A copy of the seeded database owned by a role without CREATEDB."""
-    role = f"snapctl_nocd_{secrets.token_hex(4)}"
-    password = "pw-" + secrets.token_urlsafe(12)
-    name = f"snapctl_nocd_{secrets.token_hex(4)}"
-    psql_admin(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{password}'")
-    try:
-        psql_admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template.name} OWNER {role}")
-        db = ServerDatabase("postgresql", name, role, password, port="5432")
-        project = _project(db.env(), tmp_path / "snaps")
-        project.extra["db"] = db
-        yield project
-    finally:
-        psql_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        psql_admin(f"DROP ROLE IF EXISTS {role}")
-
-
 def test_without_createdb_the_privilege_is_named(nocreatedb_project: Project) -> None:
     db = nocreatedb_project.extra["db"]
     result = nocreatedb_project.snapctl("dump", *CONNECTOR)

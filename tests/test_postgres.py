@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Project, ServerDatabase, _project, clean_env, psql_admin
+from conftest import Project, ServerDatabase, clean_env, psql_admin
 
 from snapctl.compression import file_sha256
 from snapctl.connectors import postgres
@@ -351,41 +351,6 @@ def test_old_pg_dump_names_the_package(postgres_project: Project, tmp_path: Path
 
 
 # --- the in-place path (a user without CREATEDB) ---------------------------------------------
-
-_REOWN = """
-DO $$
-DECLARE r record;
-BEGIN
-  FOR r IN SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace
-           AND relkind IN ('r', 'v') LOOP
-    EXECUTE format('ALTER TABLE %I OWNER TO {role}', r.relname);
-  END LOOP;
-END $$
-"""
-
-
-@pytest.fixture
-def nocreatedb_project(tmp_path: Path, postgres_template: ServerDatabase) -> Iterator[Project]:
-    """A copy of the seeded database owned, with all its tables, by a role without CREATEDB."""
-    role = f"snapctl_nocd_{secrets.token_hex(4)}"
-    password = "pw-" + secrets.token_urlsafe(12)
-    name = f"snapctl_nocd_{secrets.token_hex(4)}"
-    psql_admin(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{password}'")
-    try:
-        psql_admin(f"CREATE DATABASE {name} TEMPLATE {postgres_template.name} OWNER {role}")
-        psql_admin(_REOWN.replace("{role}", role), database=name)
-        # Over the unix socket when there is one, to cover HOST as a directory too.
-        host = next(
-            (d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()),
-            "127.0.0.1",
-        )
-        db = ServerDatabase("postgresql", name, role, password, host=host, port="5432")
-        project = _project(db.env(), tmp_path / "snaps")
-        project.extra["db"] = db
-        yield project
-    finally:
-        psql_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        psql_admin(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_without_createdb_round_trip_in_place(nocreatedb_project: Project) -> None:
