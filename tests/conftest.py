@@ -213,6 +213,13 @@ class ServerDatabase:
         }
 
 
+def fill_example(db: ServerDatabase) -> None:
+    """Migrate the example project into a server database and seed it."""
+    project = _project(db.env(), Path("/nonexistent"))
+    project.manage("migrate", "--no-input", "-v0")
+    project.manage("seed_shop")
+
+
 def _new_name(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(4)}"
 
@@ -236,9 +243,7 @@ def postgres_template(postgres_server: None) -> Iterator[ServerDatabase]:
     db = ServerDatabase("postgresql", _new_name("snapctl_tpl"), user, password, port="5432")
     psql_admin(f"CREATE DATABASE {db.name} OWNER {user}")
     try:
-        project = _project(db.env(), Path("/nonexistent"))
-        project.manage("migrate", "--no-input", "-v0")
-        project.manage("seed_shop")
+        fill_example(db)
         yield db
     finally:
         psql_admin(f"DROP DATABASE IF EXISTS {db.name} WITH (FORCE)")
@@ -307,9 +312,7 @@ def mariadb_db(mariadb_server: None) -> Iterator[ServerDatabase]:
         f"GRANT PROCESS, RELOAD ON *.* TO '{db.user}'@'localhost';"
     )
     try:
-        project = _project(db.env(), Path("/nonexistent"))
-        project.manage("migrate", "--no-input", "-v0")
-        project.manage("seed_shop")
+        fill_example(db)
         yield db
     finally:
         mariadb_admin(
