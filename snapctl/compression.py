@@ -6,19 +6,27 @@ shrinks SQL and data files several times.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
 import shutil
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, BinaryIO, Protocol, cast
 
 from snapctl.errors import ConfigurationError, IntegrityError
 
 CHUNK = 1024 * 1024
 ZSTD_DEFAULT_LEVEL = 3
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
+GZIP_DEFAULT_LEVEL = 6
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+
+
+class _Stream(Protocol):
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 class _HashingWriter:
@@ -29,7 +37,7 @@ class _HashingWriter:
         self.sha256 = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.sha256.update(data)
         self.size += len(data)
         return self.raw.write(data)
@@ -54,10 +62,16 @@ def check_method(method: str, level: int | None = None) -> str:
     return method
 
 
-def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tuple[int, str]:
-    """Write ``src`` compressed with ``method`` to ``dest``; return (size, sha256) of ``dest``."""
-    with open(src, "rb") as reader, open(dest, "wb") as raw:
-        writer = _HashingWriter(raw)
+class ArtifactWriter:
+    """Writes one artifact: compresses what it is given with ``method`` and hashes and counts
+    the bytes that reach the file, in one pass, so nothing is read back afterwards."""
+
+    def __init__(self, raw: BinaryIO, method: str, level: int | None = None) -> None:
+        self._file = _HashingWriter(raw)
+        self._stream: _Stream = self._file
+        self._end: Callable[[], None] | None = None  # writes the compressed stream's trailer
+        self.size = 0
+        self.sha256 = ""
         if method == "zstd":
             import zstandard
 
@@ -70,20 +84,54 @@ def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tu
                 write_checksum=True,
             )
             compressor = zstandard.ZstdCompressor(compression_params=params)
-            compressor.copy_stream(
-                reader, cast(IO[bytes], writer), read_size=CHUNK, write_size=CHUNK
+            zstd = compressor.stream_writer(
+                cast(IO[bytes], self._file), write_size=CHUNK, closefd=False
             )
+            self._stream, self._end = zstd, zstd.close
         elif method == "gzip":
-            with gzip.GzipFile(
-                fileobj=cast(IO[bytes], writer),
+            gz = gzip.GzipFile(
+                fileobj=cast(IO[bytes], self._file),
                 mode="wb",
-                compresslevel=6 if level is None else level,
+                compresslevel=GZIP_DEFAULT_LEVEL if level is None else level,
                 mtime=0,
-            ) as gz:
-                shutil.copyfileobj(reader, gz, CHUNK)
-        else:
-            shutil.copyfileobj(reader, cast(IO[bytes], writer), CHUNK)
-    return writer.size, writer.sha256.hexdigest()
+            )
+            self._stream, self._end = gz, gz.close  # close() leaves the file open
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._stream.write(data)
+
+    def finish(self) -> None:
+        """End the compressed stream; ``size`` and ``sha256`` then describe the file."""
+        if self._end is not None:
+            self._end()
+        self.size = self._file.size
+        self.sha256 = self._file.sha256.hexdigest()
+
+
+@contextlib.contextmanager
+def artifact_writer(dest: Path, method: str, level: int | None = None) -> Iterator[ArtifactWriter]:
+    """An :class:`ArtifactWriter` into a new private file ``dest``, finished and flushed to
+    disk when the block ends; ``dest`` is removed if the block fails."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # Buffered: a raw file may write less than it is given; a buffered one never does.
+        with open(fd, "wb", closefd=True) as raw:
+            writer = ArtifactWriter(raw, method, level)
+            yield writer
+            writer.finish()
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tuple[int, str]:
+    """Write ``src`` compressed with ``method`` to ``dest``; return (size, sha256) of ``dest``."""
+    with open(src, "rb", buffering=0) as reader, artifact_writer(dest, method, level) as writer:
+        while chunk := reader.read(CHUNK):
+            writer.write(chunk)
+    return writer.size, writer.sha256
 
 
 def file_sha256(path: Path) -> str:

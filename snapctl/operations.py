@@ -156,34 +156,63 @@ def _dump_one(
 
     extension = str(getattr(choice.connector, "extension", "dump"))
     raw = pending.scratch_path(choice.alias, extension)
-    with (
-        progress.track(f"Dumping {choice.alias}", watch=raw),
-        _connector_errors("dump", choice.name, choice.alias),
-    ):
-        metadata = choice.connector.dump(choice.alias, raw)
+    final = pending.final_path(raw, method)
+    fields = {
+        "connector": choice.name,
+        "connector_source": choice.source,
+        "connector_class": choice.class_path,
+        "engine": str(database_settings(choice.alias).get("ENGINE", "")),
+        "vendor": _vendor(choice.alias),
+    }
+    if getattr(choice.connector, "dump_to_pipe", False) and hasattr(os, "mkfifo"):
+        # Compressed as it arrives, beside the dump: no second pass over a raw file.
+        with (
+            progress.track(f"Dumping {choice.alias}", watch=final),
+            pending.receive(raw, method, level) as received,
+        ):
+            metadata = _call_dump(choice, received.pipe)
+            dumped.append((choice, final))
+        _check_metadata(choice, metadata)
+        pending.record(
+            choice.alias,
+            final,
+            method,
+            received.size,
+            received.sha256,
+            **fields,
+            server_version=metadata.get("server_version"),
+            metadata=metadata,
+        )
+        return
+    with progress.track(f"Dumping {choice.alias}", watch=raw):
+        metadata = _call_dump(choice, raw)
     dumped.append((choice, raw))
-    if not isinstance(metadata, dict):
-        metadata = {}
+    _check_metadata(choice, metadata)
+    with progress.track(f"Compressing {choice.alias}", watch=final):
+        pending.add(
+            choice.alias,
+            raw,
+            method,
+            level,
+            **fields,
+            server_version=metadata.get("server_version"),
+            metadata=metadata,
+        )
+
+
+def _call_dump(choice: registry.Choice, dest: Path) -> dict[str, Any]:
+    with _connector_errors("dump", choice.name, choice.alias):
+        metadata = choice.connector.dump(choice.alias, dest)
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _check_metadata(choice: registry.Choice, metadata: dict[str, Any]) -> None:
     try:
         json.dumps(metadata)
     except (TypeError, ValueError) as exc:
         raise OperationFailed(
             f"connector '{choice.name}' returned metadata that is not JSON: {exc}"
         ) from exc
-    with progress.track(f"Compressing {choice.alias}", watch=pending.final_path(raw, method)):
-        pending.add(
-            choice.alias,
-            raw,
-            method,
-            level,
-            connector=choice.name,
-            connector_source=choice.source,
-            connector_class=choice.class_path,
-            engine=str(database_settings(choice.alias).get("ENGINE", "")),
-            vendor=_vendor(choice.alias),
-            server_version=metadata.get("server_version"),
-            metadata=metadata,
-        )
 
 
 def connector_for_restore(alias: str, artifact: Artifact) -> Any:

@@ -28,6 +28,7 @@ from snapctl.errors import (
     OperationFailed,
     SnapshotNotFound,
 )
+from snapctl.receiver import Received, receive
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -226,12 +227,26 @@ class PendingSnapshot:
         if method == "none":
             final = raw
             size, digest = raw.stat().st_size, compression.file_sha256(raw)
+            final.chmod(0o600)
+            _fsync_file(final)
         else:
             final = self.final_path(raw, method)
             size, digest = compression.compress(raw, final, method, level)
             raw.unlink()
-        final.chmod(0o600)
-        _fsync_file(final)
+        return self.record(alias, final, method, size, digest, **fields)
+
+    @contextlib.contextmanager
+    def receive(self, raw: Path, method: str, level: int | None) -> Iterator[Received]:
+        """A named pipe beside ``raw`` for a connector to dump into; the artifact is written,
+        compressed, as the dump arrives (see receiver.py)."""
+        pipe = raw.with_name(raw.name + ".pipe")
+        with receive(pipe, self.final_path(raw, method), method, level) as received:
+            yield received
+
+    def record(
+        self, alias: str, final: Path, method: str, size: int, digest: str, **fields: Any
+    ) -> Artifact:
+        """Record a complete artifact file, already private and flushed to disk."""
         artifact = Artifact(
             alias=alias, file=final.name, compression=method, size=size, sha256=digest, **fields
         )

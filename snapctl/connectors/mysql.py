@@ -112,7 +112,6 @@ _DUMP_FLAGS = (
 _OBJECT_FLAGS = ("--no-data", "--skip-lock-tables", "--skip-dump-date", "--add-drop-trigger")
 # Connection charsets that are subsets of utf8mb4: reading through them could lose characters.
 _UTF8_SUBSETS = {"utf8", "utf8mb3"}
-_SERVER_VERSION = re.compile(r"^-- Server version\s+(\S+)", re.MULTILINE)
 
 
 def quote_name(name: str) -> str:
@@ -923,13 +922,6 @@ def _marker_script(client: Client, scratch: str, marker: str | None, done: bool)
     return b"" if rows[0][1] == "1" else bytes.fromhex(rows[0][0][1:])
 
 
-def _server_version(dump: Path) -> str | None:
-    """The server's version, from the header comment the dump tool writes."""
-    with open(dump, encoding="utf-8", errors="replace") as handle:
-        match = _SERVER_VERSION.search(handle.read(4096))
-    return match.group(1) if match else None
-
-
 def _work_root(src: Path) -> Path | None:
     """Where a restore's scratch files go: the directory holding the artifact's directory
     (the snapshot store: the disk sized for dumps, and a pid-named directory there that a
@@ -946,6 +938,7 @@ class MySQLConnector:
     engines = ("mysql",)
     binaries = ("mariadb-dump|mysqldump", "mariadb|mysql")
     extension = "sql"
+    dump_to_pipe = True  # the dump tool writes its script front to back
 
     def __init__(self, jobs: int | None = None) -> None:
         """``jobs``: sessions loading rows at once in a restore (default: cores, at most 4;
@@ -957,9 +950,10 @@ class MySQLConnector:
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the MySQL/MariaDB database to dest as one consistent SQL script."""
         with Client.open(db_alias) as client:
+            rows = client.execute("SELECT VERSION();", f"connecting to '{db_alias}'")
+            version = rows[0][0] if rows and rows[0] else None
             args = [*client.dump_flags(), f"--result-file={dest}", "--", client.database]
             client.run(client.dumper, args, f"{Path(client.dumper.path).name} of '{db_alias}'")
-        version = _server_version(dest)
         return {
             "format": "sql",
             "database": client.database,

@@ -12,10 +12,13 @@ journal, and other connections see either the old database or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 
@@ -23,6 +26,7 @@ FORMATS = ("backup", "sql")
 _HEADER = b"SQLite format 3\x00"
 _SEQUENCE_STATEMENTS = ('DELETE FROM "sqlite_sequence"', 'INSERT INTO "sqlite_sequence"')
 _BUSY_TIMEOUT_SECONDS = 30.0
+_COPY_CHUNK = 1024 * 1024
 
 
 def database_path(db_alias: str) -> Path:
@@ -103,12 +107,94 @@ def _read_scripts(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[str]:
         yield f"BEGIN;\n{leftover}\nCOMMIT;"
 
 
+def _copy_database(source: sqlite3.Connection, path: Path, dest: Path, page_size: int) -> None:
+    """Write the database file to ``dest`` front to back, as one consistent state.
+
+    A rollback-journal database is copied byte for byte under a read lock: while this
+    connection holds its SHARED lock no connection can write the file (writing takes an
+    EXCLUSIVE lock), and taking it rolls back a crashed writer's hot journal first. In WAL
+    mode writers append to the -wal file instead, so that needs the backup API (into a
+    scratch file beside ``dest`` when ``dest`` is a pipe).
+    """
+    source.execute("BEGIN")
+    try:
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the SHARED lock
+        # Asked under the lock, which a change of journal mode would need to take.
+        wal = str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        if not wal:
+            length = int(source.execute("PRAGMA page_count").fetchone()[0]) * page_size
+            if _copy_locked_file(path, dest, length, source):
+                return
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            source.execute("ROLLBACK")
+        raise
+    source.execute("COMMIT")
+    _backup_into(source, dest)
+
+
+def _copy_locked_file(path: Path, dest: Path, length: int, source: sqlite3.Connection) -> bool:
+    """Copy the first ``length`` bytes of the file, then end ``source``'s read transaction;
+    False, with nothing written, if the file is not as a rollback-journal database is.
+
+    Our descriptor is closed only after the transaction: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, SQLite's SHARED lock included.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        # Header bytes 18-19 are 1, 1 in rollback-journal mode (2, 2 in WAL mode).
+        if os.pread(fd, 100, 0)[18:20] != b"\x01\x01" or os.fstat(fd).st_size < length:
+            return False
+        with open(dest, "wb") as out:
+            _copy_range(fd, out, length)
+        source.execute("COMMIT")
+        return True
+    finally:
+        os.close(fd)
+
+
+def _copy_range(fd: int, out: BinaryIO, length: int) -> None:
+    offset = 0
+    while offset < length:
+        chunk = os.pread(fd, min(_COPY_CHUNK, length - offset), offset)
+        if not chunk:
+            raise OperationFailed("the database file shrank while it was copied")
+        out.write(chunk)
+        offset += len(chunk)
+
+
+def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
+    """The backup API's copy (one step: one consistent read transaction) into ``dest``, or
+    into a scratch file then streamed to ``dest`` if that is a pipe (the API seeks)."""
+    to_pipe = dest.exists() and stat.S_ISFIFO(dest.stat().st_mode)
+    target_path = dest.with_name(dest.name + ".backup") if to_pipe else dest
+    target = sqlite3.connect(target_path)
+    try:
+        if to_pipe:  # scratch: the artifact made from it is what gets flushed to disk
+            target.execute("PRAGMA journal_mode=OFF")
+            target.execute("PRAGMA synchronous=OFF")
+        source.backup(target)
+    finally:
+        target.close()
+    if to_pipe:
+        try:
+            fd = os.open(target_path, os.O_RDONLY)
+            try:
+                with open(dest, "wb") as out:
+                    _copy_range(fd, out, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        finally:
+            target_path.unlink(missing_ok=True)
+
+
 class SQLiteConnector:
     """Back up and restore SQLite databases using the stdlib sqlite3 module."""
 
     name = "sqlite"
     engines = ("sqlite3",)
     binaries: tuple[str, ...] = ()
+    dump_to_pipe = True  # both formats are written front to back
 
     def __init__(self, format: str = "backup") -> None:
         if format not in FORMATS:
@@ -128,11 +214,7 @@ class SQLiteConnector:
             page_size = source.execute("PRAGMA page_size").fetchone()[0]
             journal_mode = source.execute("PRAGMA journal_mode").fetchone()[0]
             if self.format == "backup":
-                target = sqlite3.connect(dest)
-                try:
-                    source.backup(target)  # one step: one consistent read transaction
-                finally:
-                    target.close()
+                _copy_database(source, database_path(db_alias), dest, page_size)
             else:
                 with open(dest, "w", encoding="utf-8", newline="\n") as script:
                     for statement in _script_statements(source):
