@@ -52,9 +52,11 @@ def test_a_connector_failing_before_it_opens_the_pipe_does_not_hang(tmp_path: Pa
     finished = threading.Event()
 
     def failing_dump() -> None:
-        with pytest.raises(RuntimeError, match="no connection"):
-            with receive(tmp_path / "dump.pipe", tmp_path / "artifact.zst", "zstd", None):
-                raise RuntimeError("no connection")
+        with (
+            pytest.raises(RuntimeError, match="no connection"),
+            receive(tmp_path / "dump.pipe", tmp_path / "artifact.zst", "zstd", None),
+        ):
+            raise RuntimeError("no connection")
         finished.set()
 
     worker = threading.Thread(target=failing_dump, daemon=True)
@@ -68,8 +70,10 @@ def test_a_failure_to_write_the_artifact_is_the_error_not_the_broken_pipe(
     tmp_path: Path,
 ) -> None:
     dest = tmp_path / "missing-directory" / "artifact.zst"  # cannot be created
-    with pytest.raises(FileNotFoundError):
-        with receive(tmp_path / "dump.pipe", dest, "zstd", None) as received:
-            with open(received.pipe, "wb") as pipe:
-                for _ in range(64):  # far more than the pipe holds: the write must fail
-                    pipe.write(PAYLOAD[: 1 << 20])
+    with (
+        pytest.raises(FileNotFoundError),
+        receive(tmp_path / "dump.pipe", dest, "zstd", None) as received,
+        open(received.pipe, "wb") as pipe,
+    ):
+        for _ in range(64):  # far more than the pipe holds: the write must fail
+            pipe.write(PAYLOAD[: 1 << 20])
