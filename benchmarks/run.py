@@ -65,7 +65,11 @@ class Measured:
 
 
 def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) -> Measured:
-    """Run a command (a shell string for redirections) and measure it with GNU time."""
+    """Run a command (a shell string for redirections) and measure it with GNU time.
+
+    Dirty pages of the previous run are written out first, so no run pays for another's.
+    """
+    os.sync()
     with tempfile.NamedTemporaryFile("r") as report:
         argv = [GNU_TIME, "-f", "%e %M", "-o", report.name]
         argv += ["sh", "-c", command] if isinstance(command, str) else command
@@ -354,6 +358,76 @@ def print_table(rows: list[Row]) -> None:
     Console(width=140).print(table)
 
 
+@dataclass
+class Target:
+    what: str
+    measured: str
+    met: bool
+
+
+def _seconds(rows: list[Row], engine: str, operation: str, tool: str) -> float | None:
+    for row in rows:
+        if (row.engine, row.operation, row.tool) == (engine, operation, tool):
+            return row.seconds
+    return None
+
+
+def check_targets(rows: list[Row]) -> list[Target]:
+    """The issue's targets, each against this run's numbers."""
+    targets = []
+    startup = next(r for r in rows if r.tool == "snapctl --version")
+    assert startup.ratio is not None
+    targets.append(
+        Target(
+            "snapctl --version within 1.5x of import typer",
+            f"{startup.ratio:.2f}x",
+            startup.ratio <= 1.5,
+        )
+    )
+    for engine in dict.fromkeys(r.engine for r in rows if r.engine != "-"):
+        for operation in ("dump", "restore"):
+            ratio = next(
+                r.ratio
+                for r in rows
+                if (r.engine, r.operation, r.tool) == (engine, operation, "snapctl zstd")
+            )
+            assert ratio is not None
+            targets.append(
+                Target(
+                    f"{engine} {operation} (default zstd) within 1.2x of the reference",
+                    f"{ratio:.2f}x",
+                    ratio <= 1.2,
+                )
+            )
+        zstd = _seconds(rows, engine, "dump", "snapctl zstd")
+        plain = _seconds(rows, engine, "dump", "snapctl none")
+        if zstd and plain:
+            share = max(0.0, (zstd - plain) / zstd)
+            targets.append(
+                Target(
+                    f"{engine}: default compression under 15% of dump time",
+                    f"{share:.0%}",
+                    share < 0.15,
+                )
+            )
+    peak = max(r.peak_rss_mb for r in rows if r.tool.startswith("snapctl"))
+    targets.append(Target("peak RSS of snapctl under 100 MB", f"{peak:.0f} MB", peak < 100))
+    return targets
+
+
+def print_targets(targets: list[Target]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="targets")
+    table.add_column("target")
+    table.add_column("measured", justify="right")
+    table.add_column("met")
+    for target in targets:
+        table.add_row(target.what, target.measured, "yes" if target.met else "NO")
+    Console(width=140).print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="rows in the main table")
@@ -370,6 +444,8 @@ def main() -> None:
             with ENGINES[name](Path(scratch)) as engine:
                 results += bench_engine(engine, rows, options.runs, Path(scratch))
     print_table(results)
+    targets = check_targets(results)
+    print_targets(targets)
     if options.json:
         options.json.write_text(
             json.dumps(
@@ -377,6 +453,7 @@ def main() -> None:
                     "rows": rows,
                     "runs": options.runs,
                     "results": [asdict(r) | {"ratio": r.ratio} for r in results],
+                    "targets": [asdict(t) for t in targets],
                 },
                 indent=2,
             )

@@ -385,7 +385,9 @@ def dump(
     level: Annotated[
         int | None,
         typer.Option(
-            "--level", metavar="N", help="Compression level (zstd 1-22, default 3; gzip 1-9)."
+            "--level",
+            metavar="N",
+            help="Compression level (zstd -7 to 22, default 1; gzip 1-9, default 6).",
         ),
     ] = None,
     connector: Annotated[

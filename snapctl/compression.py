@@ -1,7 +1,8 @@
 """Streaming compression of artifacts, hashing as it goes, in bounded memory.
 
-zstd at a low level is the default: it costs little next to the dump itself and still
-shrinks SQL and data files several times.
+zstd at level 1 is the default: it costs little next to the dump itself and still shrinks
+SQL and data files about three times. The artifact is written as the dump arrives (see
+receiver.py), or, for connectors that need a file they can seek in, in a second pass.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import IO, BinaryIO, Protocol, cast
 from snapctl.errors import ConfigurationError, IntegrityError
 
 CHUNK = 1024 * 1024
-ZSTD_DEFAULT_LEVEL = 3
+# Level 1: measured on the benchmark's 230 MB dumps, twice as fast as level 3 (0.34-0.37 s
+# against 0.76-0.84 s on two cores) and no larger (80 MB against 81 MB for PostgreSQL's and
+# MariaDB's; 2% larger for a SQLite file).
+ZSTD_DEFAULT_LEVEL = 1
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
 GZIP_DEFAULT_LEVEL = 6
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}

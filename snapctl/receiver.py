@@ -48,7 +48,9 @@ def receive(pipe: Path, dest: Path, method: str, level: int | None) -> Iterator[
             # The pipe first (this waits for the connector to open it): if the artifact cannot
             # be made, closing the pipe then stops the connector, which would else wait forever.
             with (
-                open(pipe, "rb", buffering=0) as reader,
+                # Buffered, so each read waits for a whole chunk: the dump tools write 4 KiB
+                # at a time, and a loop turn per 4 KiB costs more than the copy.
+                open(pipe, "rb", buffering=compression.CHUNK) as reader,
                 compression.artifact_writer(dest, method, level) as writer,
             ):
                 _widen(reader.fileno())
