@@ -99,40 +99,67 @@ def test_wal_database_round_trips_and_stays_wal(sqlite_project: Project) -> None
 
 
 WRITER = """
-import sqlite3, sys, time
+import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-conn.execute("PRAGMA journal_mode=WAL")
-conn.execute("CREATE TABLE IF NOT EXISTS pairs (n INTEGER)")
+conn.execute(f"PRAGMA journal_mode={sys.argv[2]}")
+# One counter at the front of the file and one at its end, 30 MB apart.
+conn.execute("CREATE TABLE first (n INTEGER)")
+conn.execute("INSERT INTO first VALUES (0)")
+conn.execute("CREATE TABLE filler (b BLOB)")
+conn.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) "
+             "INSERT INTO filler SELECT randomblob(100000) FROM c")
+conn.execute("CREATE TABLE last (n INTEGER)")
+conn.execute("INSERT INTO last VALUES (0)")
 print("ready", flush=True)
 i = 0
 while True:
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO pairs VALUES (?)", (i,))
-    conn.execute("INSERT INTO pairs VALUES (?)", (i,))
-    conn.execute("COMMIT")
     i += 1
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE first SET n = ?", (i,))
+    conn.execute("UPDATE filler SET b = randomblob(100000) WHERE rowid = ?", (i % 300 + 1,))
+    conn.execute("UPDATE last SET n = ?", (i,))
+    conn.execute("COMMIT")
 """
 
 
-def test_dump_is_consistent_while_another_process_writes(sqlite_project: Project) -> None:
-    """Rows are written two per transaction; a consistent snapshot never holds an odd count."""
+@pytest.mark.parametrize("journal_mode", ["wal", "delete"])
+def test_dump_is_consistent_while_another_process_writes(
+    sqlite_project: Project, journal_mode: str
+) -> None:
+    """Each transaction sets a counter at the front of the file and one at its end; a
+    consistent snapshot holds the same value in both, and is a whole database. In WAL mode
+    the backup API copies it; in rollback-journal mode, the file under the read lock."""
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db_path(sqlite_project))], stdout=subprocess.PIPE
+        [sys.executable, "-c", WRITER, str(db_path(sqlite_project)), journal_mode],
+        stdout=subprocess.PIPE,
     )
     try:
         assert writer.stdout is not None
         assert writer.stdout.readline().strip() == b"ready"
-        names = [sqlite_project.dump("--compress", "none") for _ in range(3)]
+        names = [sqlite_project.dump("--compress", "none") for _ in range(5)]
     finally:
         writer.kill()
         writer.wait()
-    counts = []
+    seen = []
     for name in names:
         artifact = sqlite_project.snapshots / name / "default.sqlite3"
         with sqlite3.connect(artifact) as conn:
-            counts.append(conn.execute("SELECT COUNT(*) FROM pairs").fetchone()[0])
-    assert all(count % 2 == 0 for count in counts), counts
-    assert counts[-1] > 0
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            counters = conn.execute("SELECT (SELECT n FROM first), (SELECT n FROM last)")
+            seen.append(counters.fetchone())
+    assert all(front == end for front, end in seen), seen
+    assert seen[-1][0] > 0
+
+
+def test_a_rollback_journal_database_is_copied_byte_for_byte(sqlite_project: Project) -> None:
+    path = db_path(sqlite_project)
+    name = sqlite_project.dump("--compress", "none")
+    artifact = sqlite_project.snapshots / name / "default.sqlite3"
+    assert artifact.read_bytes() == path.read_bytes()
+    assert sorted(p.name for p in artifact.parent.iterdir()) == [
+        "default.sqlite3",
+        "manifest.json",
+    ]
 
 
 def test_failed_restore_leaves_database_as_it_was(sqlite_project: Project) -> None:
