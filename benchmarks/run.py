@@ -3,6 +3,7 @@
     python benchmarks/run.py                    # 200k rows in the main table, all engines
     python benchmarks/run.py --large            # 2M rows
     python benchmarks/run.py --engines sqlite --rows 50000 --runs 5 --json results.json
+    python benchmarks/run.py --with-dbbackup    # django-dbbackup too (pip install -e .[bench])
 
 For each engine it builds the example project's database (customers with JSON and long text,
 orders, order lines, products with binary images, many-to-many tags, indexes and foreign
@@ -10,6 +11,7 @@ keys), then times, median of --runs runs:
 - snapctl dump and restore with each compression (and connector) it offers;
 - the reference: SQLite's `.backup`/`.restore`, `pg_dump -Fc` / `pg_restore -j`, and
   `mariadb-dump` / `mariadb < dump.sql`;
+- with --with-dbbackup, django-dbbackup's dbbackup/dbrestore, plain and with its gzip (-z);
 - `snapctl --version` against `python -c "import typer"` (start-up cost).
 Seconds, the ratio to the reference, snapshot size and peak RSS (GNU time's maximum resident
 set size) go into one table on stdout and, with --json, a file.
@@ -244,7 +246,56 @@ def mariadb_engine(work: Path) -> Iterator[Engine]:
 ENGINES = {"sqlite": sqlite_engine, "postgresql": postgres_engine, "mariadb": mariadb_engine}
 
 
-def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
+@dataclass
+class Contender:
+    """One way to dump and restore the engine's database, timed against the reference."""
+
+    tool: str
+    dump: list[str]
+    restore: list[str]
+    env: dict[str, str]
+    artifact_size: Callable[[], int]
+
+
+def snapctl_contenders(engine: Engine, env: dict[str, str], snapshots: Path) -> list[Contender]:
+    return [
+        Contender(
+            f"snapctl {label}",
+            snapctl("dump", "--quiet", "--label", label, *extra),
+            snapctl("restore", label, "--yes", "--quiet"),
+            {**env, **extra_env},
+            partial(last_snapshot_size, snapshots),
+        )
+        for label, extra, extra_env in engine.variants
+    ]
+
+
+def dbbackup_contenders(engine: Engine, env: dict[str, str], work: Path) -> list[Contender]:
+    """django-dbbackup's dbbackup and dbrestore, plain and with its gzip (-z)."""
+    backups = work / f"dbbackup-{engine.name}"
+    backups.mkdir()
+    env = {**env, "EXAMPLE_DBBACKUP_DIR": str(backups)}
+    manage = [PYTHON, "manage.py"]
+    contenders = []
+    for tool, name, flags in (
+        ("django-dbbackup", "plain.dump", []),
+        ("django-dbbackup -z", "packed.dump.gz", ["-z"]),
+    ):
+        contenders.append(
+            Contender(
+                tool,
+                [*manage, "dbbackup", "--noinput", "-q", *flags, "-o", name],
+                [*manage, "dbrestore", "--noinput", "-q", *flags, "-i", name],
+                env,
+                lambda name=name: (backups / name).stat().st_size,
+            )
+        )
+    return contenders
+
+
+def bench_engine(
+    engine: Engine, rows: int, runs: int, work: Path, with_dbbackup: bool = False
+) -> list[Row]:
     snapshots = work / f"snaps-{engine.name}"
     env = {**engine.env, "SNAPCTL_DIR": str(snapshots)}
     print(f"[{engine.name}] building {rows} rows ...", file=sys.stderr)
@@ -252,6 +303,9 @@ def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
         subprocess.run(
             [PYTHON, "manage.py", *args], cwd=EXAMPLE, env=env, check=True, capture_output=True
         )
+    contenders = snapctl_contenders(engine, env, snapshots)
+    if with_dbbackup:
+        contenders += dbbackup_contenders(engine, env, work)
 
     reference = work / engine.reference_file
     ref_dump = median_of(runs, lambda: timed(engine.reference_dump(reference), env))
@@ -261,24 +315,20 @@ def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
             engine.name, "dump", "reference", ref_dump.seconds, None, ref_size, ref_dump.peak_rss_mb
         )
     ]
-    restores = []
-    for label, extra, extra_env in engine.variants:
-        env_variant = {**env, **extra_env}
-        print(f"[{engine.name}] snapctl dump {label} ...", file=sys.stderr)
-        dump_argv = snapctl("dump", "--quiet", "--label", label, *extra)
-        measured = median_of(runs, partial(timed, dump_argv, env_variant))
+    for contender in contenders:
+        print(f"[{engine.name}] {contender.tool} dump ...", file=sys.stderr)
+        measured = median_of(runs, partial(timed, contender.dump, contender.env))
         results.append(
             Row(
                 engine.name,
                 "dump",
-                f"snapctl {label}",
+                contender.tool,
                 measured.seconds,
                 ref_dump.seconds,
-                last_snapshot_size(snapshots),
+                contender.artifact_size(),
                 measured.peak_rss_mb,
             )
         )
-        restores.append((label, env_variant))
 
     ref_restore = median_of(runs, lambda: timed(engine.reference_restore(reference), env))
     results.append(
@@ -292,15 +342,14 @@ def bench_engine(engine: Engine, rows: int, runs: int, work: Path) -> list[Row]:
             ref_restore.peak_rss_mb,
         )
     )
-    for label, env_variant in restores:
-        print(f"[{engine.name}] snapctl restore {label} ...", file=sys.stderr)
-        restore_argv = snapctl("restore", label, "--yes", "--quiet")
-        measured = median_of(runs, partial(timed, restore_argv, env_variant))
+    for contender in contenders:
+        print(f"[{engine.name}] {contender.tool} restore ...", file=sys.stderr)
+        measured = median_of(runs, partial(timed, contender.restore, contender.env))
         results.append(
             Row(
                 engine.name,
                 "restore",
-                f"snapctl {label}",
+                contender.tool,
                 measured.seconds,
                 ref_restore.seconds,
                 None,
@@ -435,6 +484,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--with-dbbackup",
+        action="store_true",
+        help="also time django-dbbackup (pip install django-dbbackup)",
+    )
     options = parser.parse_args()
     rows = 2_000_000 if options.large else options.rows
 
@@ -442,7 +496,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="snapctl-bench-") as scratch:
         for name in options.engines.split(","):
             with ENGINES[name](Path(scratch)) as engine:
-                results += bench_engine(engine, rows, options.runs, Path(scratch))
+                results += bench_engine(
+                    engine, rows, options.runs, Path(scratch), options.with_dbbackup
+                )
     print_table(results)
     targets = check_targets(results)
     print_targets(targets)

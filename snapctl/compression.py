@@ -29,6 +29,20 @@ GZIP_DEFAULT_LEVEL = 6
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 
 
+# zstd up to this level compresses faster than the dump tools write (hundreds of MB/s on
+# two cores); gzip and high zstd levels run at tens of MB/s or less.
+_ZSTD_FAST_ENOUGH = 3
+
+
+def keeps_up(method: str, level: int | None) -> bool:
+    """Whether compressing as the dump arrives keeps pace with the dump, so streaming does
+    not stretch the dump's read transaction (or SQLite's read lock) to the compressor's
+    pace. Slower methods compress in a second pass, after the dump has let go."""
+    if method == "none":
+        return True
+    return method == "zstd" and (level is None or level <= _ZSTD_FAST_ENOUGH)
+
+
 class _Stream(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 

@@ -123,7 +123,7 @@ def dump(
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
-    dumped: list[tuple[registry.Choice, Path]] = []
+    dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label) as pending,
         _disk_errors(f"writing the snapshot in {store.where}", "nothing was kept"),
@@ -134,12 +134,10 @@ def dump(
             return pending.commit(__version__, django.get_version())
         except BaseException:
             # The snapshot will not exist: release what connectors keep outside it.
-            for done, raw in dumped:
-                final = pending.final_path(raw, method)
+            for done, paths in dumped:
+                written = next((path for path in paths if path.exists()), paths[-1])
                 with contextlib.suppress(Exception):
-                    _call_hook(
-                        done.connector, "forget", done.alias, final if final.exists() else raw
-                    )
+                    _call_hook(done.connector, "forget", done.alias, written)
             raise
 
 
@@ -149,7 +147,7 @@ def _dump_one(
     method: str,
     level: int | None,
     progress: Progress,
-    dumped: list[tuple[registry.Choice, Path]],
+    dumped: list[tuple[registry.Choice, tuple[Path, ...]]],
 ) -> None:
     """Dump one alias into the pending snapshot, then compress and record it."""
     from snapctl.django_env import database_settings
@@ -157,47 +155,32 @@ def _dump_one(
     extension = str(getattr(choice.connector, "extension", "dump"))
     raw = pending.scratch_path(choice.alias, extension)
     final = pending.final_path(raw, method)
-    fields = {
+    fields: dict[str, Any] = {
         "connector": choice.name,
         "connector_source": choice.source,
         "connector_class": choice.class_path,
         "engine": str(database_settings(choice.alias).get("ENGINE", "")),
         "vendor": _vendor(choice.alias),
     }
-    if getattr(choice.connector, "dump_to_pipe", False) and hasattr(os, "mkfifo"):
-        # Compressed as it arrives, beside the dump: no second pass over a raw file.
-        with (
-            progress.track(f"Dumping {choice.alias}", watch=final),
-            pending.receive(raw, method, level) as received,
-        ):
-            metadata = _call_dump(choice, received.pipe)
-            dumped.append((choice, final))
-        _check_metadata(choice, metadata)
+    # Compressed as it arrives, beside the dump, when the connector allows it and the
+    # compression keeps up: no second pass over a raw file.
+    streamed = getattr(choice.connector, "dump_to_pipe", False) and compression.keeps_up(
+        method, level
+    )
+    receiving = pending.receive(raw, method, level) if streamed else contextlib.nullcontext()
+    with receiving as received:
+        with progress.track(f"Dumping {choice.alias}", watch=final if received else raw):
+            metadata = _call_dump(choice, received.pipe if received else raw)
+        dumped.append((choice, (final,) if received else (final, raw)))
+    _check_metadata(choice, metadata)
+    fields["server_version"] = metadata.get("server_version")
+    if received is not None:
         pending.record(
-            choice.alias,
-            final,
-            method,
-            received.size,
-            received.sha256,
-            **fields,
-            server_version=metadata.get("server_version"),
-            metadata=metadata,
+            choice.alias, final, method, received.size, received.sha256, **fields, metadata=metadata
         )
         return
-    with progress.track(f"Dumping {choice.alias}", watch=raw):
-        metadata = _call_dump(choice, raw)
-    dumped.append((choice, raw))
-    _check_metadata(choice, metadata)
     with progress.track(f"Compressing {choice.alias}", watch=final):
-        pending.add(
-            choice.alias,
-            raw,
-            method,
-            level,
-            **fields,
-            server_version=metadata.get("server_version"),
-            metadata=metadata,
-        )
+        pending.add(choice.alias, raw, method, level, **fields, metadata=metadata)
 
 
 def _call_dump(choice: registry.Choice, dest: Path) -> dict[str, Any]:

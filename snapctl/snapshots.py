@@ -21,14 +21,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from snapctl import compression, locks
+from snapctl import compression, locks, receiver
 from snapctl.errors import (
     ConfigurationError,
     IntegrityError,
     OperationFailed,
     SnapshotNotFound,
 )
-from snapctl.receiver import Received, receive
+from snapctl.receiver import Received
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -236,11 +236,15 @@ class PendingSnapshot:
         return self.record(alias, final, method, size, digest, **fields)
 
     @contextlib.contextmanager
-    def receive(self, raw: Path, method: str, level: int | None) -> Iterator[Received]:
-        """A named pipe beside ``raw`` for a connector to dump into; the artifact is written,
-        compressed, as the dump arrives (see receiver.py)."""
+    def receive(self, raw: Path, method: str, level: int | None) -> Iterator[Received | None]:
+        """A named pipe beside ``raw`` for a connector to dump into, the artifact written,
+        compressed, as the dump arrives (see receiver.py); None where no pipe can be made
+        (a filesystem without them), and the connector then writes ``raw``."""
         pipe = raw.with_name(raw.name + ".pipe")
-        with receive(pipe, self.final_path(raw, method), method, level) as received:
+        if not receiver.make_pipe(pipe):
+            yield None
+            return
+        with receiver.receive(pipe, self.final_path(raw, method), method, level) as received:
             yield received
 
     def record(

@@ -12,6 +12,8 @@ the same project at any server:
 - EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
 - EXAMPLE_S3_BUCKET (with EXAMPLE_S3_ENDPOINT, EXAMPLE_S3_ACCESS_KEY, EXAMPLE_S3_SECRET_KEY):
   keep snapshots in that S3 bucket, through django-storages
+- EXAMPLE_DBBACKUP_DIR: if set, django-dbbackup is installed with its backups there (the
+  benchmark compares snapctl with it)
 """
 
 import os
@@ -94,3 +96,15 @@ if os.environ.get("EXAMPLE_S3_BUCKET"):
         },
     }
     SNAPSHOTS["STORAGE"] = "snapshots"
+
+if os.environ.get("EXAMPLE_DBBACKUP_DIR"):
+    # For the benchmark's comparison with django-dbbackup (pip install django-dbbackup).
+    INSTALLED_APPS.append("dbbackup")
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "dbbackup": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": os.environ["EXAMPLE_DBBACKUP_DIR"]},
+        },
+    }

@@ -107,7 +107,7 @@ def _read_scripts(path: Path, chunk_bytes: int = 1024 * 1024) -> Iterator[str]:
         yield f"BEGIN;\n{leftover}\nCOMMIT;"
 
 
-def _copy_database(source: sqlite3.Connection, path: Path, dest: Path, page_size: int) -> None:
+def _copy_database(source: sqlite3.Connection, path: Path, dest: Path) -> None:
     """Write the database file to ``dest`` front to back, as one consistent state.
 
     A rollback-journal database is copied byte for byte under a read lock: while this
@@ -119,12 +119,10 @@ def _copy_database(source: sqlite3.Connection, path: Path, dest: Path, page_size
     source.execute("BEGIN")
     try:
         source.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the SHARED lock
-        # Asked under the lock, which a change of journal mode would need to take.
+        # Asked under the lock, which a change of journal mode or page size would need.
         wal = str(source.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
-        if not wal:
-            length = int(source.execute("PRAGMA page_count").fetchone()[0]) * page_size
-            if _copy_locked_file(path, dest, length, source):
-                return
+        if not wal and _copy_locked_file(source, path, dest):
+            return  # committed
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             source.execute("ROLLBACK")
@@ -133,17 +131,21 @@ def _copy_database(source: sqlite3.Connection, path: Path, dest: Path, page_size
     _backup_into(source, dest)
 
 
-def _copy_locked_file(path: Path, dest: Path, length: int, source: sqlite3.Connection) -> bool:
-    """Copy the first ``length`` bytes of the file, then end ``source``'s read transaction;
-    False, with nothing written, if the file is not as a rollback-journal database is.
+def _copy_locked_file(source: sqlite3.Connection, path: Path, dest: Path) -> bool:
+    """Copy the file while ``source`` holds its SHARED lock, then end its transaction; False,
+    with nothing written, if the file's header does not say what SQLite says.
 
     Our descriptor is closed only after the transaction: closing any descriptor of a file
     drops every POSIX lock this process holds on it, SQLite's SHARED lock included.
     """
+    page_size = int(source.execute("PRAGMA page_size").fetchone()[0])
+    page_count = int(source.execute("PRAGMA page_count").fetchone()[0])
+    length = page_size * page_count
     fd = os.open(path, os.O_RDONLY)
     try:
-        # Header bytes 18-19 are 1, 1 in rollback-journal mode (2, 2 in WAL mode).
-        if os.pread(fd, 100, 0)[18:20] != b"\x01\x01" or os.fstat(fd).st_size < length:
+        if not _header_agrees(os.pread(fd, 100, 0), page_size, page_count):
+            return False
+        if os.fstat(fd).st_size < length:
             return False
         with open(dest, "wb") as out:
             _copy_range(fd, out, length)
@@ -151,6 +153,19 @@ def _copy_locked_file(path: Path, dest: Path, length: int, source: sqlite3.Conne
         return True
     finally:
         os.close(fd)
+
+
+def _header_agrees(header: bytes, page_size: int, page_count: int) -> bool:
+    """Whether a database header is in rollback-journal mode (bytes 18-19 are 1, 1; WAL has
+    2, 2) with this page size (bytes 16-17, 1 meaning 65536) and, where the header's count is
+    valid (its change counter at 24-27 matches 92-95), this page count (bytes 28-31)."""
+    if len(header) < 100 or header[18:20] != b"\x01\x01":
+        return False
+    size = int.from_bytes(header[16:18], "big")
+    if (65536 if size == 1 else size) != page_size:
+        return False
+    counted = header[24:28] == header[92:96]
+    return not counted or int.from_bytes(header[28:32], "big") == page_count
 
 
 def _copy_range(fd: int, out: BinaryIO, length: int) -> None:
@@ -214,7 +229,7 @@ class SQLiteConnector:
             page_size = source.execute("PRAGMA page_size").fetchone()[0]
             journal_mode = source.execute("PRAGMA journal_mode").fetchone()[0]
             if self.format == "backup":
-                _copy_database(source, database_path(db_alias), dest, page_size)
+                _copy_database(source, database_path(db_alias), dest)
             else:
                 with open(dest, "w", encoding="utf-8", newline="\n") as script:
                     for statement in _script_statements(source):
