@@ -330,3 +330,44 @@ def test_two_aliases_dump_together_and_restore_one(tmp_path: Path, sqlite_projec
     with sqlite3.connect(other) as conn:
         assert conn.execute("SELECT * FROM shop_customer ORDER BY id").fetchall() == before_other
     assert project.digest() == changed_default != before_default
+
+
+NO_PIPES = """
+import os, sys
+from pathlib import Path
+from snapctl import receiver
+
+def refuse(path):  # as on a filesystem without named pipes; says it was asked
+    Path(os.environ["ASKED_FOR_A_PIPE"]).touch()
+    return False
+
+receiver.make_pipe = refuse
+from snapctl.cli import main
+sys.argv[0] = "snapctl"
+main()
+"""
+
+
+def test_where_no_pipe_can_be_made_the_dump_goes_through_a_file(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    before = sqlite_project.digest()
+    asked = tmp_path / "asked"
+    dumped = subprocess.run(
+        [sys.executable, "-c", NO_PIPES, "dump"],
+        cwd=EXAMPLE,
+        env={**sqlite_project.env, "ASKED_FOR_A_PIPE": str(asked)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dumped.returncode == 0, dumped.stderr
+    assert asked.exists()
+    name = dumped.stdout.strip()
+    assert sorted(p.name for p in (sqlite_project.snapshots / name).iterdir()) == [
+        "default.sqlite3.zst",
+        "manifest.json",
+    ]
+    make_changes(sqlite_project)
+    sqlite_project.snapctl("restore", name, "--yes", check=True)
+    assert sqlite_project.digest() == before
