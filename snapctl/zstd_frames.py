@@ -76,7 +76,7 @@ def unpack(src: Path, dest: Path) -> str | None:
             for index, frame in enumerate(_frames(reader, digest)):
                 offset = index * FRAME_BYTES
                 in_flight.append(pool.submit(_unpack_frame, frame, out.fileno(), offset))
-                while len(in_flight) > workers:  # bounded memory: a few frames at a time
+                while len(in_flight) >= workers:  # bounded memory: one frame per worker
                     produced.append(in_flight.popleft().result())
             while in_flight:
                 produced.append(in_flight.popleft().result())
