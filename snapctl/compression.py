@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
 
-from snapctl import zstd_frames
 from snapctl.errors import ConfigurationError, IntegrityError
 
 CHUNK = 1024 * 1024
@@ -103,7 +102,9 @@ class ArtifactWriter:
                 write_checksum=True,
             )
             compressor = zstandard.ZstdCompressor(compression_params=params)
-            zstd = zstd_frames.FramedWriter(compressor, cast(IO[bytes], self._file), CHUNK)
+            zstd = compressor.stream_writer(
+                cast(IO[bytes], self._file), write_size=CHUNK, closefd=False
+            )
             self._stream, self._end = zstd, zstd.close
         elif method == "gzip":
             gz = gzip.GzipFile(
@@ -176,14 +177,8 @@ def decompress(src: Path, dest: Path, method: str) -> str:
     """Write ``src`` decompressed to ``dest``; return the sha256 of ``src`` as read.
 
     The caller compares that digest with the manifest before using ``dest``, so one pass over
-    the artifact both verifies and unpacks it. zstd artifacts framed by zstd_frames unpack
-    on every core; others (older ones), and any a frame of which fails, in one stream, which
-    then says what is wrong.
+    the artifact both verifies and unpacks it.
     """
-    if method == "zstd":
-        digest = zstd_frames.unpack(src, dest)
-        if digest is not None:
-            return digest
     with open(src, "rb") as raw, open(dest, "wb") as writer:
         reader = _HashingReader(raw)
         try:
