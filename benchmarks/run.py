@@ -195,7 +195,8 @@ def postgres_engine(work: Path) -> Iterator[Engine]:
     finally:
         psql(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
         psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        subprocess.run(
+        # The postgres-template connector's copies, <name>_snapctl_<hex>, go too.
+        copies = subprocess.run(
             [
                 "psql",
                 "-h",
@@ -208,7 +209,10 @@ def postgres_engine(work: Path) -> Iterator[Engine]:
                 f"SELECT datname FROM pg_database WHERE datname LIKE '{name}%'",
             ],
             capture_output=True,
+            text=True,
         )
+        for copy in copies.stdout.split():
+            psql(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
 
 
 @contextmanager
