@@ -110,6 +110,9 @@ class Engine:
     reference_dump: Callable[[Path], str | list[str]]
     reference_restore: Callable[[Path], str | list[str]]
     reference_file: str
+    # Waits out the background work a bulk load leaves (vacuum, purge), so no timed run
+    # pays for it.
+    settle: Callable[[], None] = lambda: None
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -118,7 +121,7 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def psql(sql: str) -> None:
+def psql(sql: str, database: str = "postgres") -> None:
     subprocess.run(
         [
             "psql",
@@ -127,7 +130,7 @@ def psql(sql: str) -> None:
             "-U",
             "postgres",
             "-d",
-            "postgres",
+            database,
             "-v",
             "ON_ERROR_STOP=1",
             "-qc",
@@ -191,6 +194,7 @@ def postgres_engine(work: Path) -> Iterator[Engine]:
                 f"pg_restore {pg} -j {os.cpu_count() or 2} -d {scratch} '{out}'"
             ),
             reference_file="reference.pgdump",
+            settle=lambda: psql("VACUUM ANALYZE", name),
         )
     finally:
         psql(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
@@ -242,6 +246,8 @@ def mariadb_engine(work: Path) -> Iterator[Engine]:
             ),
             reference_restore=lambda out: f"{client} -uroot -h127.0.0.1 {name} < '{out}'",
             reference_file="reference.sql",
+            # MariaDB 10.5.7+: returns once InnoDB has purged the load's undo history.
+            settle=lambda: mariadb("SET GLOBAL innodb_max_purge_lag_wait=0"),
         )
     finally:
         mariadb(f"DROP DATABASE IF EXISTS {name}")
@@ -261,7 +267,9 @@ class Contender:
     artifact_size: Callable[[], int]
 
 
-def snapctl_contenders(engine: Engine, env: dict[str, str], snapshots: Path) -> list[Contender]:
+def snapctl_contenders(
+    engine: Engine, env: dict[str, str], snapshots: Path, variants: set[str] | None = None
+) -> list[Contender]:
     return [
         Contender(
             f"snapctl {label}",
@@ -271,6 +279,7 @@ def snapctl_contenders(engine: Engine, env: dict[str, str], snapshots: Path) -> 
             partial(last_snapshot_size, snapshots),
         )
         for label, extra, extra_env in engine.variants
+        if variants is None or label in variants
     ]
 
 
@@ -298,7 +307,12 @@ def dbbackup_contenders(engine: Engine, env: dict[str, str], work: Path) -> list
 
 
 def bench_engine(
-    engine: Engine, rows: int, runs: int, work: Path, with_dbbackup: bool = False
+    engine: Engine,
+    rows: int,
+    runs: int,
+    work: Path,
+    with_dbbackup: bool = False,
+    variants: set[str] | None = None,
 ) -> list[Row]:
     snapshots = work / f"snaps-{engine.name}"
     env = {**engine.env, "SNAPCTL_DIR": str(snapshots)}
@@ -307,60 +321,79 @@ def bench_engine(
         subprocess.run(
             [PYTHON, "manage.py", *args], cwd=EXAMPLE, env=env, check=True, capture_output=True
         )
-    contenders = snapctl_contenders(engine, env, snapshots)
+    engine.settle()
+    os.sync()
+    contenders = snapctl_contenders(engine, env, snapshots, variants)
     if with_dbbackup:
         contenders += dbbackup_contenders(engine, env, work)
 
     reference = work / engine.reference_file
-    ref_dump = median_of(runs, lambda: timed(engine.reference_dump(reference), env))
-    ref_size = reference.stat().st_size
-    results = [
-        Row(
-            engine.name, "dump", "reference", ref_dump.seconds, None, ref_size, ref_dump.peak_rss_mb
-        )
-    ]
-    for contender in contenders:
-        print(f"[{engine.name}] {contender.tool} dump ...", file=sys.stderr)
-        measured = median_of(runs, partial(timed, contender.dump, contender.env))
-        results.append(
-            Row(
-                engine.name,
-                "dump",
-                contender.tool,
-                measured.seconds,
-                ref_dump.seconds,
-                contender.artifact_size(),
-                measured.peak_rss_mb,
-            )
-        )
+    sizes: dict[str, int] = {}
 
-    ref_restore = median_of(runs, lambda: timed(engine.reference_restore(reference), env))
-    results.append(
-        Row(
-            engine.name,
-            "restore",
-            "reference",
-            ref_restore.seconds,
-            None,
-            ref_size,
-            ref_restore.peak_rss_mb,
-        )
+    def dump_and_size(contender: Contender) -> Measured:
+        measured = timed(contender.dump, contender.env)
+        sizes[contender.tool] = contender.artifact_size()  # before the next tool dumps
+        return measured
+
+    dumps = measure_rounds(
+        engine.name,
+        "dump",
+        runs,
+        [("reference", partial(timed, engine.reference_dump(reference), env))]
+        + [(c.tool, partial(dump_and_size, c)) for c in contenders],
     )
-    for contender in contenders:
-        print(f"[{engine.name}] {contender.tool} restore ...", file=sys.stderr)
-        measured = median_of(runs, partial(timed, contender.restore, contender.env))
-        results.append(
-            Row(
-                engine.name,
-                "restore",
-                contender.tool,
-                measured.seconds,
-                ref_restore.seconds,
-                None,
-                measured.peak_rss_mb,
+    ref_size = reference.stat().st_size
+    restores = measure_rounds(
+        engine.name,
+        "restore",
+        runs,
+        [("reference", partial(timed, engine.reference_restore(reference), env))]
+        + [(c.tool, partial(timed, c.restore, c.env)) for c in contenders],
+    )
+    results = []
+    for operation, measured in (("dump", dumps), ("restore", restores)):
+        reference_seconds = measured["reference"].seconds
+        for tool, m in measured.items():
+            is_reference = tool == "reference"
+            if operation == "dump":
+                size: int | None = ref_size if is_reference else sizes[tool]
+            else:
+                size = ref_size if is_reference else None
+            results.append(
+                Row(
+                    engine.name,
+                    operation,
+                    tool,
+                    m.seconds,
+                    None if is_reference else reference_seconds,
+                    size,
+                    m.peak_rss_mb,
+                )
             )
-        )
     return results
+
+
+def measure_rounds(
+    engine: str, operation: str, runs: int, tools: list[tuple[str, Callable[[], Measured]]]
+) -> dict[str, Measured]:
+    """The median of ``runs`` runs of each tool, taken in rounds that run every tool once
+    in turn: a drift of the machine (write-back of earlier files, a server's background
+    work) then spreads over all tools rather than falling on the ones timed last.
+
+    Each tool's last run is the one its artifact comes from (restores use it)."""
+    samples: dict[str, list[Measured]] = {tool: [] for tool, _ in tools}
+    for round_number in range(1, runs + 1):
+        for tool, measure in tools:
+            print(
+                f"[{engine}] {operation} {tool} (round {round_number}/{runs}) ...", file=sys.stderr
+            )
+            samples[tool].append(measure())
+    return {
+        tool: Measured(
+            statistics.median(s.seconds for s in taken), max(s.peak_rss_mb for s in taken)
+        )
+        for tool, taken in samples.items()
+    }
 
 
 def bench_startup(runs: int) -> list[Row]:
@@ -440,11 +473,15 @@ def check_targets(rows: list[Row]) -> list[Target]:
     for engine in dict.fromkeys(r.engine for r in rows if r.engine != "-"):
         for operation in ("dump", "restore"):
             ratio = next(
-                r.ratio
-                for r in rows
-                if (r.engine, r.operation, r.tool) == (engine, operation, "snapctl zstd")
+                (
+                    r.ratio
+                    for r in rows
+                    if (r.engine, r.operation, r.tool) == (engine, operation, "snapctl zstd")
+                ),
+                None,
             )
-            assert ratio is not None
+            if ratio is None:  # not timed (--variants)
+                continue
             targets.append(
                 Target(
                     f"{engine} {operation} (default zstd) within 1.2x of the reference",
@@ -489,19 +526,24 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--variants",
+        help="comma-separated snapctl variants to time (default all), e.g. zstd,none",
+    )
+    parser.add_argument(
         "--with-dbbackup",
         action="store_true",
         help="also time django-dbbackup (pip install django-dbbackup)",
     )
     options = parser.parse_args()
     rows = 2_000_000 if options.large else options.rows
+    variants = set(options.variants.split(",")) if options.variants else None
 
     results = bench_startup(options.runs)
     with tempfile.TemporaryDirectory(prefix="snapctl-bench-") as scratch:
         for name in options.engines.split(","):
             with ENGINES[name](Path(scratch)) as engine:
                 results += bench_engine(
-                    engine, rows, options.runs, Path(scratch), options.with_dbbackup
+                    engine, rows, options.runs, Path(scratch), options.with_dbbackup, variants
                 )
     print_table(results)
     targets = check_targets(results)
