@@ -11,9 +11,8 @@ import contextlib
 import gzip
 import hashlib
 import os
-import shutil
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
 
@@ -25,6 +24,8 @@ CHUNK = 1024 * 1024
 # MariaDB's; 2% larger for a SQLite file).
 ZSTD_DEFAULT_LEVEL = 1
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
+# Compressed bytes decompressed at once: their output (several times as large) stays small.
+ZSTD_READ = 256 * 1024
 GZIP_DEFAULT_LEVEL = 6
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 
@@ -181,29 +182,61 @@ def decompress(src: Path, dest: Path, method: str) -> str:
     """
     with open(src, "rb") as raw, open(dest, "wb") as writer:
         reader = _HashingReader(raw)
-        try:
-            if method == "zstd":
-                import zstandard
-
-                zstandard.ZstdDecompressor().copy_stream(
-                    cast(IO[bytes], reader), writer, read_size=CHUNK, write_size=CHUNK
-                )
-            elif method == "gzip":
-                with gzip.GzipFile(fileobj=cast(IO[bytes], reader), mode="rb") as gz:
-                    shutil.copyfileobj(gz, writer, CHUNK)
-            elif method == "none":
-                shutil.copyfileobj(reader, cast(IO[bytes], writer), CHUNK)
-            else:
-                raise IntegrityError(f"artifact {src.name} uses unknown compression '{method}'")
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise IntegrityError(f"artifact {src.name} is damaged: {exc}") from exc
-        except OSError:
-            raise  # reading or writing failed (a full disk, say): not the artifact's fault
-        except Exception as exc:  # zstandard.ZstdError derives from Exception only
-            if type(exc).__name__ != "ZstdError":
-                raise
-            raise IntegrityError(f"artifact {src.name} is damaged: {exc}") from exc
+        for chunk in _unpacked(cast(BinaryIO, reader), src.name, method):
+            writer.write(chunk)
         # Read what the decompressor left, so the digest covers the whole file.
         while reader.read(CHUNK):
             pass
     return reader.sha256.hexdigest()
+
+
+def unpacked_chunks(src: Path, method: str) -> Generator[bytes]:
+    """The content of artifact ``src``, in chunks of up to :data:`CHUNK` bytes."""
+    with open(src, "rb") as raw:
+        yield from _unpacked(cast(BinaryIO, raw), src.name, method)
+
+
+def _unpacked(raw: BinaryIO, name: str, method: str) -> Iterator[bytes]:
+    """Decompress ``raw`` with ``method``; a damaged or cut-short stream is an
+    :class:`IntegrityError`."""
+    try:
+        if method == "zstd":
+            yield from _zstd_frames(raw, name)
+        elif method == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                while chunk := gz.read(CHUNK):
+                    yield chunk
+        elif method == "none":
+            while chunk := raw.read(CHUNK):
+                yield chunk
+        else:
+            raise IntegrityError(f"artifact {name} uses unknown compression '{method}'")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise IntegrityError(f"artifact {name} is damaged: {exc}") from exc
+    except OSError:
+        raise  # reading failed: not the artifact's fault
+    except Exception as exc:  # zstandard.ZstdError derives from Exception only
+        if type(exc).__name__ != "ZstdError":
+            raise
+        raise IntegrityError(f"artifact {name} is damaged: {exc}") from exc
+
+
+def _zstd_frames(raw: BinaryIO, name: str) -> Iterator[bytes]:
+    """Every frame's content in turn; an artifact that ends inside a frame is damaged
+    (zstandard's stream readers would end there quietly)."""
+    import zstandard
+
+    decompressor = zstandard.ZstdDecompressor()
+    frame = decompressor.decompressobj(write_size=CHUNK)
+    started = False  # fed some of a frame that has not ended yet
+    while data := raw.read(ZSTD_READ):
+        while data:
+            started = True
+            if chunk := frame.decompress(data):
+                yield chunk
+            data = b""
+            if frame.eof:  # the next frame starts in what this one left
+                data, started = frame.unused_data, False
+                frame = decompressor.decompressobj(write_size=CHUNK)
+    if started:
+        raise IntegrityError(f"artifact {name} is damaged: it ends inside a zstd frame")

@@ -28,6 +28,7 @@ from snapctl.snapshots import (
     SnapshotStore,
     scratch_prefix,
 )
+from snapctl.unpacking import Unpacking
 
 DEFAULT_ALIAS = "default"
 
@@ -372,7 +373,11 @@ def _verify_and_restore(
                 raise IntegrityError(
                     f"snapshot {snapshot.name}: artifact {artifact.file} is missing"
                 )
-            if alias in plan.aliases and artifact.compression != "none":
+            if alias in plan.aliases and _follows_unpacking(plan.connectors[alias], artifact):
+                raw = stored  # verified here, unpacked while its connector restores it
+                with progress.track(f"Verifying {alias}"):
+                    digest = compression.file_sha256(stored)
+            elif alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
                 with (
                     progress.track(f"Verifying {alias}", watch=raw),
@@ -396,4 +401,21 @@ def _verify_and_restore(
             connector = plan.connectors[alias]
             name = registry.connector_name(connector)
             with progress.track(f"Restoring {alias}"), _connector_errors("restore", name, alias):
-                connector.restore(alias, ready[alias])
+                artifact = snapshot.artifacts[alias]
+                if _follows_unpacking(connector, artifact):
+                    unpacked = Path(scratch) / Path(artifact.file).stem
+                    with Unpacking(ready[alias], unpacked, artifact.compression) as unpacking:
+                        connector.restore_while_unpacking(alias, unpacking)
+                else:
+                    connector.restore(alias, ready[alias])
+
+
+def _follows_unpacking(connector: Any, artifact: Artifact) -> bool:
+    """Whether the connector restores from the artifact while it is unpacked (see
+    unpacking.py) rather than after. Not for connectors with a ``check`` hook, which needs
+    the unpacked file before the restore is confirmed."""
+    return (
+        artifact.compression != "none"
+        and hasattr(connector, "restore_while_unpacking")
+        and not hasattr(connector, "check")
+    )

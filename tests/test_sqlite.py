@@ -371,3 +371,149 @@ def test_where_no_pipe_can_be_made_the_dump_goes_through_a_file(
     make_changes(sqlite_project)
     sqlite_project.snapctl("restore", name, "--yes", check=True)
     assert sqlite_project.digest() == before
+
+
+# Runs snapctl with small backup steps (16 pages) and a slow unpacking, logging what the
+# restore did: each wait (bytes asked for, whether the unpacking had finished) and discard.
+FOLLOWING = """
+import atexit, errno, json, os, sys, time
+from pathlib import Path
+from snapctl import compression, unpacking
+from snapctl.connectors import sqlite
+
+sqlite._FOLLOW_STEP_PAGES = 16
+log = {"waits": [], "discards": []}
+atexit.register(lambda: Path(os.environ["FOLLOW_LOG"]).write_text(json.dumps(log)))
+fail_after = int(os.environ.get("FAIL_AFTER_BYTES", "0"))
+unpacked_chunks = compression.unpacked_chunks
+
+def slow_chunks(src, method):  # 16 KiB at a time, 5 ms each: slower than the backup
+    sent = 0
+    for chunk in unpacked_chunks(src, method):
+        for start in range(0, len(chunk), 16384):
+            if fail_after and sent >= fail_after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            time.sleep(0.005)
+            sent += len(chunk[start : start + 16384])
+            yield chunk[start : start + 16384]
+
+compression.unpacked_chunks = slow_chunks
+wait_for, discard = unpacking.Unpacking.wait_for, unpacking.Unpacking.discard
+
+def logged_wait_for(self, size):
+    ready = wait_for(self, size)
+    log["waits"].append([size, self._done])
+    return ready
+
+def logged_discard(self, start, end):
+    log["discards"].append([start, end])
+    discard(self, start, end)
+
+unpacking.Unpacking.wait_for = logged_wait_for
+unpacking.Unpacking.discard = logged_discard
+from snapctl.cli import main
+sys.argv[0] = "snapctl"
+main()
+"""
+
+
+def restore_following(
+    project: Project, tmp_path: Path, *args: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, list[list[int]]]]:
+    log = tmp_path / "follow.json"
+    result = subprocess.run(
+        [sys.executable, "-c", FOLLOWING, "restore", "--yes", *args],
+        cwd=EXAMPLE,
+        env={**project.env, "FOLLOW_LOG": str(log), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result, json.loads(log.read_text())
+
+
+def set_page_size(project: Project, size: int) -> None:
+    with sqlite3.connect(db_path(project), isolation_level=None) as conn:
+        conn.execute(f"PRAGMA page_size={size}")
+        conn.execute("VACUUM")
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+
+
+def test_restore_copies_pages_while_the_snapshot_is_unpacked(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    before = sqlite_project.digest()
+    sqlite_project.dump()
+    make_changes(sqlite_project)
+
+    result, log = restore_following(sqlite_project, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert sqlite_project.digest() == before
+    # Pages were copied before the unpacking ended, and the copied ones dropped.
+    assert any(not done for _, done in log["waits"][1:]), log["waits"]
+    assert log["discards"] and log["discards"][-1][1] > log["discards"][0][1]
+
+
+@pytest.mark.parametrize(("snapshot_pages", "live_pages"), [(4096, 8192), (8192, 4096)])
+def test_restore_across_page_sizes_keeps_every_page(
+    sqlite_project: Project, tmp_path: Path, snapshot_pages: int, live_pages: int
+) -> None:
+    set_page_size(sqlite_project, snapshot_pages)
+    before = sqlite_project.digest()
+    sqlite_project.dump()
+    make_changes(sqlite_project)
+    set_page_size(sqlite_project, live_pages)
+
+    result, log = restore_following(sqlite_project, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert sqlite_project.digest() == before
+    # A backup into other page sizes may read source pages again: none are dropped.
+    assert log["discards"] == []
+    with sqlite3.connect(db_path(sqlite_project)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_full_disk_part_way_through_leaves_the_database_as_it_was(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    sqlite_project.dump()
+    make_changes(sqlite_project)
+    current = sqlite_project.digest()
+    size = db_path(sqlite_project).stat().st_size
+
+    result, log = restore_following(sqlite_project, tmp_path, FAIL_AFTER_BYTES=str(size // 2))
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "database unchanged" in result.stderr and "No space left" in result.stderr
+    assert any(ready < size // 2 for ready, _ in log["waits"][1:])  # steps were copied
+    assert sqlite_project.digest() == current
+
+
+def test_a_snapshot_shorter_than_its_header_is_refused_unchanged(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    name = sqlite_project.dump("--compress", "none")
+    whole = (sqlite_project.snapshots / name / "default.sqlite3").read_bytes()
+    half = tmp_path / "half.sqlite3"
+    half.write_bytes(whole[: len(whole) // 2])
+    packed = tmp_path / "half.sqlite3.zst"
+    from snapctl import compression
+
+    compression.compress(half, packed, "zstd")
+    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    manifest["databases"]["default"].update(file="default.sqlite3.zst", compression="zstd")
+    (sqlite_project.snapshots / name / "manifest.json").write_text(json.dumps(manifest))
+    (sqlite_project.snapshots / name / "default.sqlite3").unlink()
+    rewrite_artifact(sqlite_project.snapshots / name, "default", packed.read_bytes())
+    make_changes(sqlite_project)
+    current = sqlite_project.digest()
+
+    result = sqlite_project.snapctl("restore", name, "--yes")
+
+    assert result.returncode == 3, result.stderr
+    assert "shorter than its header says" in result.stderr
+    assert "unchanged" in result.stderr and result.stderr.count("\n") == 1
+    assert sqlite_project.digest() == current

@@ -7,7 +7,8 @@ format writes a text script instead (the reference format), also from one read t
 Restore is atomic through SQLite's own mechanism: the snapshot (or, for a script, a temporary
 database built from it) is copied onto the live database with the backup API, which writes the
 destination in a single transaction. A restore that dies part-way is rolled back by SQLite's
-journal, and other connections see either the old database or the new one.
+journal, and other connections see either the old database or the new one. From a compressed
+snapshot the copy follows the unpacking (see ``restore_while_unpacking``), so the two overlap.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
+from snapctl.unpacking import Unpacking
 
 FORMATS = ("backup", "sql")
 _HEADER = b"SQLite format 3\x00"
 _SEQUENCE_STATEMENTS = ('DELETE FROM "sqlite_sequence"', 'INSERT INTO "sqlite_sequence"')
 _BUSY_TIMEOUT_SECONDS = 30.0
 _COPY_CHUNK = 1024 * 1024
+# Pages the backup API copies per step when it follows an unpacking (16 MiB of 4 KiB pages):
+# few enough steps to cost nothing, small enough to keep close behind the unpacking.
+_FOLLOW_STEP_PAGES = 4096
 
 
 def database_path(db_alias: str) -> Path:
@@ -203,6 +208,33 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
             target_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _unchanged_on_failure(db_alias: str) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.Error, OperationFailed) as exc:
+        raise OperationFailed(
+            f"restore of SQLite database '{db_alias}' failed, database unchanged: {exc}"
+        ) from exc
+
+
+def _database_layout(unpacking: Unpacking) -> tuple[int, int] | None:
+    """(page size, page count) from the header of a database file being unpacked, or None
+    for an SQL script or a header whose page count is not valid (its change counter at
+    24-27 differs from 92-95)."""
+    if not unpacking.wait_for(100):
+        return None
+    with open(unpacking.path, "rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(_HEADER) or header[24:28] != header[92:96]:
+        return None
+    size = int.from_bytes(header[16:18], "big")
+    page_count = int.from_bytes(header[28:32], "big")
+    if page_count == 0:
+        return None
+    return (65536 if size == 1 else size), page_count
+
+
 class SQLiteConnector:
     """Back up and restore SQLite databases using the stdlib sqlite3 module."""
 
@@ -254,16 +286,70 @@ class SQLiteConnector:
         target_path.parent.mkdir(parents=True, exist_ok=True)
         target = _connect(target_path, "rwc")
         try:
-            page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
-            source = self._open_source(src, is_database_file, page_size)
+            with _unchanged_on_failure(db_alias):
+                page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
+                source = self._open_source(src, is_database_file, page_size)
+                try:
+                    source.backup(target)  # one write transaction on the live database
+                finally:
+                    source.close()
+        finally:
+            target.close()
+
+    def restore_while_unpacking(self, db_alias: str, unpacking: Unpacking) -> None:
+        """Restore from a verified artifact while it is unpacked: the backup API copies the
+        pages in order, so each step waits only for the pages it copies. The live database
+        is written in one transaction, which commits only once the whole artifact is
+        unpacked and its compressed stream checked; anything failing before leaves it as it
+        was. An SQL script, or a file whose header does not give its length, is unpacked
+        whole first."""
+        with _unchanged_on_failure(db_alias):
+            layout = _database_layout(unpacking)
+            if layout is not None:
+                self._follow(db_alias, unpacking, *layout)
+                return
+            unpacking.wait_done()
+        self.restore(db_alias, unpacking.path)
+
+    def _follow(self, db_alias: str, unpacking: Unpacking, page_size: int, pages: int) -> None:
+        discard = False  # decided once the live database's page size is known
+
+        def wait(status: int, remaining: int, total: int) -> None:
+            """Until the next step's pages are unpacked; before the last step, until all
+            is unpacked and checked. Pages copied are dropped from the scratch file."""
+            copied = total - remaining
+            if discard and copied > _FOLLOW_STEP_PAGES:
+                # Never re-read: each step begins at page 1 (kept), then reads its own.
+                unpacking.discard(_FOLLOW_STEP_PAGES * page_size, copied * page_size)
+            upto = copied + _FOLLOW_STEP_PAGES
+            if upto < pages:
+                if unpacking.wait_for(upto * page_size):
+                    return
+            elif unpacking.wait_done() >= pages * page_size:
+                return
+            raise IntegrityError(
+                f"snapshot file {unpacking.path.name} is shorter than its header says; "
+                f"database '{db_alias}' unchanged"
+            )
+
+        target_path = database_path(db_alias)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        target = _connect(target_path, "rwc")
+        try:
+            # SQLite takes a file shorter than its header says for a damaged one.
+            unpacking.reserve(pages * page_size)
+            # A backup into larger pages reads some source pages again at its end.
+            discard = int(target.execute("PRAGMA page_size").fetchone()[0]) == page_size
+            # Opened without a first query: reading the schema would read pages that may
+            # not be unpacked yet. The backup reads page 1, then the pages of each step.
+            source = sqlite3.connect(
+                f"{unpacking.path.as_uri()}?mode=ro", uri=True, isolation_level=None
+            )
             try:
-                source.backup(target)  # one write transaction on the live database
+                wait(0, pages, pages)  # the first step's pages
+                source.backup(target, pages=_FOLLOW_STEP_PAGES, progress=wait)
             finally:
                 source.close()
-        except sqlite3.Error as exc:
-            raise OperationFailed(
-                f"restore of SQLite database '{db_alias}' failed, database unchanged: {exc}"
-            ) from exc
         finally:
             target.close()
 
