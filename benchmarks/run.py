@@ -397,9 +397,19 @@ def measure_rounds(
 
 
 def bench_startup(runs: int) -> list[Row]:
+    """Start-up in interleaved rounds, at least 15: a run takes about 0.1 s, close to GNU
+    time's 10 ms resolution, so three runs leave the ratio to chance."""
     env = base_env()
-    typer = median_of(runs, lambda: timed([PYTHON, "-c", "import typer"], env))
-    version = median_of(runs, lambda: timed(snapctl("--version"), env))
+    measured = measure_rounds(
+        "-",
+        "start-up",
+        max(runs, 15),
+        [
+            ("typer", partial(timed, [PYTHON, "-c", "import typer"], env)),
+            ("snapctl", partial(timed, snapctl("--version"), env)),
+        ],
+    )
+    typer, version = measured["typer"], measured["snapctl"]
     return [
         Row(
             "-",
