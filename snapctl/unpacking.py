@@ -86,8 +86,7 @@ class Unpacking:
         file, unwritten (a hole is punched, where the file system can), so that a large
         scratch file costs no disk writes. Reading them again gives zeros."""
         with self._changed:
-            if start <= self._punched_to:  # punched already
-                start = self._punched_to
+            start = max(start, self._punched_to)  # what is before was punched already
             end = min(end, self._written)
             if self._can_punch and end > start:
                 self._can_punch = _punch_hole(self._fd, start, end - start)

@@ -160,17 +160,24 @@ def _copy_locked_file(source: sqlite3.Connection, path: Path, dest: Path) -> boo
         os.close(fd)
 
 
+def _header_pages(header: bytes) -> tuple[int, int | None]:
+    """A database header's page size (bytes 16-17, 1 meaning 65536) and page count (bytes
+    28-31), the count None where it is not valid (its change counter at 24-27 differs from
+    92-95)."""
+    size = int.from_bytes(header[16:18], "big")
+    counted = header[24:28] == header[92:96]
+    return (65536 if size == 1 else size), (
+        int.from_bytes(header[28:32], "big") if counted else None
+    )
+
+
 def _header_agrees(header: bytes, page_size: int, page_count: int) -> bool:
     """Whether a database header is in rollback-journal mode (bytes 18-19 are 1, 1; WAL has
-    2, 2) with this page size (bytes 16-17, 1 meaning 65536) and, where the header's count is
-    valid (its change counter at 24-27 matches 92-95), this page count (bytes 28-31)."""
+    2, 2) with this page size and, where the header's count is valid, this page count."""
     if len(header) < 100 or header[18:20] != b"\x01\x01":
         return False
-    size = int.from_bytes(header[16:18], "big")
-    if (65536 if size == 1 else size) != page_size:
-        return False
-    counted = header[24:28] == header[92:96]
-    return not counted or int.from_bytes(header[28:32], "big") == page_count
+    size, count = _header_pages(header)
+    return size == page_size and count in (None, page_count)
 
 
 def _copy_range(fd: int, out: BinaryIO, length: int) -> None:
@@ -208,6 +215,13 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
             target_path.unlink(missing_ok=True)
 
 
+def _open_target(db_alias: str) -> sqlite3.Connection:
+    """The live database a restore writes, created if it does not exist yet."""
+    path = database_path(db_alias)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _connect(path, "rwc")
+
+
 @contextlib.contextmanager
 def _unchanged_on_failure(db_alias: str) -> Iterator[None]:
     try:
@@ -220,19 +234,15 @@ def _unchanged_on_failure(db_alias: str) -> Iterator[None]:
 
 def _database_layout(unpacking: Unpacking) -> tuple[int, int] | None:
     """(page size, page count) from the header of a database file being unpacked, or None
-    for an SQL script or a header whose page count is not valid (its change counter at
-    24-27 differs from 92-95)."""
+    for an SQL script or a header without a valid page count."""
     if not unpacking.wait_for(100):
         return None
     with open(unpacking.path, "rb") as handle:
         header = handle.read(100)
-    if not header.startswith(_HEADER) or header[24:28] != header[92:96]:
+    if not header.startswith(_HEADER):
         return None
-    size = int.from_bytes(header[16:18], "big")
-    page_count = int.from_bytes(header[28:32], "big")
-    if page_count == 0:
-        return None
-    return (65536 if size == 1 else size), page_count
+    size, count = _header_pages(header)
+    return (size, count) if count else None
 
 
 class SQLiteConnector:
@@ -282,9 +292,7 @@ class SQLiteConnector:
         """Restore the SQLite database for db_alias from src (either format, by its header)."""
         with open(src, "rb") as handle:
             is_database_file = handle.read(len(_HEADER)) == _HEADER
-        target_path = database_path(db_alias)
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        target = _connect(target_path, "rwc")
+        target = _open_target(db_alias)
         try:
             with _unchanged_on_failure(db_alias):
                 page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
@@ -332,9 +340,7 @@ class SQLiteConnector:
                 f"database '{db_alias}' unchanged"
             )
 
-        target_path = database_path(db_alias)
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        target = _connect(target_path, "rwc")
+        target = _open_target(db_alias)
         try:
             # SQLite takes a file shorter than its header says for a damaged one.
             unpacking.reserve(pages * page_size)
