@@ -198,12 +198,15 @@ def _state(ctx: typer.Context) -> State:
     return obj if isinstance(obj, State) else State()
 
 
-def _start_django(ctx: typer.Context, settings: str | None, pythonpath: list[str] | None) -> None:
-    """Start Django with the command's --settings/--pythonpath, else the global ones."""
-    from snapctl.django_env import DjangoOptions, setup
+def _load_settings(ctx: typer.Context, settings: str | None, pythonpath: list[str] | None) -> None:
+    """Load the project's settings with the command's --settings/--pythonpath, else the
+    global ones. The app registry waits until a connector needs it (see django_env)."""
+    from snapctl.django_env import DjangoOptions, load_settings
 
     state = _state(ctx)
-    setup(DjangoOptions(settings or state.settings, tuple(pythonpath or ()) + state.pythonpath))
+    load_settings(
+        DjangoOptions(settings or state.settings, tuple(pythonpath or ()) + state.pythonpath)
+    )
 
 
 def _store(
@@ -214,15 +217,15 @@ def _store(
     storage: str | None = None,
 ) -> SnapshotStore:
     """The snapshot store: --dir, else --storage, else SNAPCTL_DIR, else what settings say.
-    Django starts only if the answer must come from settings."""
+    The settings are loaded only if the answer must come from them."""
     from snapctl.snapshots import SnapshotStore, store_root
 
     if directory is not None and storage:
         raise ConfigurationError("use either --dir or --storage, not both")
     if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
-        return SnapshotStore(store_root(directory, django_ready=False))
-    _start_django(ctx, settings, pythonpath)
-    return _remote_store(ctx, storage) or SnapshotStore(store_root(None, django_ready=True))
+        return SnapshotStore(store_root(directory, settings_loaded=False))
+    _load_settings(ctx, settings, pythonpath)
+    return _remote_store(ctx, storage) or SnapshotStore(store_root(None, settings_loaded=True))
 
 
 def _remote_store(ctx: typer.Context, storage: str | None) -> SnapshotStore | None:
@@ -411,7 +414,7 @@ def dump(
 
     if label is not None:
         validate_label(label)
-    _start_django(ctx, settings, pythonpath)
+    _load_settings(ctx, settings, pythonpath)
     aliases = operations.select_aliases(alias or [], all_aliases)
     store = _store(ctx, directory, storage=storage)
     with _progress(ctx, quiet) as progress:
@@ -452,7 +455,7 @@ def restore(
     from snapctl.django_env import database_settings
 
     _require_confirmation(yes, "restore replaces the current data")
-    _start_django(ctx, settings, pythonpath)
+    _load_settings(ctx, settings, pythonpath)
     store = _store(ctx, directory, storage=storage)
     plan = operations.plan_restore(store, snapshot, alias or [])
 
@@ -619,7 +622,7 @@ def _external_problems(
     if not operations.needs_project(snapshot):
         return []
     try:
-        _start_django(ctx, settings, pythonpath)
+        _load_settings(ctx, settings, pythonpath)
     except ConfigurationError as exc:
         return [f"snapshot {name}: its server-side data cannot be checked: {exc}"]
     return operations.external_problems(store, snapshot)
@@ -645,7 +648,7 @@ def _remove(
         except SnapctlError:
             return  # a broken manifest names nothing to release
         if operations.needs_project(snapshot):
-            _start_django(ctx, settings, pythonpath)
+            _load_settings(ctx, settings, pythonpath)
             operations.forget(store, snapshot)  # if this fails, the snapshot stays
 
     if not dry_run:
@@ -750,7 +753,7 @@ def list_connectors(
     from snapctl import connector_listing
     from snapctl.registry import FALLBACK
 
-    _start_django(ctx, settings, pythonpath)
+    _load_settings(ctx, settings, pythonpath)
     rows = connector_listing.rows()
     if as_json:
         _print_json([row.to_json() for row in rows])

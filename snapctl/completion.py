@@ -27,9 +27,9 @@ def _param(ctx: typer.Context, name: str) -> Any:
 
 def _load_settings(ctx: typer.Context) -> None:
     """Settings only, not django.setup(): loading every app would make Tab feel slow."""
-    from snapctl.django_env import DjangoOptions, configure
+    from snapctl.django_env import DjangoOptions, load_settings
 
-    configure(DjangoOptions(_param(ctx, "settings"), tuple(_param(ctx, "pythonpath") or ())))
+    load_settings(DjangoOptions(_param(ctx, "settings"), tuple(_param(ctx, "pythonpath") or ())))
 
 
 def aliases(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -52,7 +52,7 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
         if needs_django:
             _load_settings(ctx)
         store = SnapshotStore(
-            store_root(Path(directory) if directory else None, django_ready=needs_django)
+            store_root(Path(directory) if directory else None, settings_loaded=needs_django)
         )
         return [
             (

@@ -65,9 +65,18 @@ def select_aliases(requested: Sequence[str], all_aliases: bool) -> list[str]:
 
 
 def _vendor(alias: str) -> str:
-    from django.db import connections
+    from snapctl.django_env import database_vendor
 
-    return str(connections[alias].vendor)
+    return database_vendor(alias)
+
+
+def _start_apps_for(connectors: Sequence[object]) -> None:
+    """Populate Django's app registry if any of ``connectors`` needs models; the built-in
+    SQLite, PostgreSQL and MySQL connectors read only the settings."""
+    if any(registry.needs_app_registry(connector) for connector in connectors):
+        from snapctl.django_env import require_apps
+
+        require_apps()
 
 
 def _check_binaries(choice_name: str, connector: object) -> None:
@@ -124,6 +133,7 @@ def dump(
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
+    _start_apps_for([choice.connector for choice in choices])
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label) as pending,
@@ -253,12 +263,14 @@ def needs_project(snapshot: Snapshot) -> bool:
 
 def _hook_connector(artifact: Artifact) -> Any:
     try:
-        return connector_for_restore(artifact.alias, artifact)
+        connector = connector_for_restore(artifact.alias, artifact)
     except ConfigurationError:
         # The alias may be gone from DATABASES; the class alone may still do it.
         entry = registry.registered().get(artifact.connector)
         cls = entry.load() if entry else registry.import_object(artifact.connector_class)
-        return registry.instantiate(cls, artifact.connector)
+        connector = registry.instantiate(cls, artifact.connector)
+    _start_apps_for([connector])
+    return connector
 
 
 @contextlib.contextmanager
@@ -328,6 +340,7 @@ def plan_restore(
             )
         _check_binaries(artifact.connector, connector)
         connectors[alias] = connector
+    _start_apps_for(list(connectors.values()))
     return RestorePlan(snapshot, selected, connectors)
 
 

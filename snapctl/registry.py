@@ -68,14 +68,26 @@ class Choice:
 
 
 def import_object(path: str) -> Any:
-    """Import ``module:attr`` or ``module.attr``."""
+    """Import ``module:attr`` or ``module.attr``.
+
+    A module that uses models at import time (a plugin written for the reference API, where
+    Django was always set up first) gets the app registry and a second try.
+    """
+    from django.core.exceptions import AppRegistryNotReady
+
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
         raise ConfigurationError(f"'{path}' is not an import path like 'package.module.Class'")
     try:
-        obj: Any = importlib.import_module(module_name)
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except AppRegistryNotReady:
+            from snapctl.django_env import require_apps
+
+            require_apps()
+            obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
@@ -111,6 +123,13 @@ def registered() -> dict[str, RegisteredConnector]:
 def connector_name(connector: object) -> str:
     cls = connector if isinstance(connector, type) else type(connector)
     return str(getattr(cls, "name", None) or cls.__name__)
+
+
+def needs_app_registry(connector: object) -> bool:
+    """Whether the connector needs Django's app registry (models) before it runs. Only a
+    connector that says ``needs_app_registry = False`` does without: one written for the
+    reference API expects ``django.setup()`` to have run."""
+    return bool(getattr(connector, "needs_app_registry", True))
 
 
 def engines_of(connector: object) -> tuple[str, ...]:

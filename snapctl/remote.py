@@ -163,12 +163,14 @@ def configured_storage(requested: str | None) -> tuple[Any, str, str] | None:
     """
     from django.core.files.storage import InvalidStorageError, storages
 
-    from snapctl.django_env import snapshot_settings
+    from snapctl.django_env import require_apps, snapshot_settings
 
     snapshots = snapshot_settings()
     choice = requested or snapshots.get("STORAGE")
     if not choice:
         return None
+    # A storage backend is a plugin like any other: it may expect django.setup() to have run.
+    require_apps()
     prefix = str(snapshots.get("STORAGE_PREFIX", DEFAULT_PREFIX))
     try:
         if isinstance(choice, dict):

@@ -478,18 +478,18 @@ class SnapshotStore:
         return candidates[keep:]
 
 
-def store_root(explicit: Path | None, *, django_ready: bool) -> Path:
+def store_root(explicit: Path | None, *, settings_loaded: bool) -> Path:
     """Where snapshots live: ``--dir`` > ``SNAPCTL_DIR`` > ``SNAPSHOTS["DIRECTORY"]`` > a
     per-project directory under the user's data directory.
 
-    The last two need the project's settings; ``django_ready`` says whether they are loaded.
+    The last two need the project's settings; ``settings_loaded`` says whether they are loaded.
     """
     if explicit is not None:
         return explicit.expanduser().resolve()
     from_env = os.environ.get("SNAPCTL_DIR")
     if from_env:
         return Path(from_env).expanduser().resolve()
-    if not django_ready:
+    if not settings_loaded:
         raise ConfigurationError(
             "no snapshot directory: pass --dir, set SNAPCTL_DIR, or point snapctl at the "
             "project with --settings"

@@ -305,6 +305,7 @@ class PostgresTemplateConnector:
     """Snapshots as server-side copies (CREATE DATABASE ... TEMPLATE); restore by rename swap."""
 
     name = "postgres-template"
+    needs_app_registry = False  # reads settings.DATABASES only
     engines: tuple[str, ...] = ()  # never chosen by ENGINE: pick it by name
     binaries = ("psql",)
     extension = "json"

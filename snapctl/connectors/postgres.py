@@ -355,9 +355,9 @@ def terminate_sessions_sql(database: str) -> str:
 
 
 def close_django_connection(db_alias: str) -> None:
-    from django.db import connections
+    from snapctl.django_env import close_connection
 
-    connections[db_alias].close()
+    close_connection(db_alias)
 
 
 def check_archive(
@@ -695,6 +695,7 @@ class PostgresConnector:
     """Back up and restore PostgreSQL databases using pg_dump and pg_restore."""
 
     name = "postgres"
+    needs_app_registry = False  # reads settings.DATABASES only
     engines = ("postgresql", "postgis")
     binaries = ("pg_dump", "pg_restore", "psql")
     # Custom format without pg_dump's own compression (--compress=0): the store compresses

@@ -249,6 +249,7 @@ class SQLiteConnector:
     """Back up and restore SQLite databases using the stdlib sqlite3 module."""
 
     name = "sqlite"
+    needs_app_registry = False  # reads settings.DATABASES only
     engines = ("sqlite3",)
     binaries: tuple[str, ...] = ()
     dump_to_pipe = True  # both formats are written front to back
