@@ -202,3 +202,32 @@ def test_sqlite_dump_and_restore_import_only_what_they_use(
         if any(name == bad or name.startswith(bad + ".") for bad in NOT_FOR_SQLITE)
     )
     assert not unwanted, textwrap.fill(", ".join(unwanted))
+
+
+def test_postgres_programs_skip_debians_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from snapctl.connectors import postgres
+
+    wrapper = tmp_path / "share" / "pg_wrapper"
+    wrapper.parent.mkdir()
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    on_path = tmp_path / "bin"
+    on_path.mkdir()
+    (on_path / "pg_dump").symlink_to(wrapper)
+    for version in ("9.6", "13", "15"):
+        program = tmp_path / "lib" / version / "bin" / "pg_dump"
+        program.parent.mkdir(parents=True)
+        program.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("PATH", str(on_path))
+    monkeypatch.delenv("PGCLUSTER", raising=False)
+    monkeypatch.setattr(postgres, "_WRAPPED_VERSIONS", tmp_path / "lib")
+    postgres.client_program.cache_clear()
+    try:
+        assert postgres.client_program("pg_dump") == str(tmp_path / "lib/15/bin/pg_dump")
+        postgres.client_program.cache_clear()
+        monkeypatch.setenv("PGCLUSTER", "13/main")  # the user's choice of cluster stands
+        assert postgres.client_program("pg_dump") == str(on_path / "pg_dump")
+    finally:
+        postgres.client_program.cache_clear()
