@@ -17,7 +17,7 @@ import pytest
 from conftest import Project, ServerDatabase, clean_env, mariadb_admin
 
 from snapctl.compression import file_sha256
-from snapctl.connectors.mysql import option_file_text
+from snapctl.connectors.mysql_session import option_file_text
 
 # Objects that are not rows: the snapshot must bring them back; the digest cannot see them.
 SCHEMA_OBJECTS = """

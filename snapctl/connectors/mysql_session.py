@@ -1,0 +1,317 @@
+"""One command's sessions with a MySQL/MariaDB server: snapctl's own queries through one
+mysqlclient connection, the dump and the loads of dump scripts through the client programs.
+
+Both read one private 0600 option file written from the DATABASES settings (what goes into it
+is described in ``snapctl.connectors.mysql``): the programs as ``--defaults-extra-file``, their
+first argument, and the driver as ``read_default_file`` with the ``[client]`` group. The
+client libraries under mysqlclient (MariaDB Connector/C, libmysqlclient) read that syntax as
+the programs do (``!include``, quoted values, the same escapes), so the driver reaches the same
+server (a socket path, a host and port) as the same account, and the password is on no command
+line, in no environment and in no message. The driver reads only that file, as Django's own
+connection reads only ``read_default_file``; the programs also read the global option files
+(my.cnf, ~/.my.cnf) before it, which matters only for what the settings and the project's file
+leave unset. OPTIONS ``ssl_mode``, which no MariaDB program reads, goes to the driver as
+Django gives it.
+
+The connection is made on the first query, with autocommit and utf8mb4 whatever the tools'
+charset (snapctl's queries carry names, which must survive whole), and a 10 s connect timeout
+so that a dead host fails the command instead of hanging it. Used again after a pause (a tool
+ran: a load can outlast the server's ``wait_timeout``), it is pinged first and, if the server
+dropped it, made anew: it holds no state between statements. A driver error becomes one line,
+``<what> failed: ERROR <code>: <message>``, like a program's, with the password masked.
+
+``mysqlclient`` is imported only when connecting: the other commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from snapctl.connectors import _process
+from snapctl.errors import ConfigurationError, OperationFailed
+
+_PACKAGE_HINT = "the MariaDB or MySQL client (e.g. apt install mariadb-client)"
+# Connection charsets that are subsets of utf8mb4: reading through them could lose characters.
+_UTF8_SUBSETS = {"utf8", "utf8mb3"}
+_SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+CONNECT_TIMEOUT = 10  # seconds
+IDLE_CHECK = 1.0  # seconds unused after which the connection is pinged before a query
+
+
+# --- the option file --------------------------------------------------------------------
+
+
+def _option_value(value: object) -> str:
+    """A value for an option file: quoted so ``#``, quotes and spaces stay part of it."""
+    text = str(value)
+    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        text = text.replace(raw, escaped)
+    return f'"{text}"'
+
+
+def _include_line(path: object) -> str:
+    text = str(Path(str(path)).expanduser())
+    if "\n" in text or "\r" in text:
+        raise ConfigurationError("OPTIONS['read_default_file'] must be a plain file path")
+    if not Path(text).is_file():
+        raise ConfigurationError(f"OPTIONS['read_default_file'] {text} does not exist")
+    return f"!include {text}"
+
+
+def _client_options(settings: dict[str, Any]) -> dict[str, object]:
+    """The [client] options for DATABASES settings, empty ones left out so files win."""
+    options = settings.get("OPTIONS") or {}
+    host = str(settings.get("HOST") or "")
+    charset = str(options.get("charset") or "utf8mb4")
+    values: dict[str, object] = {
+        "user": settings.get("USER"),
+        "password": settings.get("PASSWORD"),
+        "socket": host if host.startswith("/") else options.get("unix_socket"),
+        "host": None if host.startswith("/") else host,
+        "port": settings.get("PORT"),
+        "default-character-set": "utf8mb4" if charset in _UTF8_SUBSETS else charset,
+    }
+    ssl = options.get("ssl") or {}
+    if not isinstance(ssl, dict):
+        raise ConfigurationError("OPTIONS['ssl'] must be a dict with ca, cert, key")
+    for key in ("ca", "cert", "key", "capath", "cipher"):
+        values[f"ssl-{key}"] = ssl.get(key)
+    if options.get("ssl_mode"):
+        values["loose-ssl-mode"] = options["ssl_mode"]  # MySQL only; MariaDB skips loose-*
+    return {key: value for key, value in values.items() if value not in (None, "")}
+
+
+def option_file_text(settings: dict[str, Any]) -> str:
+    """The whole option file: the project's own file first, then the settings over it."""
+    lines = []
+    read_default_file = (settings.get("OPTIONS") or {}).get("read_default_file")
+    if read_default_file:
+        lines.append(_include_line(read_default_file))
+    lines.append("[client]")
+    for key, value in _client_options(settings).items():
+        lines.append(f"{key}={_option_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _ssl_mode(settings: dict[str, Any]) -> str | None:
+    value = (settings.get("OPTIONS") or {}).get("ssl_mode")
+    if not value:
+        return None
+    mode = str(value).upper()
+    if mode not in _SSL_MODES:
+        raise ConfigurationError(
+            f"OPTIONS['ssl_mode'] {value!r} is not one of {', '.join(_SSL_MODES)}"
+        )
+    return mode
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+class _Cursor(Protocol):
+    def execute(self, query: str) -> object: ...
+    def fetchall(self) -> Sequence[tuple[Any, ...]]: ...
+    def close(self) -> None: ...
+
+
+class _Connection(Protocol):
+    """What snapctl uses of a mysqlclient connection (mysqlclient ships no type hints)."""
+
+    def cursor(self) -> _Cursor: ...
+    def ping(self) -> object: ...
+    def close(self) -> None: ...
+
+
+def _driver() -> Any:
+    """The mysqlclient module, imported now: it costs milliseconds that only MySQL pays."""
+    try:
+        module = importlib.import_module("MySQLdb")
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the MySQL connector needs mysqlclient: pip install 'django-snapctl[mysql]'"
+        ) from exc
+    if module.__name__ != "MySQLdb":  # PyMySQL's install_as_MySQLdb(): another file parser
+        raise ConfigurationError(
+            "the MySQL connector needs mysqlclient, not PyMySQL installed as MySQLdb: "
+            "pip install mysqlclient"
+        )
+    return module
+
+
+def driver_failure(what: str, exc: BaseException, secrets: Sequence[str]) -> OperationFailed:
+    """One line for a driver error, shaped like a program's: ``ERROR <code>: <message>``."""
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], int) and args[0]:
+        detail = f"ERROR {args[0]}: {args[1]}"
+    else:
+        detail = " ".join(str(arg) for arg in args if arg not in ("", 0))
+    detail = " ".join(_process.mask(detail, secrets).split())  # one line
+    return OperationFailed(f"{what} failed: {detail or 'the server connection was lost'}")
+
+
+# --- the programs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One client program and what its ``--version`` says."""
+
+    path: str
+    version: str
+
+    @property
+    def mariadb(self) -> bool:
+        return "mariadb" in self.version.lower()
+
+    @property
+    def major(self) -> int:
+        match = re.search(r"Distrib (\d+)", self.version) or re.search(r"Ver (\d+)", self.version)
+        return int(match.group(1)) if match else 0
+
+
+def _load_args(database: str) -> list[str]:
+    return ["--batch", "--binary-mode", "--max-allowed-packet=1G", f"--database={database}"]
+
+
+class Client:
+    """One command's view of an alias: a driver connection for snapctl's own queries, the
+    dump program and the client program (each found on PATH once) for dumps and loads."""
+
+    def __init__(self, alias: str, defaults: Path, settings: dict[str, Any]) -> None:
+        self.alias = alias
+        self.defaults = defaults
+        self.database = str(settings.get("NAME") or "")
+        self.password = str(settings.get("PASSWORD") or "")
+        self.ssl_mode = _ssl_mode(settings)
+        # Both found now, so that a missing one fails the command before it changes anything.
+        self.dumper_path = _process.find_binary(
+            "mariadb-dump", "mysqldump", package_hint=_PACKAGE_HINT
+        )
+        self.client_path = _process.find_binary("mariadb", "mysql", package_hint=_PACKAGE_HINT)
+        self._connection: _Connection | None = None
+        self._errors: type[Exception] = Exception  # mysqlclient's base class, once imported
+        self._used = 0.0  # when the connection last answered
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, alias: str) -> Iterator[Client]:
+        from snapctl.django_env import database_settings
+
+        settings = database_settings(alias)
+        if not settings.get("NAME"):
+            raise ConfigurationError(f"database '{alias}' has no NAME")
+        with _process.private_file(option_file_text(settings), suffix=".cnf") as defaults:
+            client = cls(alias, defaults, settings)
+            try:
+                yield client
+            finally:
+                client.close()
+
+    # --- snapctl's own queries, through the driver ---
+
+    def _connect(self) -> _Connection:
+        module = _driver()
+        self._errors = module.Error
+        options: dict[str, Any] = {
+            "read_default_file": str(self.defaults),
+            "read_default_group": "client",
+            "connect_timeout": CONNECT_TIMEOUT,
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "multi_statements": False,  # one statement a call: an error cannot hide behind
+        }
+        if self.ssl_mode:
+            options["ssl_mode"] = self.ssl_mode
+        try:
+            connection: _Connection = module.connect(**options)
+        except module.Error as exc:
+            raise driver_failure(f"connecting to '{self.alias}'", exc, [self.password]) from None
+        return connection
+
+    def _connection_for_use(self) -> _Connection:
+        connection = self._connection
+        if connection is not None and time.monotonic() - self._used > IDLE_CHECK:
+            try:
+                connection.ping()
+            except self._errors:  # closed by the server while a tool ran: it held no state
+                self.close()
+                connection = None
+        if connection is None:
+            connection = self._connection = self._connect()
+        return connection
+
+    def execute(self, statements: Sequence[str], what: str) -> list[tuple[Any, ...]]:
+        """Run statements one after another in snapctl's session, stopping at the first that
+        fails; return the last one's rows (strings, bytes for blobs, None for NULL)."""
+        connection = self._connection_for_use()
+        rows: list[tuple[Any, ...]] = []
+        try:
+            cursor = connection.cursor()
+            try:
+                for statement in statements:
+                    cursor.execute(statement.strip().rstrip(";"))
+                    rows = list(cursor.fetchall())
+            finally:
+                cursor.close()
+        except self._errors as exc:
+            raise driver_failure(what, exc, [self.password]) from None
+        finally:
+            self._used = time.monotonic()
+        return rows
+
+    def query(self, sql: str, what: str) -> list[tuple[Any, ...]]:
+        """One statement's rows."""
+        return self.execute([sql], what)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # already gone: nothing to release
+                connection.close()
+
+    # --- the programs ---
+
+    @functools.cached_property
+    def dumper(self) -> Tool:
+        """The dump program and its version, asked once and only by a dump, whose flags
+        depend on it (the restore's object dumps use flags every version takes)."""
+        path = self.dumper_path
+        # The option file first even here, so that every call has the same, checkable shape.
+        argv = [path, f"--defaults-extra-file={self.defaults}", "--version"]
+        text = _process.run(argv, what=f"{Path(path).name} --version").strip()
+        # "mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for ..." -> after the name.
+        return Tool(path, text.split(None, 1)[1] if " " in text else text)
+
+    def run(
+        self,
+        program: str,
+        args: Sequence[str],
+        what: str,
+        stdin: Path | None = None,
+        stdout: Path | None = None,
+    ) -> str:
+        # The option file must come first: the tools only honour it there.
+        argv = [program, f"--defaults-extra-file={self.defaults}", *args]
+        return _process.run(argv, what=what, stdin=stdin, stdout=stdout, secrets=[self.password])
+
+    def load(self, script: Path, database: str, what: str) -> None:
+        """Run a script (a dump's, or one holding a dump's parts) with the client program,
+        which knows its ``DELIMITER`` lines and client commands."""
+        self.run(self.client_path, _load_args(database), what, stdin=script)
+
+    def load_parallel(self, scripts: Sequence[tuple[str, Path]], database: str, jobs: int) -> None:
+        """Load ``(what, script)`` pairs, each in its own session, ``jobs`` at a time."""
+        argv = [self.client_path, f"--defaults-extra-file={self.defaults}", *_load_args(database)]
+        _process.run_parallel(
+            [_process.Job(argv, what, script) for what, script in scripts],
+            limit=jobs,
+            secrets=[self.password],
+        )
