@@ -14,6 +14,8 @@ the same project at any server:
   keep snapshots in that S3 bucket, through django-storages
 - EXAMPLE_DBBACKUP_DIR: if set, django-dbbackup is installed with its backups there (the
   benchmark compares snapctl with it)
+- EXAMPLE_SNAPSHOTS_APP_DIR: if set, django-snapshots is installed with its snapshots there
+  (the benchmark compares snapctl with it); its SNAPSHOTS setting replaces snapctl's
 """
 
 import os
@@ -106,5 +108,17 @@ if os.environ.get("EXAMPLE_DBBACKUP_DIR"):
         "dbbackup": {
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": os.environ["EXAMPLE_DBBACKUP_DIR"]},
+        },
+    }
+
+if os.environ.get("EXAMPLE_SNAPSHOTS_APP_DIR"):
+    # For the benchmark's comparison with django-snapshots (pip install django-snapshots).
+    # It reads the same SNAPSHOTS setting as snapctl, so snapctl is not run with this set.
+    # Its one always-empty table is not migrated: every tool dumps the same tables.
+    INSTALLED_APPS += ["django_snapshots", "django_snapshots.backup", "django_snapshots.restore"]
+    SNAPSHOTS = {
+        "STORAGE": {
+            "BACKEND": "django_snapshots.storage.local.LocalFileSystemBackend",
+            "OPTIONS": {"location": os.environ["EXAMPLE_SNAPSHOTS_APP_DIR"]},
         },
     }
