@@ -1041,8 +1041,11 @@ def main() -> None:
             for name in arguments.engines.split(","):
                 work = Path(scratch) / f"{size.name}-{name}".replace(" ", "-")
                 work.mkdir()
+                began = time.monotonic()
                 with ENGINES[name](work) as engine:
                     results += bench_engine(engine, size, work, options)
+                took = time.monotonic() - began
+                print(f"[{size.name} {name}] done in {took:.0f} s", file=sys.stderr)
                 shutil.rmtree(work)  # a 2gb database leaves gigabytes
         if arguments.with_wagtail:
             wagtail, wagtail_skipped = run_wagtail(options.runs, Path(scratch))
