@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from snapctl import __version__, completion
 from snapctl.errors import (
@@ -30,6 +30,7 @@ from snapctl.errors import (
     ConfirmationRequired,
     SnapctlError,
 )
+from snapctl.plain_values import use_plain_values
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,8 +55,22 @@ def _show_tracebacks(ctx: typer.Context) -> bool:
     return bool(state and state.traceback) or os.environ.get("SNAPCTL_DEBUG") == "1"
 
 
+class SnapctlCommand(TyperCommand):
+    """A command whose parameters (the help option too) get plain checks, not pydantic's."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
+        params: list[Any] = super().get_params(ctx)
+        use_plain_values(params)
+        return params
+
+
 class SnapctlGroup(TyperGroup):
     """The one error boundary: SnapctlError becomes a message and an exit code."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
+        params: list[Any] = super().get_params(ctx)
+        use_plain_values(params)
+        return params
 
     # typer.Context is what click hands us; its base class is private to typer.
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
@@ -369,7 +384,7 @@ def _progress(ctx: typer.Context, quiet: bool) -> Iterator[TerminalProgress | No
         yield progress
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def dump(
     ctx: typer.Context,
     alias: AliasOption = None,
@@ -437,7 +452,7 @@ def dump(
     _say(ctx, quiet, f"Dumped {dumped} into {store.location(snapshot.name)}")
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def restore(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
@@ -482,7 +497,7 @@ def restore(
     _say(ctx, quiet, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}")
 
 
-@app.command("list")
+@app.command("list", cls=SnapctlCommand)
 def list_snapshots(
     ctx: typer.Context,
     alias: AliasOption = None,
@@ -525,7 +540,7 @@ def list_snapshots(
     _out_console().print(table)
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def show(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
@@ -570,7 +585,7 @@ def show(
         console.print(f"{a.alias}: {details or 'no metadata'}")
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def verify(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
@@ -660,7 +675,7 @@ def _remove(
             typer.echo(name)
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def delete(
     ctx: typer.Context,
     snapshots: Annotated[
@@ -692,7 +707,7 @@ def delete(
     _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.where}")
 
 
-@app.command()
+@app.command(cls=SnapctlCommand)
 def prune(
     ctx: typer.Context,
     keep: Annotated[
@@ -742,7 +757,7 @@ def prune(
     _say(ctx, quiet, f"{verb} {len(names)} snapshot(s), kept the newest {keep}")
 
 
-@app.command("list-connectors")
+@app.command("list-connectors", cls=SnapctlCommand)
 def list_connectors(
     ctx: typer.Context,
     settings: SettingsOption = None,
