@@ -7,7 +7,8 @@ checks every snapshot and database it can see, through the shared fault ledger.
 
 kill -9 hits the snapctl process alone in half the trials, as the OOM killer does: its children
 (pg_dump, pg_restore, psql, mariadb) live on as orphans and finish or fail by themselves, and
-the checks wait for them. The other half kill the whole process group, as stopping a container
+the checks wait for them; a statement snapctl's own connection was running commits or rolls
+back whole on the server. The other half kill the whole process group, as stopping a container
 or a CI job does. The shared servers are never stopped: other tests use them concurrently.
 """
 
@@ -445,22 +446,28 @@ def test_kill_9_during_dump_and_restore(bulky: Case, faults: FaultLedger) -> Non
     kill_restores(bulky, faults, names, digests)
 
 
-# Kills snapctl (its parent) just before or just after the psql that swaps the databases,
-# the one that renames: after the restore has filled the new database, as far as it gets
-# before committing anything, or after the swap, before the old database is dropped.
-PSQL_SHIM = """#!/bin/sh
-case "$*" in *"RENAME TO"*) swap=1 ;; *) swap=0 ;; esac
-if [ $swap = 1 ] && [ "{moment}" = before ]; then kill -9 "$PPID"; exit 137; fi
-"{real}" "$@"
-status=$?
-if [ $swap = 1 ]; then kill -9 "$PPID"; fi
-exit $status
+# Runs snapctl with its swap (the one transaction that renames, on snapctl's own connection)
+# wrapped: kill -9 just before it, after the restore has filled the new database, as far as
+# it gets before committing anything; or just after it commits, before the old database is
+# dropped.
+SWAP_KILLER = """
+import os, runpy, signal, sys
+from snapctl.connectors import postgres
+real_swap = postgres.swap
+def swap(*args, **kwargs):
+    if "{moment}" == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_swap(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+postgres.swap = swap
+sys.argv[0] = "snapctl"
+runpy.run_module("snapctl", run_name="__main__", alter_sys=True)
 """
 
 
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_postgres_kill_around_the_swap(
-    postgres_project: Project, tmp_path: Path, faults: FaultLedger, moment: str
+    postgres_project: Project, faults: FaultLedger, moment: str
 ) -> None:
     """kill -9 right before or after the swap's transaction: the database is the original or
     the snapshot, accepting connections; the next dump and restore work, and the restore
@@ -479,15 +486,20 @@ def test_postgres_kill_around_the_swap(
     snapshot = postgres_project.digest()
     server.sql(db, CHANGES)
     changed = postgres_project.digest()
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    (shims / "psql").write_text(PSQL_SHIM.format(real=shutil.which("psql"), moment=moment))
-    (shims / "psql").chmod(0o755)
-    env = {**postgres_project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
-    run = finish(spawn(postgres_project, "restore", "--yes", name, env=env), time.monotonic())
+    killer = subprocess.Popen(
+        [sys.executable, "-c", SWAP_KILLER.format(moment=moment), "restore", "--yes", name],
+        cwd=EXAMPLE,
+        env=postgres_project.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    run = finish(killer, time.monotonic())
     faults.injected += 1
     try:
-        require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+        require(run.returncode == -signal.SIGKILL, f"the wrapper did not kill it: {run.stderr}")
         server.settle(db)
         left = sorted(set(server.strays(db)) - set(keep))
         scratch = "new" if moment == "before" else "old"
@@ -591,7 +603,7 @@ def test_mariadb_kill_between_rename_and_recreating_views(
     server.settle(db)
     left = server.strays(db)
     report(f"mariadb killed as the swap began; the orphan left scratch databases {left}")
-    require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+    require(run.returncode == -signal.SIGKILL, f"the wrapper did not kill it: {run.stderr}")
     assert faults.check(snapshot, mariadb_project.digest())
     assert faults.check(objects, mariadb_objects(db))
     assert faults.check([], left)
@@ -617,7 +629,7 @@ def test_mariadb_client_killed_right_after_the_rename(
         server.sql(db, CHANGES)
         run = mariadb_restore_with_shim(mariadb_project, tmp_path, name, "cut")
         faults.injected += 1
-        require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+        require(run.returncode == -signal.SIGKILL, f"the wrapper did not kill it: {run.stderr}")
         server.settle(db)
         left = sorted(set(server.strays(db)) - set(alike))
         require(faults.check(snapshot, mariadb_project.digest()), "the tables are a mix")
@@ -626,7 +638,7 @@ def test_mariadb_client_killed_right_after_the_rename(
 
         run = mariadb_restore_with_shim(mariadb_project, tmp_path, name, "before")
         faults.injected += 1
-        require(run.returncode == -signal.SIGKILL, f"the shim did not kill it: {run.stderr}")
+        require(run.returncode == -signal.SIGKILL, f"the wrapper did not kill it: {run.stderr}")
         server.settle(db)
         then = sorted(set(server.strays(db)) - set(alike))
         report(f"mariadb client killed after the RENAME: left {left}; next restore: {then}")

@@ -250,7 +250,7 @@ def test_password_never_on_a_command_line(postgres_project: Project, tmp_path: P
     assert dumped.returncode == 0 and restored.returncode == 0, dumped.stderr + restored.stderr
     calls = [call.split("|", 2) for call in log.read_text().split("\036")[:-1]]
     tools = {argv.split()[0] for _, _, argv in calls}
-    assert tools == {"pg_dump", "pg_restore", "psql"}
+    assert tools == {"pg_dump", "pg_restore"}  # snapctl's own queries go through the driver
     assert not any(db.password in argv for _, _, argv in calls)
     assert db.password not in dumped.stdout + dumped.stderr + restored.stdout + restored.stderr
     # Every program that connects got the password through a passfile, removed afterwards.
@@ -340,9 +340,16 @@ def test_server_down_is_one_line(postgres_project: Project) -> None:
 
 
 def test_old_pg_dump_names_the_package(postgres_project: Project, tmp_path: Path) -> None:
+    server = psql_admin("SHOW server_version").strip()
     fake = tmp_path / "bin" / "pg_dump"
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    # What an older pg_dump says to a newer server, and its exit status.
+    fake.write_text(
+        "#!/bin/sh\n"
+        "echo 'pg_dump: error: aborting because of server version mismatch' >&2\n"
+        f"echo 'pg_dump: detail: server version: {server}; pg_dump version: 9.6.24' >&2\n"
+        "exit 1\n"
+    )
     fake.chmod(0o755)
     result = postgres_project.snapctl("dump", PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     assert result.returncode == 2
@@ -377,3 +384,15 @@ def test_dumpdata_connector_round_trip(postgres_project: Project) -> None:
     assert postgres_project.digest() == before
     new_id = user_sql(db, "INSERT INTO shop_tag (name) VALUES ('n') RETURNING id")
     assert int(new_id) == before["sequences"]["public.shop_tag_id_seq"] + 1
+
+
+def test_versions_come_from_the_archive_header(postgres_project: Project) -> None:
+    """The snapshot records the server's and pg_dump's versions as pg_dump wrote them into
+    the archive, without a query or a ``pg_dump --version`` of its own."""
+    snapshot = json.loads(postgres_project.snapctl("dump", "--json", check=True).stdout)
+    metadata = snapshot["databases"]["default"]["metadata"]
+    assert metadata["server_version"] == psql_admin("SHOW server_version").strip()
+    assert metadata["server_version_num"] == int(psql_admin("SHOW server_version_num"))
+    major = psql_admin("SHOW server_version").split(".")[0]
+    assert metadata["pg_dump_version"].startswith(f"pg_dump (PostgreSQL) {major}.")
+    assert snapshot["databases"]["default"]["server_version"] == metadata["server_version"]

@@ -231,3 +231,13 @@ def test_postgres_programs_skip_debians_wrapper(
         assert postgres.client_program("pg_dump") == str(on_path / "pg_dump")
     finally:
         postgres.client_program.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("15.10 (Debian 15.10-1.pgdg120+1)", 150010), ("9.6.24", 90624), ("17beta1", 170000)],
+)
+def test_postgres_version_numbers_from_text(text: str, number: int) -> None:
+    from snapctl.connectors.postgres import version_num
+
+    assert version_num(text) == number

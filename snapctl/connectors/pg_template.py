@@ -60,8 +60,9 @@ Hooks beyond the connector protocol, which the commands call when a connector ha
 Both need the project's settings (the connection of ``db_alias``), and accept the descriptor
 as stored (zstd or gzip compressed) or unpacked.
 
-The password travels as for the PostgreSQL connector: in a 0600 passfile named by PGPASSFILE,
-never on a command line, masked out of messages.
+It runs no program: every step is a statement on snapctl's own connection (see
+``pg_session``), the password in memory, never on a command line or on disk, and masked out
+of messages.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def _server_state(pg: Libpq, copy: str, database: str | None = None) -> dict[str
     """The server's identity and version, and the copy's comment and owner if it exists."""
     what = f"connecting to PostgreSQL for '{pg.alias}'"
     try:
-        out = pg.psql(
+        state: dict[str, Any] = pg.server.value(
             _STATE.format(system=_SYSTEM_IDENTIFIER, copy=literal(copy)),
             database=database,
             what=what,
@@ -189,10 +190,9 @@ def _server_state(pg: Libpq, copy: str, database: str | None = None) -> dict[str
     except OperationFailed as exc:
         if "permission denied" not in str(exc):
             raise
-        out = pg.psql(
+        state = pg.server.value(
             _STATE.format(system="NULL", copy=literal(copy)), database=database, what=what
         )
-    state: dict[str, Any] = json.loads(out)
     return state
 
 
@@ -252,7 +252,7 @@ def _other_sessions(pg: Libpq, database: str, admin_db: str, grace: float = 0.0)
     deadline = time.monotonic() + grace
     while True:
         count = int(
-            pg.psql(
+            pg.server.value(
                 _OTHER_SESSIONS.format(database=literal(database)),
                 database=admin_db,
                 what=f"counting the sessions on '{pg.alias}'",
@@ -294,7 +294,7 @@ def _admin_database(pg: Libpq, database: str) -> str:
 
 
 def _drop(pg: Libpq, name: str, server_version_num: int, database: str | None) -> None:
-    pg.psql(
+    pg.server.query(
         postgres.drop_database_sql(name, server_version_num),
         database=database,
         what=f"dropping the server-side copy {name} of '{pg.alias}'",
@@ -307,7 +307,7 @@ class PostgresTemplateConnector:
     name = "postgres-template"
     needs_app_registry = False  # reads settings.DATABASES only
     engines: tuple[str, ...] = ()  # never chosen by ENGINE: pick it by name
-    binaries = ("psql",)
+    binaries: tuple[str, ...] = ()  # the server does all of it; snapctl only asks
     extension = "json"
 
     def __init__(self, strategy: str = "file_copy") -> None:
@@ -324,7 +324,7 @@ class PostgresTemplateConnector:
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Copy the database on its server and write the copy's descriptor to ``dest``."""
         _require_postgresql(db_alias)
-        with postgres.connect(db_alias) as pg:
+        with postgres.connect(db_alias, programs=False) as pg:
             info = postgres.inspect_target(pg, set())
             database = info["database"]
             _require_privileges(pg, info, "snapshot")
@@ -343,7 +343,7 @@ class PostgresTemplateConnector:
             what = f"copy of '{db_alias}' on the server"
             try:
                 strategy = self._strategy(version)
-                pg.psql(
+                pg.server.query(
                     f"CREATE DATABASE {ident(copy)} TEMPLATE {ident(database)}"
                     + (f" STRATEGY {strategy}" if strategy else ""),
                     database=admin_db,
@@ -355,7 +355,7 @@ class PostgresTemplateConnector:
                     raise _busy(pg, database, others) from exc
                 raise
             try:
-                size = pg.psql(
+                (size,) = pg.server.query(
                     # Nobody may connect: nothing can change it, or block the next restore.
                     f"ALTER DATABASE {ident(copy)} WITH ALLOW_CONNECTIONS false",
                     f"REVOKE ALL ON DATABASE {ident(copy)} FROM PUBLIC",
@@ -363,7 +363,7 @@ class PostgresTemplateConnector:
                     f"SELECT pg_database_size({literal(copy)})",
                     database=admin_db,
                     what=what,
-                )
+                )[0]
                 created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
                 descriptor = {
                     "format": FORMAT,
@@ -393,7 +393,7 @@ class PostgresTemplateConnector:
     def restore(self, db_alias: str, src: Path) -> None:
         """Replace the database with a new copy of the snapshot's copy, swapped in by renames."""
         descriptor = read_descriptor(src)
-        with postgres.connect(db_alias) as pg:
+        with postgres.connect(db_alias, programs=False) as pg:
             info = postgres.inspect_target(pg, set())
             state = _server_state(pg, descriptor.copy_database)
             copy = _locate_copy(pg, descriptor, state)
@@ -423,13 +423,13 @@ class PostgresTemplateConnector:
     def check(self, db_alias: str, src: Path) -> None:
         """``IntegrityError`` (one line) unless the snapshot's copy is on this server."""
         descriptor = read_descriptor(src)
-        with postgres.connect(db_alias) as pg:
+        with postgres.connect(db_alias, programs=False) as pg:
             _locate_copy(pg, descriptor, _server_state(pg, descriptor.copy_database))
 
     def forget(self, db_alias: str, src: Path) -> None:
         """Drop the snapshot's copy; one already gone (or not ours) is left alone."""
         descriptor = read_descriptor(src)
-        with postgres.connect(db_alias) as pg:
+        with postgres.connect(db_alias, programs=False) as pg:
             admin_db = postgres.maintenance_database(pg, descriptor.copy_database)
             state = _server_state(pg, descriptor.copy_database, admin_db)
             try:

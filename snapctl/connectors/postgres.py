@@ -1,13 +1,17 @@
-"""PostgreSQL (and PostGIS), with pg_dump, pg_restore and psql.
+"""PostgreSQL (and PostGIS), with pg_dump and pg_restore, and the driver for the rest.
 
 Connection: DATABASES NAME, USER, HOST (a host name or a unix socket directory), PORT and every
 libpq keyword in OPTIONS (sslmode, sslrootcert, sslcert, sslkey, service, passfile, ...) become
-libpq environment variables of the child tools only. PASSWORD goes into a 0600 passfile named
-by PGPASSFILE, never onto a command line, and is masked out of every error message.
+libpq environment variables of the programs, and the same keywords of snapctl's own driver
+connections (pg_session.py), which run every query: versions, privileges, sessions, the swap,
+leftovers. PASSWORD goes to the programs in a 0600 passfile named by PGPASSFILE and to the
+driver in memory, never onto a command line, and is masked out of every error message.
 
 Dump: ``pg_dump --format=custom`` inside one repeatable-read transaction, so the snapshot is
-consistent while the application writes, and it restores in parallel. pg_dump must be at least
-the server's major version; an older one is refused with the package to install.
+consistent while the application writes, and it restores in parallel. It is the only program
+a dump runs: the server's and pg_dump's versions are read from the archive's header. pg_dump
+must be at least the server's major version; it refuses an older one, and snapctl names the
+package to install.
 
 Restore replaces the database with exactly the snapshot: rows, tables, views, functions,
 triggers, extensions and sequence positions; whatever was created since is gone. Two paths:
@@ -46,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import secrets
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from snapctl.connectors import _process
+from snapctl.connectors.pg_session import Sessions
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 
 _CLIENT_HINT = "the PostgreSQL client tools (postgresql-client)"
@@ -107,7 +111,6 @@ _LIBPQ_ENV = {
 _DEFAULT_CONNECT_TIMEOUT = "10"
 # Where Debian's postgresql-client-N packages install the programs pg_wrapper runs.
 _WRAPPED_VERSIONS = Path("/usr/lib/postgresql")
-_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
 @functools.cache
@@ -146,8 +149,8 @@ def _passfile_line(password: str) -> str:
     return f"*:*:*:*:{escaped}\n"
 
 
-def libpq_environment(settings: dict[str, Any]) -> dict[str, str]:
-    """The libpq environment for one DATABASES entry, without its password."""
+def libpq_keywords(settings: dict[str, Any]) -> dict[str, str]:
+    """The libpq connection keywords for one DATABASES entry, without its password."""
     options = dict(settings.get("OPTIONS") or {})
     if options.get("sslpassword"):
         raise ConfigurationError(
@@ -163,17 +166,22 @@ def libpq_environment(settings: dict[str, Any]) -> dict[str, str]:
         "port": settings.get("PORT"),
     }
     keywords.update(options)
-    env = {
-        _LIBPQ_ENV[key]: str(value)
+    found = {
+        key: str(value)
         for key, value in keywords.items()
         if key in _LIBPQ_ENV and value not in (None, "")
     }
-    for name, default in (
-        ("PGCONNECT_TIMEOUT", _DEFAULT_CONNECT_TIMEOUT),
-        ("PGAPPNAME", "snapctl"),
+    for key, default in (
+        ("connect_timeout", _DEFAULT_CONNECT_TIMEOUT),
+        ("application_name", "snapctl"),
     ):
-        env.setdefault(name, os.environ.get(name, default))
-    return env
+        found.setdefault(key, os.environ.get(_LIBPQ_ENV[key], default))
+    return found
+
+
+def libpq_environment(settings: dict[str, Any]) -> dict[str, str]:
+    """The libpq environment for one DATABASES entry, without its password."""
+    return {_LIBPQ_ENV[key]: value for key, value in libpq_keywords(settings).items()}
 
 
 def _major_num(version_num: int) -> int:
@@ -189,66 +197,52 @@ def _major_name(major_num: int) -> str:
     )
 
 
-def tool_version(binary: str) -> tuple[int, str]:
-    """(major as a server_version_num, full version text) of a PostgreSQL client program."""
-    text = _process.run([binary, "--version"], what=f"{Path(binary).name} --version").strip()
-    match = _VERSION.search(text)
-    if not match:
-        raise ConfigurationError(f"cannot tell the version of {binary} from {text!r}")
-    major = int(match.group(1))
-    minor = int(match.group(2) or 0) if major < 10 else 0  # 9.6 is a major version
-    return major * 10000 + minor * 100, text
-
-
 @dataclass(frozen=True)
 class Libpq:
-    """The client tools pointed at one alias: environment (with PGPASSFILE) and secrets."""
+    """One alias's server during one command: the programs' environment (with PGPASSFILE),
+    the driver's sessions for snapctl's own queries (see pg_session.py), and the secrets to
+    mask."""
 
     alias: str
     env: dict[str, str]
     secrets: tuple[str, ...]
+    server: Sessions
 
     def run(self, argv: Sequence[str], what: str, stdout: Path | None = None) -> str:
         return _process.run(argv, what=what, env=self.env, stdout=stdout, secrets=self.secrets)
 
-    def psql(self, *statements: str, database: str | None = None, what: str = "") -> str:
-        """Run statements with psql, each as its own command (so CREATE DATABASE works);
-        return the unaligned, tuples-only output."""
-        argv = [client_program("psql")]
-        argv += ["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
-        if database is not None:
-            argv += ["-d", database]
-        for statement in statements:
-            argv += ["-c", statement]
-        return self.run(argv, what or f"psql on '{self.alias}'").strip()
-
 
 @contextlib.contextmanager
-def connect(db_alias: str) -> Iterator[Libpq]:
-    """The libpq environment for ``db_alias``, its password in a private passfile meanwhile."""
+def connect(db_alias: str, *, programs: bool = True) -> Iterator[Libpq]:
+    """The server of ``db_alias``. With ``programs``, its password is in a private passfile
+    meanwhile, for pg_dump, pg_restore and psql; the driver has it in memory."""
     from snapctl.django_env import database_settings
 
     settings = database_settings(db_alias)
-    env = libpq_environment(settings)
+    keywords = libpq_keywords(settings)
+    env = {_LIBPQ_ENV[key]: value for key, value in keywords.items()}
     password = str(settings.get("PASSWORD") or "")
-    if not password:
-        yield Libpq(db_alias, env, ())
-        return
-    if "\n" in password:  # a passfile cannot hold it; the child's environment can
-        yield Libpq(db_alias, {**env, "PGPASSWORD": password}, (password,))
-        return
-    with _process.private_file(_passfile_line(password), suffix=".pgpass") as passfile:
-        # An empty PGPASSWORD counts as unset, so an inherited one cannot override ours.
-        env = {**env, "PGPASSFILE": str(passfile), "PGPASSWORD": ""}
-        yield Libpq(db_alias, env, (password,))
+    server = Sessions(db_alias, keywords, password)
+    with contextlib.ExitStack() as stack:
+        stack.callback(server.close)
+        if programs and password and "\n" in password:
+            env = {**env, "PGPASSWORD": password}  # a passfile cannot hold it
+        elif programs and password:
+            passfile = stack.enter_context(
+                _process.private_file(_passfile_line(password), suffix=".pgpass")
+            )
+            # An empty PGPASSWORD counts as unset, so an inherited one cannot override ours.
+            env = {**env, "PGPASSFILE": str(passfile), "PGPASSWORD": ""}
+        yield Libpq(db_alias, env, (password,) if password else (), server)
 
 
-def first_psql(pg: Libpq, sql: str) -> str:
-    """``sql`` on the database of ``pg``, as the first connection of a command: a database
-    left refusing connections (by an admin, or by an earlier snapctl killed during a
-    restore) is said so, with the fix; snapctl cannot tell which, so it never undoes it."""
+def first_query(pg: Libpq, sql: str) -> Any:
+    """The value of ``sql`` on the database of ``pg``, as the first connection of a command:
+    a database left refusing connections (by an admin, or by an earlier snapctl killed
+    during a restore) is said so, with the fix; snapctl cannot tell which, so it never undoes
+    it."""
     try:
-        return pg.psql(sql, what=f"connecting to PostgreSQL for '{pg.alias}'")
+        return pg.server.value(sql, what=f"connecting to PostgreSQL for '{pg.alias}'")
     except OperationFailed as exc:
         if "is not currently accepting connections" not in str(exc):
             raise
@@ -260,30 +254,75 @@ def first_psql(pg: Libpq, sql: str) -> str:
         ) from exc
 
 
-def server_version(pg: Libpq) -> tuple[int, str]:
-    """(server_version_num, server_version), which is also the first connection test."""
-    out = first_psql(
-        pg,
-        "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')",
-    )
-    number, _, text = out.partition(" ")
-    return int(number), text
-
-
 # --- dump -------------------------------------------------------------------------------
 
 
-def check_pg_dump(alias: str, pg_dump: str, server_num: int, server_text: str) -> str:
-    """pg_dump refuses a newer server; say which package fixes it before it does."""
-    tool_major, text = tool_version(pg_dump)
-    server_major = _major_num(server_num)
-    if tool_major < server_major:
-        raise ConfigurationError(
-            f"{pg_dump} is version {_major_name(tool_major)}, older than the PostgreSQL "
-            f"{server_text} server of '{alias}'; install postgresql-client-"
-            f"{_major_name(server_major)} (or newer) and put its pg_dump first on PATH"
-        )
-    return text
+def version_num(version: str) -> int:
+    """A server_version_num from a version text: '15.10 (Debian ...)' -> 150010,
+    '9.6.24' -> 90624, '17beta1' -> 170000."""
+    match = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if not match:
+        return 0
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    if major >= 10:
+        return major * 10000 + minor
+    return major * 10000 + minor * 100 + patch
+
+
+def older_pg_dump(alias: str, failure: OperationFailed) -> ConfigurationError | None:
+    """pg_dump refuses a server newer than itself; say which package fixes it."""
+    text = str(failure)
+    match = re.search(r"server version: ([^;]+);", text)
+    if "server version mismatch" not in text or not match:
+        return None
+    server = match.group(1).strip()
+    major = _major_name(_major_num(version_num(server)))
+    return ConfigurationError(
+        f"pg_dump is older than the PostgreSQL {server} server of '{alias}'; install "
+        f"postgresql-client-{major} (or newer) and put its pg_dump first on PATH"
+    )
+
+
+def archive_versions(path: Path) -> tuple[str, str]:
+    """(server version, pg_dump version) from a custom-format archive's header, where pg_dump
+    records both: no query and no ``pg_dump --version`` needed for the snapshot's metadata."""
+    with open(path, "rb") as handle:
+        header = handle.read(4096)
+
+    def read_int(at: int) -> tuple[int, int]:
+        sign, raw = header[at], header[at + 1 : at + 1 + int_size]
+        value = int.from_bytes(raw, "little")
+        return (-value if sign else value), at + 1 + int_size
+
+    def read_str(at: int) -> tuple[str, int]:
+        length, at = read_int(at)
+        if length < 0:
+            return "", at
+        return header[at : at + length].decode("utf-8", "replace"), at + length
+
+    try:
+        if not header.startswith(_ARCHIVE_MAGIC):
+            raise ValueError("no archive magic")
+        at = len(_ARCHIVE_MAGIC)
+        version = (header[at], header[at + 1])
+        int_size = header[at + 3]
+        at += 6  # major, minor, revision, int size, offset size, format
+        if version >= (1, 15):
+            at += 1  # the compression algorithm, one byte
+        else:
+            _, at = read_int(at)  # the compression level
+        for _ in range(7):  # the creation time: seconds ... year, isdst
+            _, at = read_int(at)
+        _, at = read_str(at)  # the database name
+        if version < (1, 10):
+            raise ValueError("archive too old to record versions")
+        server, at = read_str(at)
+        dumper, at = read_str(at)
+    except (IndexError, ValueError) as exc:
+        raise OperationFailed(
+            f"{path.name}: cannot read the pg_dump archive's header: {exc}"
+        ) from exc
+    return server, f"pg_dump (PostgreSQL) {dumper}"
 
 
 # --- restore: shared ------------------------------------------------------------------------
@@ -347,7 +386,7 @@ def inspect_target(pg: Libpq, owners: set[str]) -> dict[str, Any]:
     which is the same for the usual single-role Django database."""
     names = ", ".join(literal(owner) for owner in sorted(owners)) or "NULL"
     sql = _TARGET_INFO.format(owners=names, owner_count=len(owners))
-    info: dict[str, Any] = json.loads(first_psql(pg, sql))
+    info: dict[str, Any] = first_query(pg, sql)
     return info
 
 
@@ -453,7 +492,7 @@ def maintenance_database(pg: Libpq, database: str) -> str | None:
         if candidate == database:
             continue
         try:
-            pg.psql("SELECT 1", database=candidate)
+            pg.server.query("SELECT 1", database=candidate, what=f"connecting to {candidate}")
         except OperationFailed:
             continue
         return candidate
@@ -497,15 +536,21 @@ def replace_by_swap(
     old = f"{swap_prefix(database)}old_{token}"
     what = f"restore of '{pg.alias}' (database unchanged)"
     try:
-        pg.psql(*create_database_sql(fresh, info, template, strategy), database=admin_db, what=what)
+        pg.server.query(
+            *create_database_sql(fresh, info, template, strategy), database=admin_db, what=what
+        )
         if fill is not None:
             fill(fresh)
         swap(pg, database, fresh, old, admin_db)
     except BaseException:
         with contextlib.suppress(OperationFailed):
-            pg.psql(drop_database_sql(fresh, info["server_version_num"]), database=admin_db)
+            pg.server.query(
+                drop_database_sql(fresh, info["server_version_num"]),
+                database=admin_db,
+                what=f"dropping {fresh}",
+            )
         raise
-    pg.psql(
+    pg.server.query(
         drop_database_sql(old, info["server_version_num"]),
         database=admin_db,
         what=f"restore of '{pg.alias}' succeeded, but dropping the previous database {old}",
@@ -586,7 +631,7 @@ def swap_sql(database: str, fresh: str, old: str) -> str:
 def swap(pg: Libpq, database: str, fresh: str, old: str, admin_db: str) -> None:
     """Put ``fresh`` in the place of ``database``: the other sessions on it ended and both
     renames in one transaction, so a failure or a kill at any moment leaves all or nothing."""
-    pg.psql(
+    pg.server.query(
         swap_sql(database, fresh, old),
         database=admin_db,
         what=f"restore of '{pg.alias}' (database unchanged)",
@@ -616,16 +661,20 @@ def drop_leftovers(pg: Libpq, database: str, admin_db: str) -> None:
     Best effort: one that cannot be dropped stays for the next restore."""
     prefix = swap_prefix(database)
     pattern = re.compile(re.escape(prefix) + r"(new|old)_[0-9a-f]{8}")
-    found = pg.psql(
+    found = pg.server.value(
         _LEFTOVERS.format(prefix=literal(prefix), database=literal(database)),
         database=admin_db,
         what=f"looking for databases left by interrupted restores of '{pg.alias}'",
     )
-    for name in json.loads(found):
+    for name in found:
         if pattern.fullmatch(name) and name != database:
             with contextlib.suppress(OperationFailed):
                 # Without FORCE: a session that appeared meanwhile keeps it.
-                pg.psql(f"DROP DATABASE IF EXISTS {ident(name)}", database=admin_db)
+                pg.server.query(
+                    f"DROP DATABASE IF EXISTS {ident(name)}",
+                    database=admin_db,
+                    what=f"dropping {name}",
+                )
 
 
 # --- restore: in place ----------------------------------------------------------------------
@@ -690,7 +739,7 @@ $snapctl$
 def restore_in_place(pg: Libpq, src: Path, info: dict[str, Any], owner_flags: list[str]) -> None:
     pg_restore = client_program("pg_restore")
     psql = client_program("psql")
-    pg.psql(terminate_sessions_sql(info["database"]), what=f"restore of '{pg.alias}'")
+    pg.server.query(terminate_sessions_sql(info["database"]), what=f"restore of '{pg.alias}'")
     _process.pipe(
         [pg_restore, *owner_flags, "--file", "-", str(src)],
         # One transaction around the drops and the whole script: all of it or none.
@@ -732,19 +781,20 @@ class PostgresConnector:
         """Dump the PostgreSQL database to dest (custom format) using pg_dump."""
         pg_dump = client_program("pg_dump")
         with connect(db_alias) as pg:
-            server_num, server_text = server_version(pg)
-            pg_dump_version = check_pg_dump(db_alias, pg_dump, server_num, server_text)
             # --no-sync: this file is scratch; the store fsyncs the artifact it keeps.
             options = ["--format=custom", "--compress=0", "--no-sync"]
-            pg.run(
-                [pg_dump, "-w", *options, "--file", str(dest)],
-                f"pg_dump of '{db_alias}'",
-            )
+            try:
+                pg.run([pg_dump, "-w", *options, "--file", str(dest)], f"pg_dump of '{db_alias}'")
+            except OperationFailed as exc:
+                if "is not currently accepting connections" in str(exc):
+                    first_query(pg, "SELECT 1")  # says what to do about it
+                raise older_pg_dump(db_alias, exc) or exc from None
         check_archive(dest, f"pg_dump of '{db_alias}' wrote no archive", OperationFailed)
+        server_text, pg_dump_version = archive_versions(dest)
         return {
             "format": "custom",
             "server_version": server_text,
-            "server_version_num": server_num,
+            "server_version_num": version_num(server_text),
             "pg_dump_version": pg_dump_version,
         }
 
