@@ -185,25 +185,42 @@ def by_name(name: str) -> tuple[DatabaseConnector, RegisteredConnector]:
     return instantiate(entry.load(), f"connector '{name}'"), entry
 
 
+# The ENGINE fragments snapctl's own connectors claim, known without importing them: finding
+# the connector of an alias then imports that one module, not all five (20 ms together).
+# tests/test_registry.py keeps this equal to the classes' ``engines``.
+BUILTIN_ENGINES: dict[str, tuple[str, ...]] = {
+    "sqlite": ("sqlite3",),
+    "postgres": ("postgresql", "postgis"),
+    "mysql": ("mysql",),
+    "dumpdata": (),
+    "postgres-template": (),
+}
+
+
+def _claims(entry: RegisteredConnector) -> tuple[str, ...]:
+    if entry.builtin and entry.name in BUILTIN_ENGINES:
+        return BUILTIN_ENGINES[entry.name]
+    return engines_of(entry.load())
+
+
 def class_for_engine(engine: str) -> tuple[type[Any], RegisteredConnector, str]:
     """The class serving ``engine`` by steps 3-5, with its entry and the reason."""
     entries = sorted(registered().values(), key=lambda e: e.name)
     for want_builtin, reason in ((False, "plugin"), (True, "engine")):
-        matches = []
-        for entry in entries:
-            if entry.builtin != want_builtin:
-                continue
-            cls = entry.load()
-            if any(fragment in engine for fragment in engines_of(cls)):
-                matches.append((cls, entry))
+        matches = [
+            entry
+            for entry in entries
+            if entry.builtin == want_builtin
+            and any(fragment in engine for fragment in _claims(entry))
+        ]
         if len(matches) > 1:
-            names = ", ".join(f"'{e.name}' ({e.distribution})" for _, e in matches)
+            names = ", ".join(f"'{e.name}' ({e.distribution})" for e in matches)
             raise ConfigurationError(
                 f"several connectors claim ENGINE '{engine}': {names}; choose one in "
                 "SNAPSHOTS['DATABASE_CONNECTORS']"
             )
         if matches:
-            return matches[0][0], matches[0][1], reason
+            return matches[0].load(), matches[0], reason
     fallback = registered()[FALLBACK]
     return fallback.load(), fallback, "fallback"
 

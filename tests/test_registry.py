@@ -240,3 +240,14 @@ def test_two_plugins_with_one_name_is_an_error_naming_both(
     assert result.returncode == 2
     assert "snapctl-fancy" in result.stderr and "snapctl-fancy-copy" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_builtin_engine_table_matches_the_classes() -> None:
+    """The registry knows what the built-ins claim without importing them; it must say what
+    the classes themselves say."""
+    from snapctl import registry
+
+    builtins = {name: entry for name, entry in registry.registered().items() if entry.builtin}
+    assert set(builtins) == set(registry.BUILTIN_ENGINES)
+    for name, entry in builtins.items():
+        assert registry.engines_of(entry.load()) == registry.BUILTIN_ENGINES[name], name

@@ -160,6 +160,10 @@ NOT_FOR_SQLITE = (
     "pydantic",
     "rich.progress",
     "rich.console",
+    "snapctl.connectors.mysql",
+    "snapctl.connectors.postgres",
+    "snapctl.connectors.pg_template",
+    "snapctl.connectors.dumpdata",
 )
 
 
