@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,8 +210,8 @@ def test_restore_recreates_a_dropped_database(mariadb_project: Project) -> None:
 
 
 def write_wrappers(directory: Path, log: Path) -> None:
-    """Scripts named like the client tools that log their argv, one NUL-separated line per
-    call, then run the real tool."""
+    """Scripts named like the client tools that log their name and argv, one NUL-separated
+    line per call, then run the real tool."""
     directory.mkdir()
     for tool in ("mariadb-dump", "mysqldump", "mariadb", "mysql"):
         real = shutil.which(tool)
@@ -219,11 +220,18 @@ def write_wrappers(directory: Path, log: Path) -> None:
         script = directory / tool
         script.write_text(
             "#!/bin/sh\n"
-            f"printf '%s\\0' \"$@\" >> '{log}'\n"
+            f"printf '%s\\0' {tool} \"$@\" >> '{log}'\n"
             f"printf '\\n' >> '{log}'\n"
             f'exec "{real}" "$@"\n'
         )
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+def logged_calls(log: Path) -> list[list[str]]:
+    """What the wrappers logged: each call's program name, then its arguments."""
+    if not log.exists():
+        return []
+    return [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
 
 
 def test_password_never_on_a_command_line(mariadb_project: Project, tmp_path: Path) -> None:
@@ -238,20 +246,33 @@ def test_password_never_on_a_command_line(mariadb_project: Project, tmp_path: Pa
             f"ALTER USER '{db.user}'@'{host}' IDENTIFIED BY "
             f"'{password.replace(chr(92), chr(92) * 2).replace(chr(39), chr(39) * 2)}'"
         )
-    log = tmp_path / "argv.log"
-    write_wrappers(tmp_path / "bin", log)
+    logs = {command: tmp_path / f"{command}.log" for command in ("dump", "restore")}
     env = {"EXAMPLE_DB_PASSWORD": password, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
 
+    write_wrappers(tmp_path / "bin", logs["dump"])
     dump = mariadb_project.snapctl("dump", check=True, **env)
+    shutil.rmtree(tmp_path / "bin")
+    write_wrappers(tmp_path / "bin", logs["restore"])
     restore = mariadb_project.snapctl("restore", "--yes", check=True, **env)
 
-    calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
-    assert len(calls) >= 9  # versions, dump, load, listing, objects, swap...
-    for argv in calls:
-        assert argv[0].startswith("--defaults-extra-file="), argv
-        assert not Path(argv[0].split("=", 1)[1]).exists()  # removed afterwards
-    for text in (log.read_text(), dump.stdout, dump.stderr, restore.stdout, restore.stderr):
+    calls = {command: logged_calls(log) for command, log in logs.items()}
+    for argv in calls["dump"] + calls["restore"]:
+        assert argv[1].startswith("--defaults-extra-file="), argv
+        assert not Path(argv[1].split("=", 1)[1]).exists()  # removed afterwards
+    for text in (*(log.read_text() for log in logs.values()), dump.stdout, dump.stderr,
+                 restore.stdout, restore.stderr):  # fmt: skip
         assert password not in text and db.password not in text
+    # The driver asks the server everything else: the dump program's version is asked once,
+    # by the dump, whose flags depend on it; the client program only loads scripts.
+    version, dumped = calls["dump"]
+    assert version[2:] == ["--version"] and "--version" not in dumped
+    assert version[0] == dumped[0] and dumped[0] in ("mariadb-dump", "mysqldump")
+    assert not [argv for argv in calls["restore"] if "--version" in argv]
+    loads = [argv for argv in calls["restore"] if argv[0] in ("mariadb", "mysql")]
+    assert loads and all(any(a.startswith("--database=") for a in argv) for argv in loads)
+    # The objects of both databases (a view, a trigger) read by the dump program, the
+    # snapshot loaded (one script, or its tables, rows and the rest), then the swap.
+    assert 4 + 1 + 1 <= len(calls["restore"]) <= 4 + 3 + 1, calls["restore"]
 
 
 def test_unix_socket_host(mariadb_project: Project) -> None:
@@ -360,8 +381,7 @@ def parallel_project(project: Project, tmp_path: Path) -> list[str]:
 
 
 def loads_into_scratch(log: Path) -> int:
-    calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
-    return sum(1 for argv in calls if any("_snapctl_" in arg for arg in argv))
+    return sum(1 for argv in logged_calls(log) if any("_snapctl_" in arg for arg in argv))
 
 
 def test_parallel_restore_of_large_tables_is_exact(
@@ -506,3 +526,84 @@ def test_restore_drops_only_what_killed_restores_left(mariadb_project: Project) 
     finally:
         for name in leftover_databases(db):
             mariadb_admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+FILE_SETTINGS = """
+from example_project.settings import *  # noqa: F403
+
+DATABASES["default"]["OPTIONS"]["read_default_file"] = {path!r}  # noqa: F405
+"""
+
+
+def test_read_default_file_serves_the_tools_and_the_driver(
+    mariadb_project: Project, tmp_path: Path
+) -> None:
+    """Settings that leave the password, host and port to OPTIONS read_default_file, whose
+    wrong user the settings' USER overrides: snapctl's own queries (through the driver) and
+    the tools read the same file, in the same order, and both reach the server."""
+    db = mariadb_project.extra["db"]
+    project_file = tmp_path / "my.cnf"
+    project_file.write_text(
+        f"[client]\nuser=nobody_{db.user}\npassword={db.password}\nhost=127.0.0.1\n"
+        f"port={db.port or 3306}\n"
+    )
+    settings = tmp_path / "settings_dir"
+    settings.mkdir()
+    (settings / "file_settings.py").write_text(FILE_SETTINGS.format(path=str(project_file)))
+    options = ["--settings", "file_settings", "--pythonpath", str(settings)]
+    env = {"EXAMPLE_DB_PASSWORD": "", "EXAMPLE_DB_HOST": "", "EXAMPLE_DB_PORT": ""}
+    before = mariadb_project.digest()
+
+    mariadb_project.snapctl(*options, "dump", check=True, **env)
+    user_sql(db, CHANGES.split("CREATE VIEW")[0])
+    mariadb_project.snapctl(*options, "restore", "--yes", check=True, **env)
+
+    assert mariadb_project.digest() == before
+    assert leftover_databases(db) == []
+    # Without the settings' USER the file's wrong one is used, by the first query already.
+    result = mariadb_project.snapctl(*options, "restore", "--yes", EXAMPLE_DB_USER="", **env)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert "connecting to 'default' failed" in line and f"nobody_{db.user}" in line, line
+    assert db.password not in line
+
+
+def test_driver_session_reconnects_after_a_pause_and_fails_in_one_line(
+    mariadb_db: ServerDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server drops snapctl's connection while a tool runs (wait_timeout, a restart):
+    the next query, after a pause, is made on a new connection. A failing statement is one
+    line, the server's error with its code, and is not retried."""
+    from snapctl.connectors import mysql_session
+    from snapctl.errors import OperationFailed
+
+    settings = {"NAME": mariadb_db.name, "USER": mariadb_db.user, "PORT": mariadb_db.port,
+                "PASSWORD": mariadb_db.password, "HOST": mariadb_db.host}  # fmt: skip
+    defaults = tmp_path / "client.cnf"
+    defaults.write_text(option_file_text(settings))
+    client = mysql_session.Client("default", defaults, settings)
+    try:
+        ((first,),) = client.query("SELECT CONNECTION_ID()", "asking")
+        mariadb_admin(f"KILL {first}")
+        monkeypatch.setattr(mysql_session, "IDLE_CHECK", 0.0)
+        ((second,),) = client.query("SELECT CONNECTION_ID()", "asking")
+        assert second != first
+
+        with pytest.raises(OperationFailed) as failed:
+            client.execute(["SELECT 1", "SELEC 2\n-- a second line", "SELECT 3"], "testing")
+        message = str(failed.value)
+        assert message.startswith("testing failed: ERROR 1064: ") and "\n" not in message
+        assert mariadb_db.password not in message
+        ((third,),) = client.query("SELECT CONNECTION_ID()", "asking")
+        assert third == second  # an error of SQL leaves the connection as it was
+    finally:
+        client.close()
+
+
+def test_the_driver_is_imported_only_to_connect() -> None:
+    """Commands that never query a MySQL server do not pay for importing mysqlclient."""
+    code = "import sys, snapctl.connectors.mysql; print('MySQLdb' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()
+    )
+    assert result.stdout.strip() == "False"
