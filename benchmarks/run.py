@@ -44,6 +44,11 @@ size, engine and operation, each tool's seconds and peak RSS, its ratio to and d
 from the engine's tool, and for snapctl its ratio to the best peer; then issue 13's targets,
 each met or not. --json and --markdown write the same results to files.
 
+A run's clock stops when the command exits, as a developer waits for it; what it left to
+write back is not counted (a sync comes before each run). Tools differ there: snapctl
+fsyncs its snapshots, django-dbbackup's SQLite restore copies the file over the database
+without a sync. --durable stops each clock after a sync instead, counting that write-back.
+
 PostgreSQL and MariaDB are reached as their superusers on 127.0.0.1 without a password (the
 machine's trust setup); the databases it creates are dropped afterwards.
 """
@@ -79,6 +84,8 @@ SETUP_TOOL = "python -c 'django.setup()'"
 # Start-up bound runs are timed at least this often: a few runs of ~0.1-1 s leave a ratio
 # between two of them to chance.
 MIN_ROUNDS_STARTUP = 15
+# --durable: each run's clock stops only once what it wrote is on disk (set by main()).
+DURABLE = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) ->
     10 ms steps, coarse for runs of 0.1 s); the peak RSS is GNU time's %M. GNU time, not
     this process's wait4: a child forked from this Python counts its parent's pages until
     it executes the tool. Dirty pages of the previous run are written out first, so no run
-    pays for another's. stdin is /dev/null: some tools ask for confirmation at a terminal."""
+    pays for another's; with --durable the write-back of its own is counted. stdin is
+    /dev/null: some tools ask for confirmation at a terminal."""
     os.sync()
     with tempfile.NamedTemporaryFile("r") as report:
         argv = [GNU_TIME, "-f", "%M", "-o", report.name]
@@ -136,6 +144,8 @@ def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) ->
         result = subprocess.run(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
         )
+        if DURABLE:
+            os.sync()
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             raise CommandFailed(command, result.stderr)
@@ -996,6 +1006,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--with-wagtail", action="store_true", help="time snapctl in a new Wagtail site"
     )
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="stop each run's clock after a sync: count the write-back a tool leaves",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     options = parser.parse_args()
@@ -1025,7 +1040,9 @@ def run_wagtail(runs: int, work: Path) -> tuple[list[Row], str | None]:
 
 
 def main() -> None:
+    global DURABLE
     arguments = parse_arguments()
+    DURABLE = arguments.durable
     sizes = chosen_sizes(arguments)
     options = Options(
         arguments.runs,
@@ -1066,6 +1083,7 @@ def main() -> None:
                 {
                     "sizes": {size.name: size.rows for size in sizes},
                     "runs": options.runs,
+                    "durable": DURABLE,
                     "results": [row.as_json() for row in results],
                     "targets": [asdict(t) for t in targets],
                     "wagtail": [row.as_json() for row in wagtail],
