@@ -370,14 +370,19 @@ SNAPSHOTS = {"DATABASE_CONNECTORS": {"default": MySQLConnector(jobs=3)}}
 """
 
 
-def parallel_project(project: Project, tmp_path: Path) -> list[str]:
-    """Settings whose connector loads rows with three sessions, whatever the machine's cores,
-    and a database whose two largest tables each get a session of their own."""
+def parallel_settings(tmp_path: Path) -> list[str]:
+    """Settings whose connector loads rows with three sessions, whatever the machine's cores."""
     settings = tmp_path / "settings_dir"
     settings.mkdir()
     (settings / "parallel_settings.py").write_text(PARALLEL_SETTINGS)
-    project.manage("bulk_fill", "--rows", "20000")
     return ["--settings", "parallel_settings", "--pythonpath", str(settings)]
+
+
+def parallel_project(project: Project, tmp_path: Path) -> list[str]:
+    """Those settings, and a database whose two largest tables each get a session of their
+    own (a 23 MB script: large enough to be split)."""
+    project.manage("bulk_fill", "--rows", "20000")
+    return parallel_settings(tmp_path)
 
 
 def loads_into_scratch(log: Path) -> int:
@@ -407,6 +412,25 @@ def test_parallel_restore_of_large_tables_is_exact(
     # Tables, then the rows in several sessions (two big tables, the small ones), then the rest.
     assert loads_into_scratch(log) >= 4
     assert next_tag_id(mariadb_project) == before["sequences"]["shop_tag"]
+
+
+def test_small_snapshot_loads_whole_in_one_session(
+    mariadb_project: Project, tmp_path: Path
+) -> None:
+    """Below a few MB, splitting the script for a parallel load costs more than it saves."""
+    options = parallel_settings(tmp_path)  # three jobs, but the example's few kB of rows
+    user_sql(mariadb_project.extra["db"], SCHEMA_OBJECTS)
+    before = mariadb_project.digest()
+    mariadb_project.snapctl(*options, "dump", check=True)
+    user_sql(mariadb_project.extra["db"], CHANGES)
+    log = tmp_path / "argv.log"
+    write_wrappers(tmp_path / "bin", log)
+    mariadb_project.snapctl(
+        *options, "restore", "--yes", check=True, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    )
+    assert mariadb_project.digest() == before
+    loads = [argv for argv in logged_calls(log) if argv[0] in ("mariadb", "mysql")]
+    assert sum(1 for argv in loads if any("_snapctl_" in arg for arg in argv)) == 1
 
 
 def test_failed_table_segment_leaves_database_unchanged(

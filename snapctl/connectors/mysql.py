@@ -103,6 +103,9 @@ from snapctl.errors import ConfigurationError, OperationFailed
 from snapctl.snapshots import scratch_prefix
 
 _SCRATCH_INFIX = "_snapctl_"
+# Smaller scripts load whole, in one session: splitting them and starting a session per part
+# costs more than the parallel load saves (two more client programs, 10-20 ms).
+_SPLIT_FROM = 4 * 1024 * 1024
 _KEPT = "snapctl_kept_"  # marks scratch databases kept after a failed undo
 _MAX_NAME = 64
 _DUMP_FLAGS = (
@@ -589,14 +592,16 @@ class Swap:
             self._put_back(old_programs, exc)
 
     def _load(self, src: Path) -> None:
-        """Load the snapshot into the scratch database: whole in one session, or split into
-        segments (tables, then their rows by ``jobs`` sessions at once, then the rest)."""
+        """Load the snapshot into the scratch database: whole in one session (a small one, or
+        ``jobs=1``), or split into segments (tables, then their rows by ``jobs`` sessions at
+        once, then the rest)."""
         what = f"loading the snapshot into '{self.scratch}'"
         parts = self.workdir / "segments"
         parts.mkdir()
         try:
             try:
-                segments = split_dump(src, parts) if self.jobs > 1 else None
+                split = self.jobs > 1 and src.stat().st_size >= _SPLIT_FROM
+                segments = split_dump(src, parts) if split else None
             except OSError:  # no room for the segments, say: the whole script needs none
                 segments = None
             if segments is None:
