@@ -207,6 +207,10 @@ class Case:
 def case(request: pytest.FixtureRequest) -> Iterator[Case]:
     server = SERVERS[request.param]
     project: Project = request.getfixturevalue(f"{request.param}_project")
+    if server.name == "postgres":
+        # Always the swap (a small database would restore in place): the path with the most
+        # steps to interrupt.
+        project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = "0"
     case = Case(project, server)
     try:
         yield case
@@ -475,6 +479,8 @@ def test_postgres_kill_around_the_swap(
     databases merely named alike."""
     db, server = postgres_project.extra["db"], SERVERS["postgres"]
     template_snapshot = postgres_project.dump("--connector", "postgres-template")
+    # The swap, whatever the size (this setting names the connector: after the copy above).
+    postgres_project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = "0"
     copies = server.strays(db)  # <NAME>_snapctl_<8 hex>: a snapshot, not a scratch database
     require(len(copies) == 1, f"postgres-template copies: {copies}")
     not_ours = f"{db.name}_snapctl_old_0123abcd"  # the right name, another role's database

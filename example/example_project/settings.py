@@ -10,6 +10,7 @@ the same project at any server:
 - EXAMPLE_DB2_NAME: if set, adds a second sqlite alias ``other`` at that path
 - EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS["DIRECTORY"]``
 - EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
+- EXAMPLE_PG_IN_PLACE_BELOW: the PostgreSQL connector's ``in_place_below`` (0: always swap)
 - EXAMPLE_S3_BUCKET (with EXAMPLE_S3_ENDPOINT, EXAMPLE_S3_ACCESS_KEY, EXAMPLE_S3_SECRET_KEY):
   keep snapshots in that S3 bucket, through django-storages
 - EXAMPLE_DBBACKUP_DIR: if set, django-dbbackup is installed with its backups there (the
@@ -78,6 +79,13 @@ if os.environ.get("EXAMPLE_SQLITE_FORMAT"):
 
     SNAPSHOTS["DATABASE_CONNECTORS"] = {
         "default": SQLiteConnector(format=os.environ["EXAMPLE_SQLITE_FORMAT"])
+    }
+if os.environ.get("EXAMPLE_PG_IN_PLACE_BELOW"):
+    # The PostgreSQL connector's size below which it restores in place (0: always swap).
+    from snapctl import PostgresConnector
+
+    SNAPSHOTS["DATABASE_CONNECTORS"] = {
+        "default": PostgresConnector(in_place_below=int(os.environ["EXAMPLE_PG_IN_PLACE_BELOW"]))
     }
 
 if os.environ.get("EXAMPLE_S3_BUCKET"):

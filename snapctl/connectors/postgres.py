@@ -19,8 +19,8 @@ triggers, extensions and sequence positions; whatever was created since is gone.
 - Swap (needs CREATEDB and ownership of the database, or superuser): the snapshot is restored
   with ``pg_restore --jobs N`` into a new database made from template0 with the original's
   owner, encoding, locale, connection limit, tablespace, grants and comment. Only when that
-  has succeeded are, in ONE transaction of one psql command issued from the ``postgres``
-  (else ``template1``) database, the other sessions of our role (of every role, for a
+  has succeeded are, in ONE transaction issued from the ``postgres`` (else ``template1``)
+  database, the other sessions of our role (of every role, for a
   superuser) on the original terminated and the two databases exchanged by two renames; the
   old one is then dropped. Nothing is committed before that transaction, so the original is
   untouched until it commits, and a kill at any moment leaves either the original or the
@@ -34,7 +34,9 @@ triggers, extensions and sequence positions; whatever was created since is gone.
   (before the renames) or ``<NAME>_snapctl_old_<8 hex>`` (after); the next swap restore
   drops such databases of our role that nobody is connected to (never the postgres-template
   connector's snapshot copies, named ``<NAME>_snapctl_<8 hex>``).
-- In place (otherwise; needs only ownership of the objects): in ONE transaction (``psql
+- In place (otherwise, and for archives under ``in_place_below`` bytes, 16 MiB by default,
+  when everything in the database is our role's so that the result is the same; needs only
+  ownership of the objects): in ONE transaction (``psql
   --single-transaction``) the objects our role owns are dropped (its own schemas whole, its
   relations, routines, types, extensions and large objects elsewhere, e.g. in public) and the
   snapshot's SQL is replayed; transactional DDL rolls all of it back if any statement fails.
@@ -65,6 +67,10 @@ from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 _CLIENT_HINT = "the PostgreSQL client tools (postgresql-client)"
 _ARCHIVE_MAGIC = b"PGDMP"
 _MAINTENANCE_DATABASES = ("postgres", "template1")
+# Archives smaller than this restore in place even where the swap is possible: one
+# transaction beats a new database, a parallel load, the renames and a DROP DATABASE below
+# about 20 MB (a 1 MB snapshot: 0.35 s against 0.46 s; a 22 MB archive: the same time).
+IN_PLACE_BELOW = 16 * 1024 * 1024
 _MAX_JOBS = 8
 # The swap's transaction tries its renames this often, this many seconds apart.
 _SWAP_ATTEMPTS = 3
@@ -346,6 +352,16 @@ SELECT json_build_object(
   'slots', (SELECT count(*) FROM pg_replication_slots s WHERE s.database = d.datname),
   'foreign_extensions', (SELECT count(*) FROM pg_extension e
                          WHERE NOT pg_has_role(e.extowner, 'USAGE') AND e.extname <> 'plpgsql'),
+  'foreign_objects',
+    (SELECT count(*) FROM pg_namespace n
+     WHERE NOT pg_has_role(n.nspowner, 'USAGE') AND n.nspname !~ '^pg_'
+       AND n.nspname NOT IN ('information_schema', 'public'))
+    + (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE NOT pg_has_role(c.relowner, 'USAGE') AND n.nspname !~ '^pg_'
+         AND n.nspname <> 'information_schema')
+    + (SELECT count(*) FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+       WHERE NOT pg_has_role(f.proowner, 'USAGE') AND n.nspname !~ '^pg_'
+         AND n.nspname <> 'information_schema'),
   'has_acl', d.datacl IS NOT NULL,
   'acl', (SELECT coalesce(json_agg(json_build_object(
             'grantee', CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
@@ -497,6 +513,12 @@ def maintenance_database(pg: Libpq, database: str) -> str | None:
             continue
         return candidate
     return None
+
+
+def in_place_is_exact(info: dict[str, Any]) -> bool:
+    """Whether restoring in place leaves exactly the snapshot: the in-place path drops what
+    our role owns, so nothing may belong to anyone else."""
+    return not info["foreign_objects"] and not info["foreign_extensions"]
 
 
 def can_swap(info: dict[str, Any]) -> bool:
@@ -777,6 +799,9 @@ class PostgresConnector:
     # 1.1 s for 3.8 MB, which zstd cannot shrink further, and pg_restore must inflate it.
     extension = "pgdump"
 
+    def __init__(self, in_place_below: int = IN_PLACE_BELOW) -> None:
+        self.in_place_below = in_place_below
+
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the PostgreSQL database to dest (custom format) using pg_dump."""
         pg_dump = client_program("pg_dump")
@@ -806,7 +831,9 @@ class PostgresConnector:
             info = inspect_target(pg, archive_owners(pg_restore, src))
             owner_flags = [] if info["owners_ok"] else ["--no-owner"]
             close_django_connection(db_alias)
-            admin_db = maintenance_database(pg, info["database"]) if can_swap(info) else None
+            small = src.stat().st_size < self.in_place_below and in_place_is_exact(info)
+            swapping = can_swap(info) and not small
+            admin_db = maintenance_database(pg, info["database"]) if swapping else None
             if admin_db is not None:
                 restore_by_swap(pg, src, info, admin_db, owner_flags)
             else:
