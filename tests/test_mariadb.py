@@ -385,8 +385,26 @@ def parallel_project(project: Project, tmp_path: Path) -> list[str]:
     return parallel_settings(tmp_path)
 
 
-def loads_into_scratch(log: Path) -> int:
-    return sum(1 for argv in logged_calls(log) if any("_snapctl_" in arg for arg in argv))
+def loads_into_scratch(log: Path, programs: tuple[str, ...] = ()) -> int:
+    """The logged calls of ``programs`` (any, by default) that work on a scratch database."""
+    return sum(
+        1
+        for argv in logged_calls(log)
+        if (not programs or argv[0] in programs) and any("_snapctl_" in arg for arg in argv)
+    )
+
+
+def dump_change_and_restore(project: Project, options: list[str], tmp_path: Path) -> Path:
+    """Dump, apply CHANGES, restore with the client programs logging their calls; return
+    the log."""
+    project.snapctl(*options, "dump", check=True)
+    user_sql(project.extra["db"], CHANGES)
+    log = tmp_path / "argv.log"
+    write_wrappers(tmp_path / "bin", log)
+    project.snapctl(
+        *options, "restore", "--yes", check=True, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
+    )
+    return log
 
 
 def test_parallel_restore_of_large_tables_is_exact(
@@ -397,14 +415,8 @@ def test_parallel_restore_of_large_tables_is_exact(
     user_sql(db, SCHEMA_OBJECTS)
     before, objects = mariadb_project.digest(), schema_objects(db)
     assert len(before["tables"]["shop_customer"]["rows"]) > 20000
-    mariadb_project.snapctl(*options, "dump", check=True)
-    user_sql(db, CHANGES)
-    log = tmp_path / "argv.log"
-    write_wrappers(tmp_path / "bin", log)
 
-    mariadb_project.snapctl(
-        *options, "restore", "--yes", check=True, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
-    )
+    log = dump_change_and_restore(mariadb_project, options, tmp_path)
 
     assert mariadb_project.digest() == before
     assert schema_objects(db) == objects
@@ -421,16 +433,9 @@ def test_small_snapshot_loads_whole_in_one_session(
     options = parallel_settings(tmp_path)  # three jobs, but the example's few kB of rows
     user_sql(mariadb_project.extra["db"], SCHEMA_OBJECTS)
     before = mariadb_project.digest()
-    mariadb_project.snapctl(*options, "dump", check=True)
-    user_sql(mariadb_project.extra["db"], CHANGES)
-    log = tmp_path / "argv.log"
-    write_wrappers(tmp_path / "bin", log)
-    mariadb_project.snapctl(
-        *options, "restore", "--yes", check=True, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}"
-    )
+    log = dump_change_and_restore(mariadb_project, options, tmp_path)
     assert mariadb_project.digest() == before
-    loads = [argv for argv in logged_calls(log) if argv[0] in ("mariadb", "mysql")]
-    assert sum(1 for argv in loads if any("_snapctl_" in arg for arg in argv)) == 1
+    assert loads_into_scratch(log, ("mariadb", "mysql")) == 1
 
 
 def test_failed_table_segment_leaves_database_unchanged(
