@@ -114,6 +114,33 @@ def test_builtin_connector_runs_from_the_settings_alone(probed: tuple[Project, P
         assert "apps-ready" not in _marks(marks), command
 
 
+def test_completion_of_snapshots_from_settings_starts_no_apps(
+    probed: tuple[Project, Path],
+) -> None:
+    """Tab on a snapshot name, with the store named in SNAPSHOTS["DIRECTORY"]: the settings
+    are read, the app registry is not."""
+    project, marks = probed
+    name = project.dump()
+    env = {key: value for key, value in project.env.items() if key != "SNAPCTL_DIR"}
+    env.update(
+        EXAMPLE_SNAPSHOTS_DIR=str(project.snapshots),
+        _SNAPCTL_COMPLETE="complete_bash",
+        COMP_WORDS="snapctl restore ",
+        COMP_CWORD="2",
+    )
+    _marks(marks)
+    result = subprocess.run(
+        [sys.executable, "-m", "snapctl"],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert name in result.stdout, result.stdout + result.stderr
+    assert "apps-ready" not in _marks(marks)
+
+
 def test_dumpdata_gets_the_app_registry(probed: tuple[Project, Path]) -> None:
     project, marks = probed
     before = project.digest()
