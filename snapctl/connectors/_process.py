@@ -9,6 +9,7 @@ stops them all at the first failure.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from snapctl.errors import ConfigurationError, OperationFailed
 
 _STDERR_LIMIT = 64 * 1024
 _POLL_SECONDS = 0.02
+_SPLICE_CHUNK = 1024 * 1024
 
 
 def find_binary(*candidates: str, package_hint: str) -> str:
@@ -115,6 +117,74 @@ def run(
         stderr_text = err[-_STDERR_LIMIT:].decode("utf-8", "replace")
         raise tool_failure(what, proc.returncode, stderr_text, secrets)
     return out.decode("utf-8", "replace") if out is not None else ""
+
+
+def _read_head(fd: int, size: int) -> bytes:
+    """The first ``size`` bytes from ``fd`` (fewer only at its end)."""
+    head = b""
+    while len(head) < size:
+        chunk = os.read(fd, size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _move_all(source: int, dest: int) -> None:
+    """Everything from the pipe ``source`` into ``dest``; through the kernel where it can
+    (splice, Linux), so a dump's bytes never pass through Python."""
+    splice = getattr(os, "splice", None)
+    while True:
+        if splice is not None:
+            try:
+                if not splice(source, dest, _SPLICE_CHUNK):
+                    return
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                splice = None  # a destination splice cannot write: copy instead
+        chunk = os.read(source, _SPLICE_CHUNK)
+        if not chunk:
+            return
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dest, view) :]
+
+
+def run_into(
+    argv: Sequence[str],
+    dest: Path,
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+    head: int = 0,
+) -> bytes:
+    """Run a tool whose standard output goes, front to back, into ``dest`` (a file, or the
+    named pipe a streamed dump is received through), and return its first ``head`` bytes.
+    A failure is raised as ``run`` raises it; if ``dest`` stops taking the output, the tool
+    is ended and the write error raised."""
+    with tempfile.TemporaryFile() as err:
+        proc = _spawn(
+            argv, _child_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+        )
+        assert proc.stdout is not None
+        try:
+            with open(dest, "wb") as out:
+                first = _read_head(proc.stdout.fileno(), head)
+                out.write(first)
+                out.flush()
+                _move_all(proc.stdout.fileno(), out.fileno())
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            proc.wait()
+        if proc.returncode != 0:
+            raise tool_failure(what, proc.returncode, _tail(err), secrets)
+    return first
 
 
 @contextlib.contextmanager
