@@ -55,22 +55,22 @@ def _show_tracebacks(ctx: typer.Context) -> bool:
     return bool(state and state.traceback) or os.environ.get("SNAPCTL_DEBUG") == "1"
 
 
-class SnapctlCommand(TyperCommand):
-    """A command whose parameters (the help option too) get plain checks, not pydantic's."""
+class PlainValues:
+    """Parameters (the help option too) checked in plain code, not by pydantic: see
+    plain_values.py. Mixed into the commands and the group."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
-        params: list[Any] = super().get_params(ctx)
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
         use_plain_values(params)
         return params
 
 
-class SnapctlGroup(TyperGroup):
+class SnapctlCommand(PlainValues, TyperCommand):
+    """One snapctl command."""
+
+
+class SnapctlGroup(PlainValues, TyperGroup):
     """The one error boundary: SnapctlError becomes a message and an exit code."""
-
-    def get_params(self, ctx: typer.Context) -> list[Any]:  # type: ignore[override]
-        params: list[Any] = super().get_params(ctx)
-        use_plain_values(params)
-        return params
 
     # typer.Context is what click hands us; its base class is private to typer.
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]

@@ -29,7 +29,8 @@ def _load_settings(ctx: typer.Context) -> None:
     """Settings only, not django.setup(): loading every app would make Tab feel slow."""
     from snapctl.django_env import DjangoOptions, load_settings
 
-    load_settings(DjangoOptions(_param(ctx, "settings"), tuple(_param(ctx, "pythonpath") or ())))
+    options = DjangoOptions(_param(ctx, "settings"), tuple(_param(ctx, "pythonpath") or ()))
+    load_settings(options, logging=False)
 
 
 def aliases(ctx: typer.Context, incomplete: str) -> list[str]:

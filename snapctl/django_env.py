@@ -113,10 +113,13 @@ def _configure_logging() -> None:
         _logging_configured = True
 
 
-def load_settings(options: DjangoOptions) -> str:
+def load_settings(options: DjangoOptions, *, logging: bool = True) -> str:
     """Load the project's settings into ``django.conf.settings`` and configure its logging,
     without the app registry: enough for every connector that declares it works from the
-    settings alone. Later calls do nothing. Returns the settings module's name."""
+    settings alone. Later calls do nothing. Returns the settings module's name.
+
+    Shell completion passes ``logging=False``: a Tab should not open the project's log
+    files, nor complete nothing because of them."""
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -127,9 +130,15 @@ def load_settings(options: DjangoOptions) -> str:
 
     try:
         settings.DATABASES  # noqa: B018 - the first access loads the settings
-        _configure_logging()
     except ImproperlyConfigured as exc:
         raise ConfigurationError(f"Django settings are not usable: {exc}") from exc
+    if logging:
+        try:
+            _configure_logging()
+        except Exception as exc:  # as django.setup() fails on it, with one clear line
+            raise ConfigurationError(
+                f"settings.LOGGING cannot be configured: {type(exc).__name__}: {exc}"
+            ) from exc
     _loaded = module_name
     return module_name
 
@@ -164,12 +173,6 @@ def require_apps() -> None:
             f"Django failed to start with settings '{_loaded}': {type(exc).__name__}: {exc}"
         ) from exc
     _apps_ready = True
-
-
-def setup(options: DjangoOptions) -> None:
-    """Load the settings and populate the app registry: all of ``django.setup()``."""
-    load_settings(options)
-    require_apps()
 
 
 def snapshot_settings() -> dict[str, Any]:

@@ -33,7 +33,7 @@ def _strings(values: Any, info: Any) -> list[str]:
 
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
 
 def _boolean(value: Any, info: Any) -> bool:
@@ -59,7 +59,9 @@ def _integer(value: Any, info: Any) -> int:
 
 def _path(value: Any, info: Any) -> Path:
     path = Path(value)
-    label = "Path" if info.file_okay and info.dir_okay else "File" if info.file_okay else "Dir"
+    label = (
+        "Path" if info.file_okay and info.dir_okay else "File" if info.file_okay else "Directory"
+    )
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -85,7 +87,7 @@ def check_for(annotation: Any, info: Any) -> Check | None:
         return _integer
     if annotation is bool:
         return _boolean  # typer skips flags that are already True or False; not None
-    path_flags = ("exists", "writable", "resolve_path", "allow_dash")
+    path_flags = ("exists", "writable", "resolve_path", "allow_dash", "path_type")
     if annotation is Path and not any(getattr(info, flag, False) for flag in path_flags):
         return _path
     return None

@@ -146,11 +146,23 @@ def missing_binaries(connector: object) -> list[str]:
 
 
 def instantiate(obj: Any, what: str) -> DatabaseConnector:
+    """An instance of a connector class (or the instance given), checked for the protocol.
+    A class that uses models when created (written for the reference API) gets the app
+    registry and a second try, as a module that uses them when imported does."""
+    from django.core.exceptions import AppRegistryNotReady
+
     if isinstance(obj, type):
+        cls = obj
         try:
-            obj = obj()
+            try:
+                obj = cls()
+            except AppRegistryNotReady:
+                from snapctl.django_env import require_apps
+
+                require_apps()
+                obj = cls()
         except Exception as exc:
-            raise ConfigurationError(f"{what}: cannot create {obj.__name__}(): {exc}") from exc
+            raise ConfigurationError(f"{what}: cannot create {cls.__name__}(): {exc}") from exc
     if not (callable(getattr(obj, "dump", None)) and callable(getattr(obj, "restore", None))):
         raise ConfigurationError(f"{what}: {obj!r} has no dump() and restore() methods")
     return obj  # type: ignore[no-any-return]

@@ -61,6 +61,7 @@ def _info(**fields: Any) -> Any:
         (int, _info(min=0), "7", 7),
         (bool, _info(), "yes", True),
         (bool, _info(), False, False),
+        (bool, _info(), "", False),
         (Path, _info(file_okay=False), "/nonexistent/snapctl", Path("/nonexistent/snapctl")),
         (list[str], _info(), ("a", "b"), ["a", "b"]),
         (str, _info(), None, None),
@@ -101,3 +102,17 @@ def test_plain_checks_refuse_like_typer(annotation: Any, info: Any, given: Any) 
 )
 def test_anything_else_is_left_to_typer(annotation: Any, info: Any) -> None:
     assert check_for(annotation, info) is None
+
+
+def test_every_parameter_gets_a_plain_check_where_typer_would_use_pydantic() -> None:
+    """With typer 0.28 and later, no parameter of any command is left to pydantic."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    commands = [group, *(group.get_command(ctx, name) for name in group.list_commands(ctx))]
+    params = [param for command in commands for param in command.get_params(ctx)]
+    if not any(hasattr(param, "_runtime_param") for param in params):
+        pytest.skip("this typer checks values with click's types, without pydantic")
+    left = [param.name for param in params if not isinstance(param._runtime_param, PlainValue)]
+    assert left == []

@@ -219,6 +219,29 @@ def test_small_database_restores_in_place_when_that_is_exact(postgres_project: P
     )
 
 
+def test_collation_of_the_role_restores_by_swap(postgres_project: Project) -> None:
+    """A collation (Django's CreateCollation migration makes one) is of a kind the in-place
+    path does not drop: its replay would fail on "already exists", and one made after the
+    snapshot would survive. Such a database swaps, small or not, and restores exactly."""
+    db = postgres_project.extra["db"]
+    user_sql(db, "CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2',"
+                 " deterministic = false)")  # fmt: skip
+    before = postgres_project.digest()
+    postgres_project.dump()
+    user_sql(db, "CREATE COLLATION made_later (provider = icu, locale = 'de')")
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    oid = database_oid(db.name)
+    postgres_project.snapctl("restore", "--yes", check=True)
+    assert database_oid(db.name) != oid  # swapped
+    assert postgres_project.digest() == before
+    collations = user_sql(
+        db,
+        "SELECT string_agg(collname, ',' ORDER BY collname) FROM pg_collation "
+        "WHERE collnamespace = 'public'::regnamespace",
+    )
+    assert collations == "case_insensitive"
+
+
 # --- the password and the connection ----------------------------------------------------------
 
 
@@ -364,17 +387,23 @@ def test_server_down_is_one_line(postgres_project: Project) -> None:
     assert "refused" in one_line(result.stderr).lower()
 
 
-def test_old_pg_dump_names_the_package(postgres_project: Project, tmp_path: Path) -> None:
+# What an older pg_dump says to a newer server: pg_dump 15 and later, then 12 to 14.
+OLD_PG_DUMP_SAYS = {
+    "15+": "pg_dump: error: aborting because of server version mismatch\n"
+    "pg_dump: detail: server version: {server}; pg_dump version: 15.6",
+    "12-14": "pg_dump: error: server version: {server}; pg_dump version: 13.14\n"
+    "pg_dump: error: aborting because of server version mismatch",
+}
+
+
+@pytest.mark.parametrize("says", OLD_PG_DUMP_SAYS.values(), ids=OLD_PG_DUMP_SAYS.keys())
+def test_old_pg_dump_names_the_package(
+    postgres_project: Project, tmp_path: Path, says: str
+) -> None:
     server = psql_admin("SHOW server_version").strip()
     fake = tmp_path / "bin" / "pg_dump"
     fake.parent.mkdir()
-    # What an older pg_dump says to a newer server, and its exit status.
-    fake.write_text(
-        "#!/bin/sh\n"
-        "echo 'pg_dump: error: aborting because of server version mismatch' >&2\n"
-        f"echo 'pg_dump: detail: server version: {server}; pg_dump version: 9.6.24' >&2\n"
-        "exit 1\n"
-    )
+    fake.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{says.format(server=server)}\nEOF\nexit 1\n")
     fake.chmod(0o755)
     result = postgres_project.snapctl("dump", PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     assert result.returncode == 2

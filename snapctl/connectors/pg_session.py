@@ -14,7 +14,8 @@ process for anything the settings leave unset, as the programs do.
 The database being dumped or restored is never held open between statements: a session of
 ours there would block the swap's rename and a template copy. Each statement on it gets a
 connection of its own; connections to other databases (the maintenance database a swap runs
-from) are kept until the command ends.
+from) are kept until :meth:`Sessions.close`, which the swap calls before its long load, or
+until one is lost.
 """
 
 from __future__ import annotations
@@ -62,8 +63,7 @@ def driver_failure(what: str, exc: BaseException, secrets: Sequence[str]) -> Ope
 class Sessions:
     """The driver's connections for one alias during one command."""
 
-    def __init__(self, alias: str, keywords: dict[str, str], password: str) -> None:
-        self.alias = alias
+    def __init__(self, keywords: dict[str, str], password: str) -> None:
         self._keywords = keywords
         self._password = password
         self._kept: dict[str, _Connection] = {}
@@ -94,12 +94,11 @@ class Sessions:
     ) -> list[tuple[Any, ...]]:
         """Run ``statements`` one by one (each its own transaction), stopping at the first
         that fails; return the rows of the last. JSON comes back parsed, integers as int."""
-        database = database if database != self.target else None
-        if database is None:
-            connection = self._connect(None, what)
+        keep = database is not None and database != self.target
+        if keep and database in self._kept:
+            connection = self._kept[database]
         else:
-            connection = self._kept.get(database) or self._connect(database, what)
-            self._kept[database] = connection
+            connection = self._connect(database if keep else None, what)
         rows: list[tuple[Any, ...]] = []
         try:
             cursor = connection.cursor()
@@ -110,10 +109,15 @@ class Sessions:
             finally:
                 cursor.close()
         except self._module.Error as exc:
+            keep = False  # the connection may be lost: the next statement connects anew
             raise driver_failure(what, exc, [self._password]) from None
         finally:
-            if database is None:
-                connection.close()
+            if keep:
+                self._kept[str(database)] = connection
+            else:
+                self._kept.pop(str(database), None)
+                with contextlib.suppress(Exception):
+                    connection.close()
         return rows
 
     def value(self, sql: str, *, database: str | None = None, what: str) -> Any:

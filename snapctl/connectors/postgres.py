@@ -231,10 +231,9 @@ def connect(db_alias: str, *, programs: bool = True) -> Iterator[Libpq]:
     from snapctl.django_env import database_settings
 
     settings = database_settings(db_alias)
-    keywords = libpq_keywords(settings)
-    env = {_LIBPQ_ENV[key]: value for key, value in keywords.items()}
+    env = libpq_environment(settings)
     password = str(settings.get("PASSWORD") or "")
-    server = Sessions(db_alias, keywords, password)
+    server = Sessions(libpq_keywords(settings), password)
     with contextlib.ExitStack() as stack:
         stack.callback(server.close)
         if programs and password and "\n" in password:
@@ -283,9 +282,11 @@ def version_num(version: str) -> int:
 
 def older_pg_dump(alias: str, failure: OperationFailed) -> ConfigurationError | None:
     """pg_dump refuses a server newer than itself; say which package fixes it."""
-    text = str(failure)
-    match = re.search(r"server version: ([^;]+);", text)
-    if "server version mismatch" not in text or not match:
+    # "server version: 15.4; pg_dump version: 13.11" comes with the error line of pg_dump
+    # 15+ ("aborting because of server version mismatch", then this as its detail) and is
+    # the error line itself of older ones.
+    match = re.search(r"server version: ([^;]+); pg_dump version", str(failure))
+    if not match:
         return None
     server = match.group(1).strip()
     major = _major_name(_major_num(version_num(server)))
@@ -354,16 +355,7 @@ SELECT json_build_object(
   'slots', (SELECT count(*) FROM pg_replication_slots s WHERE s.database = d.datname),
   'foreign_extensions', (SELECT count(*) FROM pg_extension e
                          WHERE NOT pg_has_role(e.extowner, 'USAGE') AND e.extname <> 'plpgsql'),
-  'foreign_objects',
-    (SELECT count(*) FROM pg_namespace n
-     WHERE NOT pg_has_role(n.nspowner, 'USAGE') AND n.nspname !~ '^pg_'
-       AND n.nspname NOT IN ('information_schema', 'public'))
-    + (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE NOT pg_has_role(c.relowner, 'USAGE') AND n.nspname !~ '^pg_'
-         AND n.nspname <> 'information_schema')
-    + (SELECT count(*) FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
-       WHERE NOT pg_has_role(f.proowner, 'USAGE') AND n.nspname !~ '^pg_'
-         AND n.nspname <> 'information_schema'),
+  'in_place_blockers', ({in_place_blockers}),
   'has_acl', d.datacl IS NOT NULL,
   'acl', (SELECT coalesce(json_agg(json_build_object(
             'grantee', CASE a.grantee WHEN 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
@@ -398,12 +390,60 @@ def archive_owners(pg_restore: str, src: Path) -> set[str]:
     return owners
 
 
+# Counts what an in-place restore would not drop (see in_place_is_exact): in the schemas a
+# dump covers, objects of other roles of the kinds _DROP_OWNED drops, and objects of anyone
+# of the kinds it does not; members of extensions aside.
+_USER_SCHEMA = "{ns} !~ '^pg_' AND {ns} <> 'information_schema'"
+_NOT_EXTENSION_MEMBER = """NOT EXISTS (SELECT 1 FROM pg_depend x
+  WHERE x.classid = '{catalog}'::regclass AND x.objid = {oid} AND x.deptype = 'e')"""
+_IN_PLACE_BLOCKERS = [
+    """SELECT count(*) FROM pg_namespace n WHERE NOT pg_has_role(n.nspowner, 'USAGE')
+       AND n.nspname !~ '^pg_' AND n.nspname NOT IN ('information_schema', 'public')""",
+    """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE NOT pg_has_role(c.relowner, 'USAGE') AND {user_schema}""",
+    """SELECT count(*) FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+       WHERE NOT pg_has_role(f.proowner, 'USAGE') AND {user_schema}""",
+    """SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+       WHERE NOT pg_has_role(t.typowner, 'USAGE') AND t.typtype IN ('d', 'e', 'r', 'm')
+         AND {user_schema}""",
+    """SELECT count(*) FROM pg_largeobject_metadata l
+       WHERE NOT pg_has_role(l.lomowner, 'USAGE')""",
+]
+for _catalog, _namespace in (
+    ("pg_collation", "collnamespace"),
+    ("pg_operator", "oprnamespace"),
+    ("pg_opclass", "opcnamespace"),
+    ("pg_opfamily", "opfnamespace"),
+    ("pg_conversion", "connamespace"),
+    ("pg_ts_config", "cfgnamespace"),
+    ("pg_ts_dict", "dictnamespace"),
+    ("pg_ts_parser", "prsnamespace"),
+    ("pg_ts_template", "tmplnamespace"),
+):
+    _IN_PLACE_BLOCKERS.append(
+        f"SELECT count(*) FROM {_catalog} o JOIN pg_namespace n ON n.oid = o.{_namespace} "
+        "WHERE {user_schema} AND " + _NOT_EXTENSION_MEMBER.format(catalog=_catalog, oid="o.oid")
+    )
+for _catalog in ("pg_foreign_data_wrapper", "pg_foreign_server", "pg_publication",
+                 "pg_event_trigger"):  # fmt: skip
+    _IN_PLACE_BLOCKERS.append(
+        f"SELECT count(*) FROM {_catalog} o WHERE "
+        + _NOT_EXTENSION_MEMBER.format(catalog=_catalog, oid="o.oid")
+    )
+IN_PLACE_BLOCKERS_SQL = " + ".join(
+    f"({query.format(user_schema=_USER_SCHEMA.format(ns='n.nspname'))})"
+    for query in _IN_PLACE_BLOCKERS
+)
+
+
 def inspect_target(pg: Libpq, owners: set[str]) -> dict[str, Any]:
     """The database, our role's privileges on it, and whether we may keep the archive's
     owners (superuser, or a member of each); otherwise ``--no-owner`` makes us the owner,
     which is the same for the usual single-role Django database."""
     names = ", ".join(literal(owner) for owner in sorted(owners)) or "NULL"
-    sql = _TARGET_INFO.format(owners=names, owner_count=len(owners))
+    sql = _TARGET_INFO.format(
+        owners=names, owner_count=len(owners), in_place_blockers=IN_PLACE_BLOCKERS_SQL
+    )
     info: dict[str, Any] = first_query(pg, sql)
     return info
 
@@ -518,9 +558,11 @@ def maintenance_database(pg: Libpq, database: str) -> str | None:
 
 
 def in_place_is_exact(info: dict[str, Any]) -> bool:
-    """Whether restoring in place leaves exactly the snapshot: the in-place path drops what
-    our role owns, so nothing may belong to anyone else."""
-    return not info["foreign_objects"] and not info["foreign_extensions"]
+    """Whether restoring in place leaves exactly the snapshot, as the swap would. The
+    in-place path drops what our role owns of the kinds ``_DROP_OWNED`` knows; anything
+    else in the database (another role's object, or a collation, operator, text search
+    configuration, ... of anyone) would survive it, or make the replay fail."""
+    return not info["in_place_blockers"] and not info["foreign_extensions"]
 
 
 def can_swap(info: dict[str, Any]) -> bool:
@@ -593,6 +635,9 @@ def restore_by_swap(
     what = f"restore of '{pg.alias}' (database unchanged)"
 
     def fill(fresh: str) -> None:
+        # Not held open through a long load: an idle connection may be cut meanwhile, and
+        # one to template1 would block others' CREATE DATABASE.
+        pg.server.close()
         pg.run(
             [
                 pg_restore,
