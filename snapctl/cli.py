@@ -29,6 +29,7 @@ from snapctl.errors import (
     ConfigurationError,
     ConfirmationRequired,
     SnapctlError,
+    SnapshotNotFound,
 )
 from snapctl.plain_values import use_plain_values
 
@@ -602,6 +603,8 @@ def verify(
         raise ConfigurationError("give a snapshot or --all, not both")
     store = _store(ctx, directory, settings, pythonpath, storage)
     names = store.names() if all_snapshots else [store.resolve_name(snapshot)]
+    if not names:  # nothing checked is not "all checksums match"
+        raise SnapshotNotFound(f"no snapshots in {store.where}; nothing to verify")
     results = {}
     with _progress(ctx, quiet) as progress:
         for name in names:

@@ -394,6 +394,12 @@ class SnapshotStore:
         Only names found in the directory are ever returned, so a reference cannot reach
         outside the store.
         """
+        if reference is not None and not reference.strip():
+            # An unset shell variable gives "", which as a prefix would match everything.
+            raise ConfigurationError(
+                "empty snapshot reference; give a snapshot name, a label, a unique prefix "
+                "or 'latest'"
+            )
         names = self.names()
         if reference is None or reference == LATEST:
             if not names:

@@ -159,3 +159,25 @@ def test_snapshot_directory_that_is_a_file(sqlite_project: Project, tmp_path: Pa
     assert_one_line(result, 2, "snapshot directory", str(blocker))
     by_option = sqlite_project.snapctl("dump", "--dir", str(blocker))
     assert by_option.returncode == 2 and "is a file" in by_option.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [("delete", "--yes", ""), ("restore", "--yes", ""), ("show", " "), ("verify", "")]
+)
+def test_an_empty_snapshot_reference_matches_nothing(
+    sqlite_project: Project, args: tuple[str, ...]
+) -> None:
+    """An unset shell variable ("$SNAP") must not stand for every snapshot."""
+    name = sqlite_project.dump()
+    before = sqlite_project.digest()
+    result = sqlite_project.snapctl(*args)
+    assert_one_line(result, 2, "empty snapshot reference")
+    assert sqlite_project.store_entries() == [name]
+    assert sqlite_project.digest() == before
+
+
+def test_verify_all_without_snapshots_is_an_error(tmp_path: Path) -> None:
+    for store in (tmp_path / "missing", tmp_path):
+        result = run("verify", "--all", "--dir", str(store))
+        assert_one_line(result, 2, "no snapshots in", "nothing to verify")
+        assert result.stdout == ""
