@@ -637,13 +637,36 @@ def _external_problems(
     from snapctl import operations
 
     snapshot = store.load(name)
-    if not operations.needs_project(snapshot):
-        return []
     try:
-        _load_settings(ctx, settings, pythonpath)
+        if not _settings_for_hooks(ctx, snapshot, settings, pythonpath):
+            return []
     except ConfigurationError as exc:
         return [f"snapshot {name}: its server-side data cannot be checked: {exc}"]
     return operations.external_problems(store, snapshot)
+
+
+def _settings_for_hooks(
+    ctx: typer.Context,
+    snapshot: Snapshot,
+    settings: str | None,
+    pythonpath: list[str] | None,
+) -> bool:
+    """Load the settings if the snapshot's connectors may keep data elsewhere (``check`` and
+    ``forget`` hooks): an installed one that has hooks (then settings that cannot be loaded
+    are an error), or one not installed, which the settings may configure by that name
+    (without settings there is nothing to find). Returns whether hooks may apply."""
+    from snapctl import operations
+
+    if operations.needs_project(snapshot):
+        _load_settings(ctx, settings, pythonpath)
+        return True
+    if not operations.may_use_settings(snapshot):
+        return False
+    try:
+        _load_settings(ctx, settings, pythonpath)
+    except ConfigurationError:
+        return False
+    return True
 
 
 def _remove(
@@ -665,8 +688,7 @@ def _remove(
             snapshot = store.load(name)
         except SnapctlError:
             return  # a broken manifest names nothing to release
-        if operations.needs_project(snapshot):
-            _load_settings(ctx, settings, pythonpath)
+        if _settings_for_hooks(ctx, snapshot, settings, pythonpath):
             operations.forget(store, snapshot)  # if this fails, the snapshot stays
 
     if not dry_run:

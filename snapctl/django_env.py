@@ -143,6 +143,11 @@ def load_settings(options: DjangoOptions, *, logging: bool = True) -> str:
     return module_name
 
 
+def settings_loaded() -> bool:
+    """Whether :func:`load_settings` has run in this process."""
+    return _loaded is not None
+
+
 def require_apps() -> None:
     """Populate the app registry once, after :func:`load_settings`: the rest of what
     ``django.setup()`` does. Connectors that need models (dumpdata, plugins that do not say

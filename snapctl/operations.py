@@ -210,23 +210,19 @@ def _check_metadata(choice: registry.Choice, metadata: dict[str, Any]) -> None:
 
 
 def connector_for_restore(alias: str, artifact: Artifact) -> Any:
-    """The connector recorded in the manifest: the configured one if it has that name, else
-    the installed one of that name, else its class by import path."""
+    """The connector the manifest names, by name only: the one configured for the alias if
+    it has that name, else the installed or configured one of that name. A name nothing
+    here answers to is a usage error: install it first."""
     current = registry.choose(alias)
     if current.name == artifact.connector:
         return current.connector
-    entry = registry.registered().get(artifact.connector)
-    try:
-        if entry is not None:
-            return registry.instantiate(entry.load(), f"connector '{entry.name}'")
-        return registry.instantiate(
-            registry.import_object(artifact.connector_class), artifact.connector_class
-        )
-    except ConfigurationError as exc:
+    found = registry.find(artifact.connector)
+    if found is None:
         raise ConfigurationError(
             f"the snapshot of '{alias}' was taken with connector '{artifact.connector}' "
             f"({artifact.connector_source}), which is not installed here; install it first"
-        ) from exc
+        )
+    return registry.instantiate(found, f"connector '{artifact.connector}'")
 
 
 # Optional connector methods for data kept outside the artifact (a server-side copy, say):
@@ -243,15 +239,14 @@ def _call_hook(connector: Any, hook: str, alias: str, src: Path) -> None:
 
 
 def _hook_owners(snapshot: Snapshot, hook: str) -> list[Artifact]:
-    """The artifacts whose connector has ``hook``, found without starting Django."""
+    """The artifacts whose connector has ``hook``, found by name, without starting Django."""
     owners = []
     for artifact in snapshot.artifacts.values():
-        entry = registry.registered().get(artifact.connector)
         try:
-            cls = entry.load() if entry else registry.import_object(artifact.connector_class)
+            found = registry.find(artifact.connector)
         except ConfigurationError:
-            continue  # not installed: restore reports that; nothing to call here
-        if callable(getattr(cls, hook, None)):
+            continue  # cannot be loaded: restore reports that; nothing to call here
+        if found is not None and callable(getattr(found, hook, None)):
             owners.append(artifact)
     return owners
 
@@ -261,14 +256,23 @@ def needs_project(snapshot: Snapshot) -> bool:
     return any(_hook_owners(snapshot, hook) for hook in HOOKS)
 
 
+def may_use_settings(snapshot: Snapshot) -> bool:
+    """Whether a connector of this snapshot is not installed: the project's settings may
+    configure it, with its hooks, under that name."""
+    return any(
+        artifact.connector not in registry.registered() for artifact in snapshot.artifacts.values()
+    )
+
+
 def _hook_connector(artifact: Artifact) -> Any:
     try:
         connector = connector_for_restore(artifact.alias, artifact)
     except ConfigurationError:
-        # The alias may be gone from DATABASES; the class alone may still do it.
-        entry = registry.registered().get(artifact.connector)
-        cls = entry.load() if entry else registry.import_object(artifact.connector_class)
-        connector = registry.instantiate(cls, artifact.connector)
+        # The alias may be gone from DATABASES; the connector alone may still do it.
+        found = registry.find(artifact.connector)
+        if found is None:
+            raise
+        connector = registry.instantiate(found, f"connector '{artifact.connector}'")
     _start_apps_for([connector])
     return connector
 

@@ -189,6 +189,24 @@ def settings_overrides() -> dict[str, Any]:
     return overrides
 
 
+def find(name: str) -> Any | None:
+    """The connector (class or instance) called ``name``: an installed one, else one the
+    project's settings configure (when they are loaded), else None. Only ever by name: a
+    snapshot's manifest is input from outside, and the import path it records is never
+    imported."""
+    entry = registered().get(name)
+    if entry is not None:
+        return entry.load()
+    from snapctl.django_env import settings_loaded
+
+    if settings_loaded():
+        for alias, value in settings_overrides().items():
+            connector, configured_name = _from_setting(value, str(alias))
+            if configured_name == name:
+                return connector
+    return None
+
+
 def by_name(name: str) -> tuple[DatabaseConnector, RegisteredConnector]:
     entry = registered().get(name)
     if entry is None:
