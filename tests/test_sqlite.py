@@ -163,6 +163,7 @@ def test_a_rollback_journal_database_is_copied_byte_for_byte(sqlite_project: Pro
 
 
 def test_failed_restore_leaves_database_as_it_was(sqlite_project: Project) -> None:
+    sqlite_project.env["EXAMPLE_SQLITE_FORMAT"] = "sql"
     name = sqlite_project.dump("--compress", "none")
     sqlite_project.manage("seed_shop", "--customers", "3", "--products", "0", "--orders", "0")
     current = sqlite_project.digest()
@@ -517,3 +518,56 @@ def test_a_snapshot_shorter_than_its_header_is_refused_unchanged(
     assert "shorter than its header says" in result.stderr
     assert "unchanged" in result.stderr and result.stderr.count("\n") == 1
     assert sqlite_project.digest() == current
+
+
+@pytest.mark.parametrize("declared", ["backup", "sql"])
+def test_the_manifest_decides_the_format_not_the_content(
+    sqlite_project: Project, tmp_path: Path, declared: str
+) -> None:
+    """A script where the manifest says database file, or the reverse, is refused (exit 3)
+    before the live database is touched."""
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE planted (x)")
+    connection.close()
+    content = b"CREATE TABLE planted (x);\n" if declared == "backup" else other.read_bytes()
+    sqlite_project.env["EXAMPLE_SQLITE_FORMAT"] = declared
+    name = sqlite_project.dump("--compress", "none")
+    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    rewrite_artifact(sqlite_project.snapshots / name, "default", content)
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 3, result.stderr
+    assert "as its manifest says" in result.stderr and result.stderr.count("\n") == 1
+    assert sqlite_project.digest() == current
+
+
+def test_a_snapshot_script_touches_no_other_file(sqlite_project: Project, tmp_path: Path) -> None:
+    """A script with a valid checksum that attaches, writes or loads elsewhere fails in its
+    scratch database: no file appears, the other database and the live one are unchanged."""
+    victim = tmp_path / "victim.sqlite3"
+    with sqlite3.connect(victim) as connection:
+        connection.execute("CREATE TABLE precious (x)")
+    connection.close()
+    victim_bytes = victim.read_bytes()
+    sqlite_project.env["EXAMPLE_SQLITE_FORMAT"] = "sql"
+    name = sqlite_project.dump("--compress", "none")
+    current = sqlite_project.digest()
+    for attack in (
+        f"ATTACH DATABASE '{tmp_path / 'planted.db'}' AS p; CREATE TABLE p.t (x);",
+        f"ATTACH DATABASE '{victim}' AS v; DROP TABLE v.precious;",
+        f"VACUUM INTO '{tmp_path / 'copy.db'}';",
+        "SELECT load_extension('/nonexistent/evil');",
+    ):
+        rewrite_artifact(sqlite_project.snapshots / name, "default", attack.encode())
+        result = sqlite_project.snapctl("restore", name, "--yes")
+        assert result.returncode == 1, result.stderr
+        assert "database unchanged" in result.stderr and result.stderr.count("\n") == 1
+        assert not (tmp_path / "planted.db").exists() and not (tmp_path / "copy.db").exists()
+        assert victim.read_bytes() == victim_bytes
+        assert sqlite_project.digest() == current
+        assert sqlite_project.store_entries() == [name]  # no scratch file left beside it
+        assert sorted(p.name for p in (sqlite_project.snapshots / name).iterdir()) == [
+            "default.sql",
+            "manifest.json",
+        ]

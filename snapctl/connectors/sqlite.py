@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -215,6 +216,21 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
             target_path.unlink(missing_ok=True)
 
 
+def _declared_database_file(src: Path) -> bool:
+    """Whether the artifact is a database file rather than a script, as its name says: the
+    manifest's file name, ``<alias>.sqlite3`` or ``<alias>.sql``, decides, never the content."""
+    return src.suffix != ".sql"
+
+
+def _scratch_only(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
+    """SQLite authorizer for a snapshot's script: nothing outside the one database."""
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 def _open_target(db_alias: str) -> sqlite3.Connection:
     """The live database a restore writes, created if it does not exist yet."""
     path = database_path(db_alias)
@@ -290,20 +306,21 @@ class SQLiteConnector:
         }
 
     def restore(self, db_alias: str, src: Path) -> None:
-        """Restore the SQLite database for db_alias from src (either format, by its header)."""
-        with open(src, "rb") as handle:
-            is_database_file = handle.read(len(_HEADER)) == _HEADER
-        target = _open_target(db_alias)
-        try:
-            with _unchanged_on_failure(db_alias):
-                page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
-                source = self._open_source(src, is_database_file, page_size)
-                try:
-                    source.backup(target)  # one write transaction on the live database
-                finally:
-                    source.close()
-        finally:
-            target.close()
+        """Restore the SQLite database for db_alias from src, read as the format its name
+        (the manifest's file name) says: a script ``*.sql``, else a database file."""
+        is_database_file = _declared_database_file(src)
+        with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
+            target = _open_target(db_alias)
+            try:
+                with _unchanged_on_failure(db_alias):
+                    page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
+                    source = self._open_source(src, is_database_file, page_size, Path(scratch))
+                    try:
+                        source.backup(target)  # one write transaction on the live database
+                    finally:
+                        source.close()
+            finally:
+                target.close()
 
     def restore_while_unpacking(self, db_alias: str, unpacking: Unpacking) -> None:
         """Restore from a verified artifact while it is unpacked: the backup API copies the
@@ -313,7 +330,9 @@ class SQLiteConnector:
         was. An SQL script, or a file whose header does not give its length, is unpacked
         whole first."""
         with _unchanged_on_failure(db_alias):
-            layout = _database_layout(unpacking)
+            layout = (
+                _database_layout(unpacking) if _declared_database_file(unpacking.path) else None
+            )
             if layout is not None:
                 self._follow(db_alias, unpacking, *layout)
                 return
@@ -360,17 +379,28 @@ class SQLiteConnector:
         finally:
             target.close()
 
-    def _open_source(self, src: Path, is_database_file: bool, page_size: int) -> sqlite3.Connection:
+    def _open_source(
+        self, src: Path, is_database_file: bool, page_size: int, scratch_dir: Path
+    ) -> sqlite3.Connection:
         """The snapshot as a database: the file itself, or a scratch database built from the
         script. Its checksum was verified before this, so no integrity scan is repeated."""
+        with open(src, "rb") as handle:
+            has_header = handle.read(len(_HEADER)) == _HEADER
+        if has_header != is_database_file:
+            declared = "a database file" if is_database_file else "an SQL script"
+            raise IntegrityError(
+                f"snapshot file {src.name} is not {declared}, as its manifest says; "
+                "restore another snapshot"
+            )
         if is_database_file:
             return _connect(src, "ro")
         # Build the script into a scratch database first, so the live one is replaced in one
         # step. A matching page size lets the copy go into a WAL database too. The scratch
-        # database needs no durability: nothing depends on it if the machine stops.
-        scratch = src.with_name(src.name + ".restore.sqlite3")
-        scratch.unlink(missing_ok=True)
-        source = _connect(scratch, "rwc")
+        # database needs no durability: nothing depends on it if the machine stops. It lives
+        # in a private directory, never beside the snapshot, and the script may touch nothing
+        # but it: no ATTACH (nor VACUUM INTO), no extension.
+        source = _connect(scratch_dir / "restore.sqlite3", "rwc")
+        source.set_authorizer(_scratch_only)
         source.execute(f"PRAGMA page_size={page_size}")
         source.execute("PRAGMA journal_mode=OFF")
         source.execute("PRAGMA synchronous=OFF")
