@@ -16,19 +16,26 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from snapctl.errors import OperationFailed
+from snapctl.errors import ConfigurationError, OperationFailed
 
 STORE_LOCK = ".lock"
 
 
 @contextlib.contextmanager
 def _hold(path: Path, *, shared: bool, busy: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    # Never through a link: a planted one would make us create or open a file elsewhere.
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot open the lock file {path}: {exc.strerror}; if you did not make it, remove it"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -56,8 +63,17 @@ def store_lock(root: Path, *, shared: bool) -> Iterator[None]:
 
 
 def _locks_dir() -> Path:
+    """``$TMPDIR/snapctl-<uid>``, made private, and refused unless it is a directory of
+    ours that nobody else can write: anyone can create that name first in a shared /tmp."""
     path = Path(tempfile.gettempdir()) / f"snapctl-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    status = path.lstat()
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise ConfigurationError(
+            f"lock directory {path} is not a private directory of yours (mode 0700, owned by "
+            "you); remove it, or point TMPDIR at a private directory"
+        )
     return path
 
 

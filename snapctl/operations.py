@@ -26,6 +26,7 @@ from snapctl.snapshots import (
     PendingSnapshot,
     Snapshot,
     SnapshotStore,
+    is_regular_file,
     scratch_prefix,
 )
 from snapctl.unpacking import Unpacking
@@ -386,9 +387,10 @@ def _verify_and_restore(
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = snapshot.path / artifact.file
-            if not stored.is_file():
+            if not is_regular_file(stored):
                 raise IntegrityError(
-                    f"snapshot {snapshot.name}: artifact {artifact.file} is missing"
+                    f"snapshot {snapshot.name}: artifact {artifact.file} is missing or not a "
+                    "regular file; restore another snapshot"
                 )
             if alias in plan.aliases and _follows_unpacking(plan.connectors[alias], artifact):
                 raw = stored  # verified here, unpacked while its connector restores it

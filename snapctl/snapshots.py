@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from snapctl.receiver import Received
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# A manifest lists a few databases: far below this, which bounds what a planted one costs.
+MAX_MANIFEST = 1024 * 1024
 TEMP_PREFIX = ".tmp-"
 LATEST = "latest"
 
@@ -130,13 +133,52 @@ class Snapshot:
         return sum(artifact.size for artifact in self.artifacts.values())
 
 
+def is_regular_file(path: Path) -> bool:
+    """Whether ``path`` itself (not what a link points to) is a regular file: the only
+    thing snapctl reads as an artifact, so a planted link or pipe is neither followed nor
+    waited on. False when it does not exist."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes. A snapshot
+    is input from outside: a symlink (to /dev/zero, say) or a named pipe planted as a
+    manifest must neither exhaust memory nor hang ``list``. Opened without following a link
+    and without blocking on a pipe, then checked, then read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise IntegrityError(f"{path} is not a regular file; remove it")
+        if status.st_size > limit:
+            raise IntegrityError(f"{path} is {status.st_size} bytes, more than {limit}; remove it")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise IntegrityError(f"{path} grew past {limit} bytes while read; remove it")
+    return data
+
+
 def _parse_manifest(path: Path) -> Snapshot:
     manifest = path / MANIFEST
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_file(manifest, MAX_MANIFEST).decode("utf-8"))
     except FileNotFoundError as exc:
         raise IntegrityError(f"snapshot {path.name} has no {MANIFEST}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except IntegrityError as exc:
+        raise IntegrityError(f"snapshot {path.name}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise IntegrityError(
+                f"snapshot {path.name}: {MANIFEST} is a symbolic link; remove the snapshot"
+            ) from exc
+        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is unreadable: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is unreadable: {exc}") from exc
     try:
         version = data["format_version"]
@@ -150,10 +192,13 @@ def _parse_manifest(path: Path) -> Snapshot:
                 f"snapshot {path.name}: its manifest names it {data['name']!r}; "
                 "it was renamed or tampered with"
             )
+        created = datetime.fromisoformat(data["created"])
+        if created.tzinfo is None:  # a naive time cannot be ordered among the others
+            raise ValueError(f"created time {data['created']!r} has no time zone")
         return Snapshot(
             name=path.name,
             path=path,
-            created=datetime.fromisoformat(data["created"]),
+            created=created,
             label=data.get("label"),
             snapctl_version=str(data["snapctl_version"]),
             django_version=str(data["django_version"]),
@@ -443,6 +488,9 @@ class SnapshotStore:
             path = snapshot.path / artifact.file
             where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
             try:
+                if not is_regular_file(path):
+                    problems.append(f"{where} is not a regular file (a link, a pipe, ...)")
+                    continue
                 size = path.stat().st_size
                 digest = compression.file_sha256(path) if size == artifact.size else ""
             except OSError as exc:

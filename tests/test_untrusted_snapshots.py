@@ -7,6 +7,7 @@ installed command as its user would, and checks that nothing ran and nothing els
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,89 @@ def test_a_manifest_naming_an_installed_connector_uses_it_not_its_path(
     result = sqlite_project.snapctl("restore", "--yes", name)
     assert result.returncode == 0, result.stderr
     assert ZEN not in result.stdout + result.stderr
+
+
+def _second_snapshot(project: Project) -> tuple[str, str]:
+    """Two snapshots: the one to plant things in, and one that must stay visible."""
+    return project.dump("--label", "planted"), project.dump("--label", "kept")
+
+
+@pytest.mark.parametrize("planted", ["endless-link", "pipe", "naive-time"])
+def test_a_planted_manifest_breaks_neither_list_nor_prune(
+    sqlite_project: Project, planted: str
+) -> None:
+    """A manifest that is a link to an endless device, a named pipe, or names a time
+    without a zone: list and prune carry on with the rest; verify says what is wrong."""
+    bad, good = _second_snapshot(sqlite_project)
+    manifest = sqlite_project.snapshots / bad / "manifest.json"
+    if planted == "naive-time":
+        data = json.loads(manifest.read_text())
+        data["created"] = data["created"].replace("+00:00", "")
+        manifest.write_text(json.dumps(data))
+    else:
+        manifest.unlink()
+        if planted == "pipe":
+            os.mkfifo(manifest)
+        else:
+            manifest.symlink_to("/dev/zero")
+    listed = sqlite_project.snapctl("list", "--json")  # the Project's timeout: 600 s
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == [good]
+    verified = sqlite_project.snapctl("verify", bad)
+    assert verified.returncode == 3, verified.stderr
+    assert len(verified.stderr.splitlines()) == 1 and bad in verified.stderr
+    pruned = sqlite_project.snapctl("prune", "--keep", "1", "--dry-run", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["would_delete"] == []
+
+
+def test_an_artifact_that_is_a_link_is_never_read(sqlite_project: Project, tmp_path: Path) -> None:
+    name = sqlite_project.dump("--compress", "none")
+    artifact = sqlite_project.snapshots / name / "default.sqlite3"
+    elsewhere = tmp_path / "elsewhere.sqlite3"
+    elsewhere.write_bytes(artifact.read_bytes())
+    artifact.unlink()
+    artifact.symlink_to(elsewhere)
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    for command in (("verify", name), ("restore", name, "--yes")):
+        result = sqlite_project.snapctl(*command)
+        assert result.returncode == 3, result.stderr
+        assert "not a regular file" in result.stderr
+    assert sqlite_project.digest() == current
+
+
+def test_a_planted_lock_directory_or_lock_file_is_refused(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    """In a shared temporary directory another user can create snapctl's lock directory
+    first, or a link where a lock file goes: refused with one line, nothing made elsewhere."""
+    name = sqlite_project.dump()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    sqlite_project.env["TMPDIR"] = str(temp)
+    locks = temp / f"snapctl-{os.getuid()}"
+    target = tmp_path / "target"
+    locks.symlink_to(target, target_is_directory=True)
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 2, result.stderr
+    assert "not a private directory" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not target.exists()
+    locks.unlink()
+    locks.mkdir(mode=0o777)
+    locks.chmod(0o777)  # anyone may write into it
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 2 and "not a private directory" in result.stderr
+    locks.chmod(0o700)
+    if os.geteuid() == 0:  # as root (CI), make it another user's
+        os.chown(locks, 65534, 65534)
+        result = sqlite_project.snapctl("restore", name, "--yes")
+        assert result.returncode == 2 and "not a private directory" in result.stderr
+        os.chown(locks, os.getuid(), os.getgid())
+    # A link where the store's lock file goes.
+    store_lock = sqlite_project.snapshots / ".lock"
+    store_lock.unlink(missing_ok=True)
+    store_lock.symlink_to(tmp_path / "created-elsewhere")
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 2 and "lock file" in result.stderr, result.stderr
+    assert not (tmp_path / "created-elsewhere").exists()
