@@ -441,7 +441,7 @@ class SnapshotStore:
         """
         if reference is not None and not reference.strip():
             # An unset shell variable gives "", which as a prefix would match everything.
-            raise ConfigurationError(
+            raise SnapshotNotFound(
                 "empty snapshot reference; give a snapshot name, a label, a unique prefix "
                 "or 'latest'"
             )

@@ -156,6 +156,7 @@ def test_references_resolve_to_a_snapshot_or_say_not_found(
             resolved = store.resolve_name(reference)
         except SnapshotNotFound:
             return
+        assert reference.strip()  # a blank reference never stands for a snapshot
         assert resolved in names
         assert (
             resolved == reference
