@@ -1,3 +1,3 @@
-from snapctl.cli import main
+from snapctl.console import main
 
 main()

@@ -79,6 +79,12 @@ class SnapctlGroup(PlainValues, TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): unwound by now
+            if _show_tracebacks(ctx):
+                traceback.print_exc()
+            from snapctl.console import interrupted
+
+            raise typer.Exit(interrupted(exc)) from None
         except SnapctlError as exc:
             if _show_tracebacks(ctx):
                 traceback.print_exc()
@@ -818,5 +824,7 @@ def list_connectors(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="snapctl")
+    """Console-script entry point (see console.py, which the installed command uses)."""
+    from snapctl.console import main as console_main
+
+    console_main()

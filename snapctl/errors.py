@@ -2,7 +2,7 @@
 
 Exit codes (documented in README.md):
 0 ok, 1 the operation failed, 2 usage or configuration error, 3 snapshot integrity or
-compatibility error.
+compatibility error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTEGRITY = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (128 + SIGTERM): docker stop, systemd, CI runners
 
 
 class SnapctlError(Exception):
@@ -43,3 +45,8 @@ class IntegrityError(SnapctlError):
     """A snapshot that is damaged, tampered with, or does not fit this database."""
 
     exit_code = EXIT_INTEGRITY
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds exactly as Ctrl-C does:
+    children ended, secret files removed, partial snapshots dropped."""

@@ -87,6 +87,21 @@ def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return {**os.environ, **(extra or {})}
 
 
+@contextlib.contextmanager
+def _ended_with_us(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """If snapctl stops waiting (Ctrl-C, SIGTERM, an error), its tools stop too: none is
+    left running on its own. (kill -9 of snapctl alone leaves them, by design: see the
+    fault tests.)"""
+    try:
+        yield
+    except BaseException:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        raise
+
+
 def _spawn(argv: Sequence[str], env: Mapping[str, str], **streams: Any) -> subprocess.Popen[bytes]:
     """Start a tool; a tool that cannot start at all is a configuration error."""
     try:
@@ -112,7 +127,8 @@ def run(
         proc = _spawn(
             argv, _child_env(env), stdin=stdin_file, stdout=stdout_file, stderr=subprocess.PIPE
         )
-        out, err = proc.communicate()
+        with _ended_with_us(proc):
+            out, err = proc.communicate()
     if proc.returncode != 0:
         stderr_text = err[-_STDERR_LIMIT:].decode("utf-8", "replace")
         raise tool_failure(what, proc.returncode, stderr_text, secrets)
@@ -181,7 +197,8 @@ def run_into(
             raise
         finally:
             proc.stdout.close()
-            proc.wait()
+            with _ended_with_us(proc):
+                proc.wait()
         if proc.returncode != 0:
             raise tool_failure(what, proc.returncode, _tail(err), secrets)
     return first
@@ -238,8 +255,9 @@ def pipe(
             raise
         finally:
             first.stdout.close()  # the consumer holds the only read end now
-        second.wait()
-        first.wait()
+        with _ended_with_us(second, first):
+            second.wait()
+            first.wait()
         for proc, err in ((second, consumer_err), (first, producer_err)):
             if proc.returncode != 0:
                 raise tool_failure(what, proc.returncode, _tail(err), secrets)
