@@ -133,6 +133,20 @@ class Snapshot:
         return sum(artifact.size for artifact in self.artifacts.values())
 
 
+def _make_private_dirs(path: Path) -> None:
+    """Make ``path`` and its missing parents, each 0700 whatever the umask: ``mkdir -p``
+    would give the parents the umask's mode, readable by everyone."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another snapctl made it meanwhile
+            directory.mkdir(mode=0o700)
+            directory.chmod(0o700)
+
+
 def is_regular_file(path: Path) -> bool:
     """Whether ``path`` itself (not what a link points to) is a regular file: the only
     thing snapctl reads as an artifact, so a planted link or pipe is neither followed nor
@@ -377,7 +391,7 @@ class SnapshotStore:
 
     def ensure(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private_dirs(self.root)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot create snapshot directory {self.root}: {exc.strerror}"
@@ -391,7 +405,10 @@ class SnapshotStore:
         for entry in self.root.glob(TEMP_PREFIX + "*"):
             pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-                shutil.rmtree(entry, ignore_errors=True)
+                if entry.is_symlink():
+                    entry.unlink()  # removed, never followed
+                else:
+                    shutil.rmtree(entry, ignore_errors=True)
 
     @contextlib.contextmanager
     def new_snapshot(self, label: str | None) -> Iterator[PendingSnapshot]:

@@ -151,3 +151,27 @@ def test_a_planted_lock_directory_or_lock_file_is_refused(
     result = sqlite_project.snapctl("restore", name, "--yes")
     assert result.returncode == 2 and "lock file" in result.stderr, result.stderr
     assert not (tmp_path / "created-elsewhere").exists()
+
+
+def test_a_new_store_and_its_parents_are_private_whatever_the_umask(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    store = tmp_path / "a" / "b" / "snaps"
+    result = sqlite_project.snapctl("dump", "--dir", str(store), "--quiet")
+    assert result.returncode == 0, result.stderr
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", store):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+
+
+def test_a_leftover_that_is_a_link_is_removed_not_followed(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    name = sqlite_project.dump()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep")
+    (sqlite_project.snapshots / ".tmp-999999999-planted").symlink_to(precious)
+    sqlite_project.dump()  # cleans up what killed dumps left
+    assert (precious / "keep.txt").read_text() == "keep"
+    assert not os.path.lexists(sqlite_project.snapshots / ".tmp-999999999-planted")
+    assert name in sqlite_project.store_entries()
