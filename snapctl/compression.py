@@ -91,6 +91,7 @@ class ArtifactWriter:
         self._end: Callable[[], None] | None = None  # writes the compressed stream's trailer
         self.size = 0
         self.sha256 = ""
+        self.unpacked = 0  # bytes given: what unpacking the artifact gives back
         if method == "zstd":
             import zstandard
 
@@ -118,6 +119,7 @@ class ArtifactWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         self._stream.write(data)
+        self.unpacked += len(data)
 
     def finish(self) -> None:
         """End the compressed stream; ``size`` and ``sha256`` then describe the file."""
@@ -145,12 +147,13 @@ def artifact_writer(dest: Path, method: str, level: int | None = None) -> Iterat
         raise
 
 
-def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tuple[int, str]:
-    """Write ``src`` compressed with ``method`` to ``dest``; return (size, sha256) of ``dest``."""
+def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tuple[int, str, int]:
+    """Write ``src`` compressed with ``method`` to ``dest``; return the size and sha256 of
+    ``dest`` and the size of ``src``."""
     with open(src, "rb", buffering=0) as reader, artifact_writer(dest, method, level) as writer:
         while chunk := reader.read(CHUNK):
             writer.write(chunk)
-    return writer.size, writer.sha256
+    return writer.size, writer.sha256, writer.unpacked
 
 
 def file_sha256(path: Path) -> str:
@@ -174,15 +177,16 @@ class _HashingReader:
         return data
 
 
-def decompress(src: Path, dest: Path, method: str) -> str:
-    """Write ``src`` decompressed to ``dest``; return the sha256 of ``src`` as read.
+def decompress(src: Path, dest: Path, method: str, limit: int | None = None) -> str:
+    """Write ``src`` decompressed to ``dest``, at most ``limit`` bytes; return the sha256 of
+    ``src`` as read.
 
     The caller compares that digest with the manifest before using ``dest``, so one pass over
     the artifact both verifies and unpacks it.
     """
     with open(src, "rb") as raw, open(dest, "wb") as writer:
         reader = _HashingReader(raw)
-        for chunk in _unpacked(cast(BinaryIO, reader), src.name, method):
+        for chunk in _unpacked(cast(BinaryIO, reader), src.name, method, limit):
             writer.write(chunk)
         # Read what the decompressor left, so the digest covers the whole file.
         while reader.read(CHUNK):
@@ -190,13 +194,29 @@ def decompress(src: Path, dest: Path, method: str) -> str:
     return reader.sha256.hexdigest()
 
 
-def unpacked_chunks(src: Path, method: str) -> Generator[bytes]:
-    """The content of artifact ``src``, in chunks of up to :data:`CHUNK` bytes."""
+def unpacked_chunks(src: Path, method: str, limit: int | None = None) -> Generator[bytes]:
+    """The content of artifact ``src``, in chunks of up to :data:`CHUNK` bytes, at most
+    ``limit`` bytes in all."""
     with open(src, "rb") as raw:
-        yield from _unpacked(cast(BinaryIO, raw), src.name, method)
+        yield from _unpacked(cast(BinaryIO, raw), src.name, method, limit)
 
 
-def _unpacked(raw: BinaryIO, name: str, method: str) -> Iterator[bytes]:
+def _unpacked(raw: BinaryIO, name: str, method: str, limit: int | None) -> Iterator[bytes]:
+    """Decompress ``raw`` with ``method``, never past ``limit`` bytes (what the manifest
+    records: a few KB can stand for terabytes); a damaged stream, or one longer than that,
+    is an :class:`IntegrityError`."""
+    total = 0
+    for chunk in _decompressed(raw, name, method):
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise IntegrityError(
+                f"artifact {name} unpacks to more than the {limit} bytes its manifest "
+                "records; it is damaged or crafted, restore another snapshot"
+            )
+        yield chunk
+
+
+def _decompressed(raw: BinaryIO, name: str, method: str) -> Iterator[bytes]:
     """Decompress ``raw`` with ``method``; a damaged stream is an :class:`IntegrityError`."""
     try:
         if method == "zstd":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,7 +189,14 @@ def _dump_one(
     fields["server_version"] = metadata.get("server_version")
     if received is not None:
         pending.record(
-            choice.alias, final, method, received.size, received.sha256, **fields, metadata=metadata
+            choice.alias,
+            final,
+            method,
+            received.size,
+            received.sha256,
+            unpacked_size=received.unpacked,
+            **fields,
+            metadata=metadata,
         )
         return
     with progress.track(f"Compressing {choice.alias}", watch=final):
@@ -287,7 +295,8 @@ def _plain(snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
         plain = Path(scratch) / Path(artifact.file).stem
-        compression.decompress(stored, plain, artifact.compression)
+        limit = _room_to_unpack(artifact, Path(scratch))
+        compression.decompress(stored, plain, artifact.compression, limit)
         yield plain
 
 
@@ -398,11 +407,12 @@ def _verify_and_restore(
                     digest = compression.file_sha256(stored)
             elif alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
+                limit = _room_to_unpack(artifact, Path(scratch))
                 with (
                     progress.track(f"Verifying {alias}", watch=raw),
                     _disk_errors(f"unpacking {stored.name}", "no database was touched"),
                 ):
-                    digest = compression.decompress(stored, raw, artifact.compression)
+                    digest = compression.decompress(stored, raw, artifact.compression, limit)
             else:
                 raw = stored
                 with progress.track(f"Verifying {alias}"):
@@ -423,10 +433,28 @@ def _verify_and_restore(
                 artifact = snapshot.artifacts[alias]
                 if _follows_unpacking(connector, artifact):
                     unpacked = Path(scratch) / Path(artifact.file).stem
-                    with Unpacking(ready[alias], unpacked, artifact.compression) as unpacking:
+                    limit = _room_to_unpack(artifact, Path(scratch))
+                    with Unpacking(
+                        ready[alias], unpacked, artifact.compression, limit
+                    ) as unpacking:
                         connector.restore_while_unpacking(alias, unpacking)
                 else:
                     connector.restore(alias, ready[alias])
+
+
+def _room_to_unpack(artifact: Artifact, scratch: Path) -> int:
+    """How far unpacking ``artifact`` into ``scratch`` may go: the size its manifest records,
+    refused up front if the disk has not that much room; for an older snapshot that records
+    none, the room there is, so that a crafted one cannot fill the disk."""
+    free = shutil.disk_usage(scratch).free
+    if artifact.unpacked_size is None:
+        return free
+    if artifact.unpacked_size > free:
+        raise OperationFailed(
+            f"unpacking {artifact.file} needs {artifact.unpacked_size} bytes in {scratch}, "
+            f"which has {free} free; make room, no database was touched"
+        )
+    return artifact.unpacked_size
 
 
 def _follows_unpacking(connector: Any, artifact: Artifact) -> bool:

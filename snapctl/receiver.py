@@ -34,6 +34,7 @@ class Received:
         self.pipe = pipe
         self.size = 0
         self.sha256 = ""
+        self.unpacked = 0
 
 
 def make_pipe(path: Path) -> bool:
@@ -96,6 +97,7 @@ def receive(pipe: Path, dest: Path, method: str, level: int | None) -> Iterator[
     finally:
         pipe.unlink(missing_ok=True)
     received.size, received.sha256 = writer.size, writer.sha256
+    received.unpacked = writer.unpacked
 
 
 @contextlib.contextmanager

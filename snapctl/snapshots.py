@@ -62,6 +62,15 @@ def is_snapshot_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+def _optional_size(value: Any) -> int | None:
+    """A byte count from a manifest: None, or a whole number, not negative."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"unpacked_size {value!r} is not a byte count")
+    return value
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One database alias inside a snapshot."""
@@ -78,9 +87,12 @@ class Artifact:
     vendor: str
     server_version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the artifact unpacks to: unpacking stops past it. None in older snapshots.
+    unpacked_size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "unpacked_size": self.unpacked_size,
             "file": self.file,
             "compression": self.compression,
             "size": self.size,
@@ -115,6 +127,7 @@ class Artifact:
             vendor=str(data["vendor"]),
             server_version=data.get("server_version"),
             metadata=dict(data.get("metadata") or {}),
+            unpacked_size=_optional_size(data.get("unpacked_size")),
         )
 
 
@@ -286,13 +299,14 @@ class PendingSnapshot:
         if method == "none":
             final = raw
             size, digest = raw.stat().st_size, compression.file_sha256(raw)
+            unpacked = size
             final.chmod(0o600)
             _fsync_file(final)
         else:
             final = self.final_path(raw, method)
-            size, digest = compression.compress(raw, final, method, level)
+            size, digest, unpacked = compression.compress(raw, final, method, level)
             raw.unlink()
-        return self.record(alias, final, method, size, digest, **fields)
+        return self.record(alias, final, method, size, digest, unpacked_size=unpacked, **fields)
 
     @contextlib.contextmanager
     def receive(self, raw: Path, method: str, level: int | None) -> Iterator[Received | None]:

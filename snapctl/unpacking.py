@@ -29,10 +29,11 @@ from snapctl.errors import OperationFailed
 class Unpacking:
     """``path`` filling up with the unpacked content of ``stored``, front to back."""
 
-    def __init__(self, stored: Path, path: Path, method: str) -> None:
+    def __init__(self, stored: Path, path: Path, method: str, limit: int | None = None) -> None:
         self.path = path
         self._stored = stored
         self._method = method
+        self._limit = limit
         self._changed = threading.Condition()
         self._written = 0
         self._done = False
@@ -124,7 +125,9 @@ class Unpacking:
 
     def _unpack(self) -> bool:
         """Write the content out; False if told to stop first."""
-        with contextlib.closing(compression.unpacked_chunks(self._stored, self._method)) as chunks:
+        with contextlib.closing(
+            compression.unpacked_chunks(self._stored, self._method, self._limit)
+        ) as chunks:
             for chunk in chunks:
                 with self._changed:
                     if self._stopping:

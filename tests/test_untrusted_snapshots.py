@@ -175,3 +175,48 @@ def test_a_leftover_that_is_a_link_is_removed_not_followed(
     assert (precious / "keep.txt").read_text() == "keep"
     assert not os.path.lexists(sqlite_project.snapshots / ".tmp-999999999-planted")
     assert name in sqlite_project.store_entries()
+
+
+def _replace_artifact(snapshot: Path, content: bytes, **manifest_fields: object) -> None:
+    """Put ``content`` as the (zstd) artifact with a valid checksum, and set manifest fields."""
+    import hashlib
+
+    manifest_path = snapshot / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["databases"]["default"]
+    (snapshot / entry["file"]).write_bytes(content)
+    entry.update(sha256=hashlib.sha256(content).hexdigest(), size=len(content))
+    entry.update(manifest_fields)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_unpacking_stops_at_the_size_the_manifest_records(sqlite_project: Project) -> None:
+    """64 MiB of zeros in 2 KB of zstd, with a checksum that matches: the restore stops at
+    the recorded size (exit 3) and leaves nothing unpacked behind."""
+    import zstandard
+
+    name = sqlite_project.dump()
+    recorded = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    assert recorded["databases"]["default"]["unpacked_size"] > 0  # dumps record it
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 * 1024 * 1024))
+    _replace_artifact(sqlite_project.snapshots / name, bomb, unpacked_size=1024 * 1024)
+    current = sqlite_project.digest()
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 3, result.stderr
+    assert "more than the 1048576 bytes" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert sqlite_project.digest() == current
+    assert [e for e in sqlite_project.store_entries() if e.startswith(".")] == []
+
+
+def test_a_snapshot_larger_than_the_free_room_is_refused_up_front(
+    sqlite_project: Project,
+) -> None:
+    name = sqlite_project.dump()
+    manifest_path = sqlite_project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["databases"]["default"]["unpacked_size"] = 10**18
+    manifest_path.write_text(json.dumps(manifest))
+    result = sqlite_project.snapctl("restore", name, "--yes")
+    assert result.returncode == 1, result.stderr
+    assert "needs 1000000000000000000 bytes" in result.stderr and "make room" in result.stderr
