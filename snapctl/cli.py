@@ -49,6 +49,7 @@ class State:
     pythonpath: tuple[str, ...] = ()
     traceback: bool = False
     quiet: bool = False
+    shared_store: bool = False
 
 
 def _show_tracebacks(ctx: typer.Context) -> bool:
@@ -151,6 +152,14 @@ def main_options(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
     ] = False,
+    shared_store: Annotated[
+        bool,
+        typer.Option(
+            "--shared-store",
+            help="Read snapshots that other users own or can write (a team directory you "
+            "trust; see README, 'What snapctl trusts').",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -161,7 +170,7 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = State(settings, tuple(pythonpath or ()), show_traceback, quiet)
+    ctx.obj = State(settings, tuple(pythonpath or ()), show_traceback, quiet, shared_store)
 
 
 # Options shared by several commands.
@@ -245,9 +254,23 @@ def _store(
     if directory is not None and storage:
         raise ConfigurationError("use either --dir or --storage, not both")
     if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
-        return SnapshotStore(store_root(directory, settings_loaded=False))
+        root = store_root(directory, settings_loaded=False)
+        return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=False))
     _load_settings(ctx, settings, pythonpath)
-    return _remote_store(ctx, storage) or SnapshotStore(store_root(None, settings_loaded=True))
+    return _remote_store(ctx, storage) or SnapshotStore(
+        store_root(None, settings_loaded=True), shared=_shared_store(ctx, settings_loaded=True)
+    )
+
+
+def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:
+    """--shared-store, else SNAPSHOTS["SHARED_STORE"] when the settings are loaded."""
+    if _state(ctx).shared_store:
+        return True
+    if not settings_loaded:
+        return False
+    from snapctl.django_env import snapshot_settings
+
+    return bool(snapshot_settings().get("SHARED_STORE", False))
 
 
 def _remote_store(ctx: typer.Context, storage: str | None) -> SnapshotStore | None:

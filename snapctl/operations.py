@@ -396,6 +396,7 @@ def _verify_and_restore(
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = snapshot.path / artifact.file
+            store.check_owned(stored)
             if not is_regular_file(stored):
                 raise IntegrityError(
                     f"snapshot {snapshot.name}: artifact {artifact.file} is missing or not a "

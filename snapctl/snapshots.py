@@ -381,8 +381,33 @@ class SnapshotStore:
     scratch space; the methods between here and ``ensure`` are where the two differ.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, shared: bool = False) -> None:
         self.root = root
+        # A shared team directory (opted into): others may own and write what is in it.
+        self.shared = shared
+
+    def check_owned(self, path: Path) -> None:
+        """Refuse ``path`` (exit 3) unless it is the user's own and nobody else can write it:
+        in a directory others can write, a snapshot planted there would be listed as newest
+        and restored, and a file swapped after it was verified. A shared store skips this."""
+        if self.shared:
+            return
+        try:
+            status = path.lstat()
+        except FileNotFoundError:
+            return  # what is missing is reported where it is needed
+        if stat.S_ISLNK(status.st_mode):
+            return  # a link's mode means nothing; links are refused as not regular files
+        if status.st_uid != os.getuid():
+            problem = f"belongs to another user (uid {status.st_uid})"
+        elif status.st_mode & 0o022:
+            problem = "is writable by others"
+        else:
+            return
+        raise IntegrityError(
+            f"{path} {problem}; snapctl reads only what you alone can change: fix it "
+            "(chown, chmod go-w), or pass --shared-store for a team directory you trust"
+        )
 
     @property
     def where(self) -> str:
@@ -438,6 +463,7 @@ class SnapshotStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
+        self.check_owned(self.root)
         try:
             entries = list(self.root.iterdir())
         except OSError as exc:
@@ -449,6 +475,8 @@ class SnapshotStore:
         )
 
     def load(self, name: str) -> Snapshot:
+        self.check_owned(self.root / name)
+        self.check_owned(self.root / name / MANIFEST)
         return _parse_manifest(self.root / name)
 
     def snapshots(self) -> list[Snapshot]:
@@ -518,6 +546,11 @@ class SnapshotStore:
         for artifact in snapshot.artifacts.values():
             path = snapshot.path / artifact.file
             where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
+            try:
+                self.check_owned(path)
+            except IntegrityError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
             try:
                 if not is_regular_file(path):
                     problems.append(f"{where} is not a regular file (a link, a pipe, ...)")

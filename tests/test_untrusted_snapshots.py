@@ -220,3 +220,45 @@ def test_a_snapshot_larger_than_the_free_room_is_refused_up_front(
     result = sqlite_project.snapctl("restore", name, "--yes")
     assert result.returncode == 1, result.stderr
     assert "needs 1000000000000000000 bytes" in result.stderr and "make room" in result.stderr
+
+
+def test_a_store_others_can_write_is_refused_unless_shared(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    sqlite_project.snapshots.chmod(0o777)
+    try:
+        result = sqlite_project.snapctl("list")
+        assert result.returncode == 3, result.stderr
+        assert "is writable by others" in result.stderr and "--shared-store" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        shared = sqlite_project.snapctl("--shared-store", "list", "--json")
+        assert shared.returncode == 0, shared.stderr
+        assert [s["name"] for s in json.loads(shared.stdout)] == [name]
+    finally:
+        sqlite_project.snapshots.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making another user's files needs root")
+def test_another_users_planted_snapshot_is_neither_listed_nor_restored(
+    sqlite_project: Project,
+) -> None:
+    """Another user drops a newer snapshot into the store (a shared directory, a bucket's
+    copy): list leaves it out, restore of it is refused, and nothing is touched."""
+    import shutil
+
+    own = sqlite_project.dump("--label", "own")
+    planted = sqlite_project.dump("--label", "planted")
+    for path in [
+        sqlite_project.snapshots / planted,
+        *(sqlite_project.snapshots / planted).iterdir(),
+    ]:
+        os.chown(path, 65534, 65534)
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "0", "--orders", "0")
+    current = sqlite_project.digest()
+    listed = sqlite_project.snapctl("list", "--json", check=True)
+    assert [s["name"] for s in json.loads(listed.stdout)] == [own]
+    for reference in (planted, "latest"):
+        result = sqlite_project.snapctl("restore", reference, "--yes")
+        assert result.returncode == 3, result.stderr
+        assert "belongs to another user" in result.stderr
+    assert sqlite_project.digest() == current
+    shutil.rmtree(sqlite_project.snapshots / planted)
