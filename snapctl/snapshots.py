@@ -146,6 +146,20 @@ class Snapshot:
         return sum(artifact.size for artifact in self.artifacts.values())
 
 
+def _private_group(gid: int) -> bool:
+    """Whether group ``gid`` is the user's own private group (Debian and Ubuntu give each
+    user one, and a umask of 002 then makes new files group-writable harmlessly)."""
+    import grp
+    import pwd
+
+    try:
+        group = grp.getgrgid(gid)
+        user = pwd.getpwuid(os.getuid())
+    except KeyError:
+        return False
+    return gid == user.pw_gid and group.gr_name == user.pw_name and not group.gr_mem
+
+
 def _make_private_dirs(path: Path) -> None:
     """Make ``path`` and its missing parents, each 0700 whatever the umask: ``mkdir -p``
     would give the parents the umask's mode, readable by everyone."""
@@ -400,7 +414,9 @@ class SnapshotStore:
             return  # a link's mode means nothing; links are refused as not regular files
         if status.st_uid != os.getuid():
             problem = f"belongs to another user (uid {status.st_uid})"
-        elif status.st_mode & 0o022:
+        elif status.st_mode & 0o002 or (
+            status.st_mode & 0o020 and not _private_group(status.st_gid)
+        ):
             problem = "is writable by others"
         else:
             return

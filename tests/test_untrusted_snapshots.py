@@ -262,3 +262,22 @@ def test_another_users_planted_snapshot_is_neither_listed_nor_restored(
         assert "belongs to another user" in result.stderr
     assert sqlite_project.digest() == current
     shutil.rmtree(sqlite_project.snapshots / planted)
+
+
+def test_a_store_writable_by_the_users_own_group_is_accepted(sqlite_project: Project) -> None:
+    """With a user private group (Debian, Ubuntu) a umask of 002 makes directories
+    group-writable: that group is the user alone, so the store is still theirs."""
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.getuid())
+    group = grp.getgrgid(user.pw_gid)
+    if group.gr_name != user.pw_name or group.gr_mem:
+        pytest.skip("this user's primary group is not a private one")
+    name = sqlite_project.dump()
+    sqlite_project.snapshots.chmod(0o775)
+    try:
+        listed = sqlite_project.snapctl("list", "--json", check=True)
+        assert [s["name"] for s in json.loads(listed.stdout)] == [name]
+    finally:
+        sqlite_project.snapshots.chmod(0o700)
