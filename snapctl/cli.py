@@ -306,7 +306,14 @@ def _require_confirmation(yes: bool, what: str) -> None:
 
 
 def _ask(question: str) -> None:
-    if not typer.confirm(question, default=False, err=True):
+    try:
+        answer = typer.confirm(question, default=False, err=True)
+    except typer.Abort as exc:
+        # click turns Ctrl-C (and our SIGTERM) at a prompt into Abort: keep its exit code.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
+    if not answer:
         typer.echo("Nothing changed.", err=True)
         raise typer.Exit(EXIT_FAILED)
 

@@ -30,8 +30,14 @@ STORE_LOCK = ".lock"
 @contextlib.contextmanager
 def _hold(path: Path, *, shared: bool, busy: str) -> Iterator[None]:
     # Never through a link: a planted one would make us create or open a file elsewhere.
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o600)
+        except PermissionError:
+            if not shared:
+                raise
+            fd = os.open(path, os.O_RDONLY | flags)  # another user's, in a shared store
     except OSError as exc:
         raise ConfigurationError(
             f"cannot open the lock file {path}: {exc.strerror}; if you did not make it, remove it"

@@ -434,9 +434,13 @@ def _verify_and_restore(
                 artifact = snapshot.artifacts[alias]
                 if _follows_unpacking(connector, artifact):
                     unpacked = Path(scratch) / Path(artifact.file).stem
-                    limit = _room_to_unpack(artifact, Path(scratch))
+                    # No room check: what is copied is dropped from the scratch file as it
+                    # goes; the recorded size (else the free room) still bounds it.
+                    bound = artifact.unpacked_size
+                    if bound is None:
+                        bound = shutil.disk_usage(scratch).free
                     with Unpacking(
-                        ready[alias], unpacked, artifact.compression, limit
+                        ready[alias], unpacked, artifact.compression, bound
                     ) as unpacking:
                         connector.restore_while_unpacking(alias, unpacking)
                 else:

@@ -112,7 +112,7 @@ class Artifact:
     def from_json(cls, alias: str, data: dict[str, Any]) -> Artifact:
         connector = data["connector"]
         file = str(data["file"])
-        if Path(file).name != file or file.startswith("."):
+        if Path(file).name != file or file.startswith(".") or "\0" in file:
             raise ValueError(f"artifact file name {file!r} is not a plain file name")
         return cls(
             alias=alias,
@@ -158,6 +158,15 @@ def _private_group(gid: int) -> bool:
     except KeyError:
         return False
     return gid == user.pw_gid and group.gr_name == user.pw_name and not group.gr_mem
+
+
+def _has_acl(path: Path) -> bool:
+    """Whether ``path`` has a POSIX ACL: its mode's group bits then stand for the most any
+    named user or group gets, so group-write may mean another user's write."""
+    try:
+        return "system.posix_acl_access" in os.listxattr(path, follow_symlinks=False)
+    except (OSError, AttributeError):  # no extended attributes here: no ACL
+        return False
 
 
 def _make_private_dirs(path: Path) -> None:
@@ -219,8 +228,10 @@ def _parse_manifest(path: Path) -> Snapshot:
                 f"snapshot {path.name}: {MANIFEST} is a symbolic link; remove the snapshot"
             ) from exc
         raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is unreadable: {exc}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is unreadable: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise IntegrityError(
+            f"snapshot {path.name}: {MANIFEST} is unreadable ({type(exc).__name__})"
+        ) from exc
     try:
         version = data["format_version"]
         if version != FORMAT_VERSION:
@@ -250,8 +261,10 @@ def _parse_manifest(path: Path) -> Snapshot:
         )
     except IntegrityError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is malformed ({exc!r})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise IntegrityError(
+            f"snapshot {path.name}: {MANIFEST} is malformed ({type(exc).__name__})"
+        ) from exc
 
 
 def _fsync_dir(path: Path) -> None:
@@ -415,7 +428,7 @@ class SnapshotStore:
         if status.st_uid != os.getuid():
             problem = f"belongs to another user (uid {status.st_uid})"
         elif status.st_mode & 0o002 or (
-            status.st_mode & 0o020 and not _private_group(status.st_gid)
+            status.st_mode & 0o020 and (not _private_group(status.st_gid) or _has_acl(path))
         ):
             problem = "is writable by others"
         else:
@@ -461,7 +474,8 @@ class SnapshotStore:
             pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
             if pid_text.isdigit() and not _pid_alive(int(pid_text)):
                 if entry.is_symlink():
-                    entry.unlink()  # removed, never followed
+                    with contextlib.suppress(OSError):  # another user's, in a shared store
+                        entry.unlink()  # removed, never followed
                 else:
                     shutil.rmtree(entry, ignore_errors=True)
 
@@ -487,7 +501,12 @@ class SnapshotStore:
                 f"cannot read snapshot directory {self.root}: {exc.strerror}"
             ) from exc
         return sorted(
-            (p.name for p in entries if is_snapshot_name(p.name) and p.is_dir()), reverse=True
+            (
+                p.name
+                for p in entries
+                if is_snapshot_name(p.name) and p.is_dir() and not p.is_symlink()
+            ),
+            reverse=True,
         )
 
     def load(self, name: str) -> Snapshot:

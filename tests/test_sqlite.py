@@ -558,6 +558,8 @@ def test_a_snapshot_script_touches_no_other_file(sqlite_project: Project, tmp_pa
         f"ATTACH DATABASE '{victim}' AS v; DROP TABLE v.precious;",
         f"VACUUM INTO '{tmp_path / 'copy.db'}';",
         "SELECT load_extension('/nonexistent/evil');",
+        "PRAGMA max_page_count = 4294967294;",  # its bound on the scratch database's size
+        f"PRAGMA temp_store_directory = '{tmp_path}';",
     ):
         rewrite_artifact(sqlite_project.snapshots / name, "default", attack.encode())
         result = sqlite_project.snapctl("restore", name, "--yes")

@@ -212,7 +212,9 @@ def test_unpacking_stops_at_the_size_the_manifest_records(sqlite_project: Projec
 def test_a_snapshot_larger_than_the_free_room_is_refused_up_front(
     sqlite_project: Project,
 ) -> None:
-    name = sqlite_project.dump()
+    """Unpacked whole before the restore (dumpdata; the SQLite connector copies pages as they
+    are unpacked and drops them, so it needs no such room): refused before any work."""
+    name = sqlite_project.dump("--connector", "dumpdata")
     manifest_path = sqlite_project.snapshots / name / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["databases"]["default"]["unpacked_size"] = 10**18
@@ -281,3 +283,26 @@ def test_a_store_writable_by_the_users_own_group_is_accepted(sqlite_project: Pro
         assert [s["name"] for s in json.loads(listed.stdout)] == [name]
     finally:
         sqlite_project.snapshots.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    "manifest_text",
+    [
+        '{"format_version": 1, "databases": {"default": {"size": 1e400}}}',
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["huge-number", "deep-nesting"],
+)
+def test_a_crafted_manifest_is_one_snapshot_reported_not_a_broken_store(
+    sqlite_project: Project, manifest_text: str
+) -> None:
+    bad, good = _second_snapshot(sqlite_project)
+    (sqlite_project.snapshots / bad / "manifest.json").write_text(manifest_text)
+    listed = sqlite_project.snapctl("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == [good]
+    verified = sqlite_project.snapctl("verify", bad)
+    assert verified.returncode == 3 and len(verified.stderr.splitlines()) == 1, verified.stderr
+    deleted = sqlite_project.snapctl("delete", bad, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert sqlite_project.store_entries() == [good]

@@ -178,7 +178,15 @@ class Tool:
 
 
 def _load_args(database: str) -> list[str]:
-    return ["--batch", "--binary-mode", "--max-allowed-packet=1G", f"--database={database}"]
+    # --local-infile=0: a snapshot's script may not read this machine's files
+    # (LOAD DATA LOCAL INFILE); --binary-mode already keeps it from running commands.
+    return [
+        "--batch",
+        "--binary-mode",
+        "--local-infile=0",
+        "--max-allowed-packet=1G",
+        f"--database={database}",
+    ]
 
 
 class Client:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import stat
 import tempfile
@@ -228,7 +229,13 @@ def _scratch_only(action: int, arg1: str | None, arg2: str | None, *_: str | Non
         return sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
         return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _SCRIPT_DENIED_PRAGMAS:
+        return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_OK
+
+
+# Settings a script could use to write elsewhere or to lift its bounds.
+_SCRIPT_DENIED_PRAGMAS = {"temp_store_directory", "data_store_directory", "max_page_count"}
 
 
 def _open_target(db_alias: str) -> sqlite3.Connection:
@@ -369,7 +376,7 @@ class SQLiteConnector:
             # Opened without a first query: reading the schema would read pages that may
             # not be unpacked yet. The backup reads page 1, then the pages of each step.
             source = sqlite3.connect(
-                f"{unpacking.path.as_uri()}?mode=ro", uri=True, isolation_level=None
+                f"{unpacking.path.as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None
             )
             try:
                 wait(0, pages, pages)  # the first step's pages
@@ -393,17 +400,23 @@ class SQLiteConnector:
                 "restore another snapshot"
             )
         if is_database_file:
-            return _connect(src, "ro")
+            # immutable: no -wal or -journal beside it is read (none is covered by the
+            # checksum), and nothing is created there.
+            return _connect(src, "ro&immutable=1")
         # Build the script into a scratch database first, so the live one is replaced in one
         # step. A matching page size lets the copy go into a WAL database too. The scratch
         # database needs no durability: nothing depends on it if the machine stops. It lives
         # in a private directory, never beside the snapshot, and the script may touch nothing
         # but it: no ATTACH (nor VACUUM INTO), no extension.
         source = _connect(scratch_dir / "restore.sqlite3", "rwc")
-        source.set_authorizer(_scratch_only)
         source.execute(f"PRAGMA page_size={page_size}")
         source.execute("PRAGMA journal_mode=OFF")
         source.execute("PRAGMA synchronous=OFF")
+        # A few bytes of script can build gigabytes (a recursive CTE of zeroblobs): the
+        # scratch database may not outgrow the disk's free room.
+        free_pages = shutil.disk_usage(scratch_dir).free // page_size
+        source.execute(f"PRAGMA max_page_count={max(1, free_pages)}")
+        source.set_authorizer(_scratch_only)
         for piece in _read_scripts(src):
             source.executescript(piece)
         return source
