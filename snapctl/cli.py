@@ -263,10 +263,13 @@ def _store(
 
 
 def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:
-    """--shared-store, else SNAPSHOTS["SHARED_STORE"] when the settings are loaded."""
+    """--shared-store, else SNAPSHOTS["SHARED_STORE"] when the settings are loaded (by the
+    command, as dump and restore do, even when --dir names the store)."""
     if _state(ctx).shared_store:
         return True
-    if not settings_loaded:
+    from snapctl import django_env
+
+    if not (settings_loaded or django_env.settings_loaded()):
         return False
     from snapctl.django_env import snapshot_settings
 

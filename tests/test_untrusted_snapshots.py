@@ -306,3 +306,21 @@ def test_a_crafted_manifest_is_one_snapshot_reported_not_a_broken_store(
     deleted = sqlite_project.snapctl("delete", bad, "--yes")
     assert deleted.returncode == 0, deleted.stderr
     assert sqlite_project.store_entries() == [good]
+
+
+def test_the_shared_store_setting_counts_when_the_settings_are_loaded(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    (tmp_path / "shared_settings.py").write_text(
+        "from example_project.settings import *  # noqa: F403\nSNAPSHOTS = {'SHARED_STORE': True}\n"
+    )
+    name = sqlite_project.dump()
+    sqlite_project.snapshots.chmod(0o777)
+    try:
+        args = ("--settings", "shared_settings", "--pythonpath", str(tmp_path))
+        restored = sqlite_project.snapctl(*args, "restore", name, "--yes")
+        assert restored.returncode == 0, restored.stderr
+        refused = sqlite_project.snapctl("restore", name, "--yes")
+        assert refused.returncode == 3 and "writable by others" in refused.stderr
+    finally:
+        sqlite_project.snapshots.chmod(0o700)
