@@ -255,25 +255,23 @@ def _store(
         raise ConfigurationError("use either --dir or --storage, not both")
     if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
         root = store_root(directory, settings_loaded=False)
-        return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=False))
+        return SnapshotStore(root, shared=_shared_store(ctx))
     _load_settings(ctx, settings, pythonpath)
     return _remote_store(ctx, storage) or SnapshotStore(
-        store_root(None, settings_loaded=True), shared=_shared_store(ctx, settings_loaded=True)
+        store_root(None, settings_loaded=True), shared=_shared_store(ctx)
     )
 
 
-def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:
+def _shared_store(ctx: typer.Context) -> bool:
     """--shared-store, else SNAPSHOTS["SHARED_STORE"] when the settings are loaded (by the
     command, as dump and restore do, even when --dir names the store)."""
     if _state(ctx).shared_store:
         return True
     from snapctl import django_env
 
-    if not (settings_loaded or django_env.settings_loaded()):
+    if not django_env.settings_loaded():
         return False
-    from snapctl.django_env import snapshot_settings
-
-    return bool(snapshot_settings().get("SHARED_STORE", False))
+    return bool(django_env.snapshot_settings().get("SHARED_STORE", False))
 
 
 def _remote_store(ctx: typer.Context, storage: str | None) -> SnapshotStore | None:

@@ -27,7 +27,6 @@ from snapctl.snapshots import (
     PendingSnapshot,
     Snapshot,
     SnapshotStore,
-    is_regular_file,
     scratch_prefix,
 )
 from snapctl.unpacking import Unpacking
@@ -295,7 +294,7 @@ def _plain(snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
         plain = Path(scratch) / Path(artifact.file).stem
-        limit = _room_to_unpack(artifact, Path(scratch))
+        limit = _unpack_limit(artifact, Path(scratch), needs_room=True)
         compression.decompress(stored, plain, artifact.compression, limit)
         yield plain
 
@@ -396,19 +395,14 @@ def _verify_and_restore(
         ready: dict[str, Path] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = snapshot.path / artifact.file
-            store.check_owned(stored)
-            if not is_regular_file(stored):
-                raise IntegrityError(
-                    f"snapshot {snapshot.name}: artifact {artifact.file} is missing or not a "
-                    "regular file; restore another snapshot"
-                )
+            store.check_artifact(stored)
             if alias in plan.aliases and _follows_unpacking(plan.connectors[alias], artifact):
                 raw = stored  # verified here, unpacked while its connector restores it
                 with progress.track(f"Verifying {alias}"):
                     digest = compression.file_sha256(stored)
             elif alias in plan.aliases and artifact.compression != "none":
                 raw = Path(scratch) / Path(artifact.file).stem
-                limit = _room_to_unpack(artifact, Path(scratch))
+                limit = _unpack_limit(artifact, Path(scratch), needs_room=True)
                 with (
                     progress.track(f"Verifying {alias}", watch=raw),
                     _disk_errors(f"unpacking {stored.name}", "no database was touched"),
@@ -434,27 +428,25 @@ def _verify_and_restore(
                 artifact = snapshot.artifacts[alias]
                 if _follows_unpacking(connector, artifact):
                     unpacked = Path(scratch) / Path(artifact.file).stem
-                    # No room check: what is copied is dropped from the scratch file as it
-                    # goes; the recorded size (else the free room) still bounds it.
-                    bound = artifact.unpacked_size
-                    if bound is None:
-                        bound = shutil.disk_usage(scratch).free
+                    # What is copied is dropped from the scratch file as it goes: no room
+                    # is needed up front, but the bound still holds.
+                    limit = _unpack_limit(artifact, Path(scratch), needs_room=False)
                     with Unpacking(
-                        ready[alias], unpacked, artifact.compression, bound
+                        ready[alias], unpacked, artifact.compression, limit
                     ) as unpacking:
                         connector.restore_while_unpacking(alias, unpacking)
                 else:
                     connector.restore(alias, ready[alias])
 
 
-def _room_to_unpack(artifact: Artifact, scratch: Path) -> int:
+def _unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int:
     """How far unpacking ``artifact`` into ``scratch`` may go: the size its manifest records,
-    refused up front if the disk has not that much room; for an older snapshot that records
-    none, the room there is, so that a crafted one cannot fill the disk."""
+    refused up front if it ``needs_room`` and the disk has not that much; for an older
+    snapshot that records none, the room there is, so that a crafted one cannot fill it."""
     free = shutil.disk_usage(scratch).free
     if artifact.unpacked_size is None:
         return free
-    if artifact.unpacked_size > free:
+    if needs_room and artifact.unpacked_size > free:
         raise OperationFailed(
             f"unpacking {artifact.file} needs {artifact.unpacked_size} bytes in {scratch}, "
             f"which has {free} free; make room, no database was touched"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -67,27 +68,30 @@ class Choice:
         return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def import_object(path: str) -> Any:
-    """Import ``module:attr`` or ``module.attr``.
-
-    A module that uses models at import time (a plugin written for the reference API, where
-    Django was always set up first) gets the app registry and a second try.
-    """
+def _with_apps(make: Callable[[], Any]) -> Any:
+    """``make()``, and if it needs models (code written for the reference API, where Django
+    was always set up first), again once the app registry is populated."""
     from django.core.exceptions import AppRegistryNotReady
 
+    try:
+        return make()
+    except AppRegistryNotReady:
+        from snapctl.django_env import require_apps
+
+        require_apps()
+        return make()
+
+
+def import_object(path: str) -> Any:
+    """Import ``module:attr`` or ``module.attr``; a module that uses models when imported
+    gets the app registry first (see :func:`_with_apps`)."""
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
         raise ConfigurationError(f"'{path}' is not an import path like 'package.module.Class'")
     try:
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except AppRegistryNotReady:
-            from snapctl.django_env import require_apps
-
-            require_apps()
-            obj = importlib.import_module(module_name)
+        obj: Any = _with_apps(lambda: importlib.import_module(module_name))
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
@@ -147,20 +151,11 @@ def missing_binaries(connector: object) -> list[str]:
 
 def instantiate(obj: Any, what: str) -> DatabaseConnector:
     """An instance of a connector class (or the instance given), checked for the protocol.
-    A class that uses models when created (written for the reference API) gets the app
-    registry and a second try, as a module that uses them when imported does."""
-    from django.core.exceptions import AppRegistryNotReady
-
+    A class that uses models when created gets the app registry first (see _with_apps)."""
     if isinstance(obj, type):
         cls = obj
         try:
-            try:
-                obj = cls()
-            except AppRegistryNotReady:
-                from snapctl.django_env import require_apps
-
-                require_apps()
-                obj = cls()
+            obj = _with_apps(cls)
         except Exception as exc:
             raise ConfigurationError(f"{what}: cannot create {cls.__name__}(): {exc}") from exc
     if not (callable(getattr(obj, "dump", None)) and callable(getattr(obj, "restore", None))):

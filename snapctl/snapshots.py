@@ -438,6 +438,15 @@ class SnapshotStore:
             "(chown, chmod go-w), or pass --shared-store for a team directory you trust"
         )
 
+    def check_artifact(self, path: Path) -> None:
+        """Refuse (exit 3) an artifact that is not the user's own regular file."""
+        self.check_owned(path)
+        if not is_regular_file(path):
+            raise IntegrityError(
+                f"artifact {path.name} of snapshot {path.parent.name} is missing or not a "
+                "regular file (a link, a pipe, ...); restore another snapshot"
+            )
+
     @property
     def where(self) -> str:
         """Where the snapshots are, for messages."""
@@ -582,14 +591,11 @@ class SnapshotStore:
             path = snapshot.path / artifact.file
             where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
             try:
-                self.check_owned(path)
+                self.check_artifact(path)
             except IntegrityError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
             try:
-                if not is_regular_file(path):
-                    problems.append(f"{where} is not a regular file (a link, a pipe, ...)")
-                    continue
                 size = path.stat().st_size
                 digest = compression.file_sha256(path) if size == artifact.size else ""
             except OSError as exc:

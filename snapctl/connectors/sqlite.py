@@ -47,8 +47,8 @@ def database_path(db_alias: str) -> Path:
     return Path(name).expanduser().resolve()
 
 
-def _connect(path: Path, mode: str) -> sqlite3.Connection:
-    uri = f"{path.as_uri()}?mode={mode}"
+def _connect(path: Path, mode: str, *, immutable: bool = False) -> sqlite3.Connection:
+    uri = f"{path.as_uri()}?mode={mode}" + ("&immutable=1" if immutable else "")
     try:
         connection = sqlite3.connect(
             uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
@@ -402,7 +402,7 @@ class SQLiteConnector:
         if is_database_file:
             # immutable: no -wal or -journal beside it is read (none is covered by the
             # checksum), and nothing is created there.
-            return _connect(src, "ro&immutable=1")
+            return _connect(src, "ro", immutable=True)
         # Build the script into a scratch database first, so the live one is replaced in one
         # step. A matching page size lets the copy go into a WAL database too. The scratch
         # database needs no durability: nothing depends on it if the machine stops. It lives
