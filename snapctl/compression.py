@@ -157,10 +157,15 @@ def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tu
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as reader:
-        while chunk := reader.read(CHUNK):
-            digest.update(chunk)
+        return sha256_of(reader)
+
+
+def sha256_of(reader: BinaryIO) -> str:
+    """The sha256 of what is left to read in ``reader``."""
+    digest = hashlib.sha256()
+    while chunk := reader.read(CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -176,29 +181,40 @@ class _HashingReader:
         self.sha256.update(data)
         return data
 
-
-def decompress(src: Path, dest: Path, method: str, limit: int | None = None) -> str:
-    """Write ``src`` decompressed to ``dest``, at most ``limit`` bytes; return the sha256 of
-    ``src`` as read.
-
-    The caller compares that digest with the manifest before using ``dest``, so one pass over
-    the artifact both verifies and unpacks it.
-    """
-    with open(src, "rb") as raw, open(dest, "wb") as writer:
-        reader = _HashingReader(raw)
-        for chunk in _unpacked(cast(BinaryIO, reader), src.name, method, limit):
-            writer.write(chunk)
-        # Read what the decompressor left, so the digest covers the whole file.
-        while reader.read(CHUNK):
+    def finish(self) -> str:
+        """Read what the decompressor left, so the digest covers the whole file."""
+        while self.read(CHUNK):
             pass
-    return reader.sha256.hexdigest()
+        return self.sha256.hexdigest()
 
 
-def unpacked_chunks(src: Path, method: str, limit: int | None = None) -> Generator[bytes]:
-    """The content of artifact ``src``, in chunks of up to :data:`CHUNK` bytes, at most
-    ``limit`` bytes in all."""
-    with open(src, "rb") as raw:
-        yield from _unpacked(cast(BinaryIO, raw), src.name, method, limit)
+def decompress(src: BinaryIO, name: str, dest: Path, method: str, limit: int | None = None) -> str:
+    """Write the artifact open as ``src`` (called ``name``) decompressed to a new private
+    file ``dest``, at most ``limit`` bytes; return the sha256 of ``src`` as read.
+
+    The caller compares that digest with the manifest before using ``dest``: one pass over
+    the artifact both verifies it and makes the private copy that is restored, so what is
+    restored is exactly what was hashed, whatever happens to the stored file meanwhile.
+    """
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with open(fd, "wb") as writer:
+        reader = _HashingReader(src)
+        for chunk in _unpacked(cast(BinaryIO, reader), name, method, limit):
+            writer.write(chunk)
+        return reader.finish()
+
+
+def unpacked_chunks(
+    src: BinaryIO, name: str, method: str, limit: int | None = None, sha256: str | None = None
+) -> Generator[bytes]:
+    """The content of the artifact open as ``src`` (called ``name``), in chunks of up to
+    :data:`CHUNK` bytes, at most ``limit`` bytes in all. With ``sha256``, the artifact's
+    bytes are hashed as they are read and the last chunk is followed by an
+    :class:`IntegrityError` if they differ: they changed since they were verified."""
+    reader = _HashingReader(src)
+    yield from _unpacked(cast(BinaryIO, reader), name, method, limit)
+    if sha256 is not None and reader.finish() != sha256:
+        raise IntegrityError(f"artifact {name} changed after it was verified; restore it again")
 
 
 def _unpacked(raw: BinaryIO, name: str, method: str, limit: int | None) -> Iterator[bytes]:

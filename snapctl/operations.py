@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from snapctl import compression, locks, registry
 from snapctl.errors import (
@@ -286,16 +286,15 @@ def _hook_connector(artifact: Artifact) -> Any:
 
 
 @contextlib.contextmanager
-def _plain(snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
-    """The artifact as its connector wrote it: decompressed into a scratch file if needed."""
-    stored = snapshot.path / artifact.file
-    if artifact.compression == "none":
-        yield stored
-        return
-    with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
-        plain = Path(scratch) / Path(artifact.file).stem
+def _plain(store: SnapshotStore, snapshot: Snapshot, artifact: Artifact) -> Iterator[Path]:
+    """The artifact as its connector wrote it, in a private scratch file."""
+    with (
+        tempfile.TemporaryDirectory(prefix="snapctl-") as scratch,
+        store.open_artifact(snapshot.path / artifact.file) as stored,
+    ):
+        plain = Path(scratch) / _unpacked_name(artifact)
         limit = _unpack_limit(artifact, Path(scratch), needs_room=True)
-        compression.decompress(stored, plain, artifact.compression, limit)
+        compression.decompress(stored, artifact.file, plain, artifact.compression, limit)
         yield plain
 
 
@@ -305,7 +304,7 @@ def external_problems(store: SnapshotStore, snapshot: Snapshot) -> list[str]:
     problems = []
     for artifact in _hook_owners(snapshot, "check"):
         try:
-            with _plain(snapshot, artifact) as plain:
+            with _plain(store, snapshot, artifact) as plain:
                 _call_hook(_hook_connector(artifact), "check", artifact.alias, plain)
         except SnapctlError as exc:
             problems.append(f"snapshot {snapshot.name}: {exc}")
@@ -316,7 +315,7 @@ def forget(store: SnapshotStore, snapshot: Snapshot) -> None:
     """Let connectors release what they keep outside the snapshot, before it is deleted."""
     store.fetch(snapshot)
     for artifact in _hook_owners(snapshot, "forget"):
-        with _plain(snapshot, artifact) as plain:
+        with _plain(store, snapshot, artifact) as plain:
             _call_hook(_hook_connector(artifact), "forget", artifact.alias, plain)
 
 
@@ -391,52 +390,70 @@ def _verify_and_restore(
     snapshot = plan.snapshot
     with _disk_errors(f"fetching snapshot {snapshot.name}", "no database was touched"):
         store.fetch(snapshot)
-    with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch:
-        ready: dict[str, Path] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch,
+        contextlib.ExitStack() as opened,
+    ):
+        # What each selected alias restores from: a private copy made while verifying, or,
+        # for a connector that follows the unpacking, the artifact held open since verified.
+        private: dict[str, Path] = {}
+        followed: dict[str, BinaryIO] = {}
         for alias, artifact in snapshot.artifacts.items():
-            stored = snapshot.path / artifact.file
-            store.check_artifact(stored)
-            if alias in plan.aliases and _follows_unpacking(plan.connectors[alias], artifact):
-                raw = stored  # verified here, unpacked while its connector restores it
-                with progress.track(f"Verifying {alias}"):
-                    digest = compression.file_sha256(stored)
-            elif alias in plan.aliases and artifact.compression != "none":
-                raw = Path(scratch) / Path(artifact.file).stem
+            stored = opened.enter_context(store.open_artifact(snapshot.path / artifact.file))
+            if alias in plan.aliases and not _follows_unpacking(plan.connectors[alias], artifact):
+                private[alias] = Path(scratch) / _unpacked_name(artifact)
                 limit = _unpack_limit(artifact, Path(scratch), needs_room=True)
                 with (
-                    progress.track(f"Verifying {alias}", watch=raw),
-                    _disk_errors(f"unpacking {stored.name}", "no database was touched"),
+                    progress.track(f"Verifying {alias}", watch=private[alias]),
+                    _disk_errors(f"unpacking {artifact.file}", "no database was touched"),
                 ):
-                    digest = compression.decompress(stored, raw, artifact.compression, limit)
+                    digest = compression.decompress(
+                        stored, artifact.file, private[alias], artifact.compression, limit
+                    )
             else:
-                raw = stored
                 with progress.track(f"Verifying {alias}"):
-                    digest = compression.file_sha256(stored)
+                    digest = compression.sha256_of(stored)
+                if alias in plan.aliases:
+                    followed[alias] = stored
             if digest != artifact.sha256:
                 raise IntegrityError(
                     f"snapshot {snapshot.name}: artifact {artifact.file} fails its checksum; "
                     "it is damaged, restore another snapshot"
                 )
-            ready[alias] = raw
-        for alias in plan.aliases:
-            _call_hook(plan.connectors[alias], "check", alias, ready[alias])
+        for alias, path in private.items():
+            _call_hook(plan.connectors[alias], "check", alias, path)
         confirm(plan)
         for alias in plan.aliases:
             connector = plan.connectors[alias]
             name = registry.connector_name(connector)
             with progress.track(f"Restoring {alias}"), _connector_errors("restore", name, alias):
-                artifact = snapshot.artifacts[alias]
-                if _follows_unpacking(connector, artifact):
-                    unpacked = Path(scratch) / Path(artifact.file).stem
-                    # What is copied is dropped from the scratch file as it goes: no room
-                    # is needed up front, but the bound still holds.
-                    limit = _unpack_limit(artifact, Path(scratch), needs_room=False)
-                    with Unpacking(
-                        ready[alias], unpacked, artifact.compression, limit
-                    ) as unpacking:
-                        connector.restore_while_unpacking(alias, unpacking)
+                if alias in followed:
+                    artifact = snapshot.artifacts[alias]
+                    _restore_following(connector, alias, artifact, followed[alias], scratch)
                 else:
-                    connector.restore(alias, ready[alias])
+                    connector.restore(alias, private[alias])
+
+
+def _restore_following(
+    connector: Any, alias: str, artifact: Artifact, stored: BinaryIO, scratch: str
+) -> None:
+    """Restore while unpacking the open, verified artifact, which is hashed again as it is
+    read: whoever can write it cannot change what is restored. What is copied is dropped
+    from the scratch file as it goes: no room is needed up front, but the bound holds."""
+    stored.seek(0)
+    unpacked = Path(scratch) / _unpacked_name(artifact)
+    limit = _unpack_limit(artifact, Path(scratch), needs_room=False)
+    with Unpacking(
+        stored, artifact.file, unpacked, artifact.compression, limit, artifact.sha256
+    ) as unpacking:
+        connector.restore_while_unpacking(alias, unpacking)
+
+
+def _unpacked_name(artifact: Artifact) -> str:
+    """The artifact's file name without its compression suffix: connectors read the
+    format from it (``default.sql``)."""
+    suffix = compression.SUFFIXES[artifact.compression]
+    return artifact.file.removesuffix(suffix) if suffix else artifact.file
 
 
 def _unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from snapctl import compression, locks, receiver
 from snapctl.errors import (
@@ -183,14 +183,11 @@ def _make_private_dirs(path: Path) -> None:
             directory.chmod(0o700)
 
 
-def is_regular_file(path: Path) -> bool:
-    """Whether ``path`` itself (not what a link points to) is a regular file: the only
-    thing snapctl reads as an artifact, so a planted link or pipe is neither followed nor
-    waited on. False when it does not exist."""
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except FileNotFoundError:
-        return False
+def _not_a_regular_file(path: Path) -> IntegrityError:
+    return IntegrityError(
+        f"artifact {path.name} of snapshot {path.parent.name} is missing or not a regular "
+        "file (a link, a pipe, ...); restore another snapshot"
+    )
 
 
 def read_regular_file(path: Path, limit: int) -> bytes:
@@ -417,14 +414,16 @@ class SnapshotStore:
         """Refuse ``path`` (exit 3) unless it is the user's own and nobody else can write it:
         in a directory others can write, a snapshot planted there would be listed as newest
         and restored, and a file swapped after it was verified. A shared store skips this."""
-        if self.shared:
-            return
         try:
             status = path.lstat()
         except FileNotFoundError:
             return  # what is missing is reported where it is needed
-        if stat.S_ISLNK(status.st_mode):
-            return  # a link's mode means nothing; links are refused as not regular files
+        if not stat.S_ISLNK(status.st_mode):  # a link's mode means nothing; never followed
+            self._refuse_unless_owned(path, status)
+
+    def _refuse_unless_owned(self, path: Path, status: os.stat_result) -> None:
+        if self.shared:
+            return
         if status.st_uid != os.getuid():
             problem = f"belongs to another user (uid {status.st_uid})"
         elif status.st_mode & 0o002 or (
@@ -438,14 +437,25 @@ class SnapshotStore:
             "(chown, chmod go-w), or pass --shared-store for a team directory you trust"
         )
 
-    def check_artifact(self, path: Path) -> None:
-        """Refuse (exit 3) an artifact that is not the user's own regular file."""
-        self.check_owned(path)
-        if not is_regular_file(path):
-            raise IntegrityError(
-                f"artifact {path.name} of snapshot {path.parent.name} is missing or not a "
-                "regular file (a link, a pipe, ...); restore another snapshot"
-            )
+    @contextlib.contextmanager
+    def open_artifact(self, path: Path) -> Iterator[BinaryIO]:
+        """The artifact at ``path``, opened once, never through a link nor waiting on a pipe,
+        and refused (exit 3) unless it is the user's own regular file. Whatever reads it
+        (the checksum, the unpacking) reads this one open file, so a file swapped in at
+        ``path`` after the check is never what is used."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) and exc.errno != errno.ELOOP:
+                raise
+            raise _not_a_regular_file(path) from exc
+        with open(fd, "rb") as handle:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise _not_a_regular_file(path)
+            self._refuse_unless_owned(path, status)
+            os.set_blocking(fd, True)
+            yield handle
 
     @property
     def where(self) -> str:
@@ -588,16 +598,14 @@ class SnapshotStore:
             return [str(exc)]
         problems = []
         for artifact in snapshot.artifacts.values():
-            path = snapshot.path / artifact.file
             where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
             try:
-                self.check_artifact(path)
+                with self.open_artifact(snapshot.path / artifact.file) as stored:
+                    size = os.fstat(stored.fileno()).st_size
+                    digest = compression.sha256_of(stored) if size == artifact.size else ""
             except IntegrityError as exc:
                 problems.append(f"{where}: {exc}")
                 continue
-            try:
-                size = path.stat().st_size
-                digest = compression.file_sha256(path) if size == artifact.size else ""
             except OSError as exc:
                 problems.append(f"{where} cannot be read: {exc.strerror}")
                 continue

@@ -4,9 +4,11 @@ A restore from a compressed snapshot otherwise unpacks the whole artifact into a
 file first, then the connector reads that file: two passes, one after the other. A
 connector that reads its file front to back (SQLite's backup API copies pages in order) can
 instead follow the unpacking: it waits until the bytes it needs next are written. Only
-artifacts whose checksum was already verified are unpacked this way, so nothing it reads can
-be other than what was dumped; an error of the unpacking (a full disk) reaches the connector
-at its next wait, and the connector then leaves the database unchanged.
+artifacts whose checksum was already verified are unpacked this way, read from the same open
+file that was hashed, and hashed again as they are read: bytes changed since (by whoever can
+write the file) fail the unpacking before it ends. That error, or any other (a full disk),
+reaches the connector at its next wait, and the connector then leaves the database
+unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import BinaryIO, cast
 
 from snapctl import compression
 from snapctl.errors import OperationFailed
@@ -29,9 +31,19 @@ from snapctl.errors import OperationFailed
 class Unpacking:
     """``path`` filling up with the unpacked content of ``stored``, front to back."""
 
-    def __init__(self, stored: Path, path: Path, method: str, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        stored: BinaryIO,
+        name: str,
+        path: Path,
+        method: str,
+        limit: int | None = None,
+        sha256: str | None = None,
+    ) -> None:
         self.path = path
         self._stored = stored
+        self._name = name
+        self._sha256 = sha256
         self._method = method
         self._limit = limit
         self._changed = threading.Condition()
@@ -68,8 +80,9 @@ class Unpacking:
             return self._written >= size
 
     def wait_done(self) -> int:
-        """Block until all of it is written and the compressed stream's own checksum
-        checked; the content's size."""
+        """Block until all of it is written, the compressed stream's own checksum checked
+        and, if a ``sha256`` was given, the artifact's bytes found still to have it; the
+        content's size."""
         with self._changed:
             self._changed.wait_for(self._finished)
             self._raise_error()
@@ -108,7 +121,7 @@ class Unpacking:
         except OSError as exc:
             if exc.strerror is None:
                 raise
-            raise OperationFailed(f"unpacking {self._stored.name} failed: {exc.strerror}") from exc
+            raise OperationFailed(f"unpacking {self._name} failed: {exc.strerror}") from exc
 
     def _run(self) -> None:
         try:
@@ -126,7 +139,9 @@ class Unpacking:
     def _unpack(self) -> bool:
         """Write the content out; False if told to stop first."""
         with contextlib.closing(
-            compression.unpacked_chunks(self._stored, self._method, self._limit)
+            compression.unpacked_chunks(
+                self._stored, self._name, self._method, self._limit, self._sha256
+            )
         ) as chunks:
             for chunk in chunks:
                 with self._changed:

@@ -388,9 +388,9 @@ atexit.register(lambda: Path(os.environ["FOLLOW_LOG"]).write_text(json.dumps(log
 fail_after = int(os.environ.get("FAIL_AFTER_BYTES", "0"))
 unpacked_chunks = compression.unpacked_chunks
 
-def slow_chunks(src, method, limit=None):  # 16 KiB at a time, 5 ms each: slower than backup
+def slow_chunks(*args):  # 16 KiB at a time, 5 ms each: slower than backup
     sent = 0
-    for chunk in unpacked_chunks(src, method, limit):
+    for chunk in unpacked_chunks(*args):
         for start in range(0, len(chunk), 16384):
             if fail_after and sent >= fail_after:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

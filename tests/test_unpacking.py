@@ -3,9 +3,11 @@ and the chunked decompression under it (compression.unpacked_chunks)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,24 @@ def packed(tmp_path: Path, data: bytes, method: str = "zstd") -> Path:
     return artifact
 
 
+def chunks_of(artifact: Path, method: str) -> Iterator[bytes]:
+    with open(artifact, "rb") as stored:
+        yield from compression.unpacked_chunks(stored, artifact.name, method)
+
+
+@contextlib.contextmanager
+def unpacking_of(artifact: Path, out: Path, sha256: str | None = None) -> Iterator[Unpacking]:
+    with (
+        open(artifact, "rb") as stored,
+        Unpacking(stored, artifact.name, out, "zstd", sha256=sha256) as unpacking,
+    ):
+        yield unpacking
+
+
 @pytest.mark.parametrize("method", ["zstd", "gzip", "none"])
 def test_unpacked_chunks_give_back_the_content(tmp_path: Path, method: str) -> None:
     data = content(5 * MiB + 123)
-    chunks = list(compression.unpacked_chunks(packed(tmp_path, data, method), method))
+    chunks = list(chunks_of(packed(tmp_path, data, method), method))
     assert b"".join(chunks) == data
     assert max(len(c) for c in chunks) <= compression.CHUNK  # bounded, not the whole file
 
@@ -48,7 +64,7 @@ def test_concatenated_zstd_frames_are_all_read(tmp_path: Path) -> None:
     one, two = packed(tmp_path / "a", first), packed(tmp_path / "b", second)
     both = tmp_path / "both.zst"
     both.write_bytes(one.read_bytes() + two.read_bytes())
-    assert b"".join(compression.unpacked_chunks(both, "zstd")) == first + second
+    assert b"".join(chunks_of(both, "zstd")) == first + second
 
 
 def test_highly_compressible_content_comes_in_bounded_chunks(tmp_path: Path) -> None:
@@ -58,7 +74,7 @@ def test_highly_compressible_content_comes_in_bounded_chunks(tmp_path: Path) -> 
     artifact = tmp_path / "zeros.zst"
     compression.compress(zeros, artifact, "zstd")
     assert artifact.stat().st_size < MiB
-    sizes = [len(c) for c in compression.unpacked_chunks(artifact, "zstd")]
+    sizes = [len(c) for c in chunks_of(artifact, "zstd")]
     assert sum(sizes) == 256 * MiB
     assert max(sizes) <= compression.CHUNK
 
@@ -70,12 +86,12 @@ def test_a_gzip_artifact_cut_short_is_damaged(tmp_path: Path) -> None:
     cut = artifact.read_bytes()
     artifact.write_bytes(cut[: len(cut) // 2])
     with pytest.raises(IntegrityError, match="damaged"):
-        b"".join(compression.unpacked_chunks(artifact, method))
+        b"".join(chunks_of(artifact, method))
 
 
 def test_a_reader_waits_for_what_it_needs_and_gets_it(tmp_path: Path) -> None:
     data = content(20 * MiB)
-    with Unpacking(packed(tmp_path, data), tmp_path / "out", "zstd") as unpacking:
+    with unpacking_of(packed(tmp_path, data), tmp_path / "out") as unpacking:
         assert unpacking.wait_for(MiB)
         with open(unpacking.path, "rb") as reader:
             assert reader.read(MiB) == data[:MiB]
@@ -89,7 +105,7 @@ def test_the_unpacking_error_reaches_the_reader(tmp_path: Path) -> None:
     damaged = bytearray(artifact.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     artifact.write_bytes(bytes(damaged))
-    with Unpacking(artifact, tmp_path / "out", "zstd") as unpacking:
+    with unpacking_of(artifact, tmp_path / "out") as unpacking:
         with pytest.raises(IntegrityError, match="damaged"):
             unpacking.wait_done()
         with pytest.raises(IntegrityError):
@@ -103,7 +119,7 @@ def test_a_full_disk_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr("snapctl.unpacking._write_all", full)
     artifact = packed(tmp_path, content(MiB))
     with (
-        Unpacking(artifact, tmp_path / "out", "zstd") as unpacking,
+        unpacking_of(artifact, tmp_path / "out") as unpacking,
         pytest.raises(OperationFailed, match=r"unpacking artifact\.zst failed: No space"),
     ):
         unpacking.wait_for(10)
@@ -112,7 +128,7 @@ def test_a_full_disk_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 def test_leaving_early_stops_the_unpacking(tmp_path: Path) -> None:
     artifact = packed(tmp_path, content(64 * MiB))
     started = time.monotonic()
-    with Unpacking(artifact, tmp_path / "out", "zstd") as unpacking:
+    with unpacking_of(artifact, tmp_path / "out") as unpacking:
         unpacking.wait_for(MiB)
     assert time.monotonic() - started < 5
     assert not any(t.name == "snapctl-unpack" for t in threading.enumerate())
@@ -121,7 +137,7 @@ def test_leaving_early_stops_the_unpacking(tmp_path: Path) -> None:
 
 def test_reserve_only_ever_grows_the_file(tmp_path: Path) -> None:
     data = content(3 * MiB)
-    with Unpacking(packed(tmp_path, data), tmp_path / "out", "zstd") as unpacking:
+    with unpacking_of(packed(tmp_path, data), tmp_path / "out") as unpacking:
         unpacking.reserve(8 * MiB)
         assert unpacking.path.stat().st_size == 8 * MiB
         unpacking.wait_done()
@@ -134,7 +150,7 @@ def test_reserve_only_ever_grows_the_file(tmp_path: Path) -> None:
 
 def test_discarded_bytes_leave_the_disk(tmp_path: Path) -> None:
     data = content(16 * MiB)
-    with Unpacking(packed(tmp_path, data), tmp_path / "out", "zstd") as unpacking:
+    with unpacking_of(packed(tmp_path, data), tmp_path / "out") as unpacking:
         unpacking.wait_done()
         with open(unpacking.path, "rb") as handle:
             os.fsync(handle.fileno())  # blocks allocated on disk, not just dirty pages
@@ -147,3 +163,25 @@ def test_discarded_bytes_leave_the_disk(tmp_path: Path) -> None:
         raw = unpacking.path.read_bytes()
     assert raw[:MiB] == data[:MiB] and raw[15 * MiB :] == data[15 * MiB :]
     assert raw[MiB : 15 * MiB] == bytes(14 * MiB)
+
+
+def test_bytes_changed_after_verification_fail_the_unpacking(tmp_path: Path) -> None:
+    # Whoever can write the stored file rewrites it in place, with another valid artifact,
+    # between the checksum and the restore: the unpacking hashes again what it reads, and
+    # fails before it ends.
+    data = content(4 * MiB)
+    artifact = packed(tmp_path, data)
+    verified = compression.file_sha256(artifact)
+    (tmp_path / "other").mkdir()
+    other = packed(tmp_path / "other", data[::-1]).read_bytes()
+    with open(artifact, "rb") as stored:  # held open since it was verified
+        with open(artifact, "r+b") as planted:
+            planted.write(other)
+            planted.truncate()
+        with (
+            Unpacking(stored, "a.zst", tmp_path / "out", "zstd", sha256=verified) as unpacking,
+            pytest.raises(IntegrityError, match="changed after it was verified"),
+        ):
+            unpacking.wait_done()
+    with unpacking_of(packed(tmp_path, data), tmp_path / "again", verified) as unpacking:
+        assert unpacking.wait_done() == len(data)  # the same bytes pass

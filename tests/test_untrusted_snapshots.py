@@ -6,12 +6,17 @@ installed command as its user would, and checks that nothing ran and nothing els
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import EXAMPLE, Project
 
 # Importing the standard library's ``this`` prints the Zen of Python: proof that a module
 # named in a manifest was imported, as any module's import-time code would have run.
@@ -324,3 +329,93 @@ def test_the_shared_store_setting_counts_when_the_settings_are_loaded(
         assert refused.returncode == 3 and "writable by others" in refused.stderr
     finally:
         sqlite_project.snapshots.chmod(0o700)
+
+
+def _restore_swapping_at_the_prompt(
+    project: Project, name: str, swap: Callable[[], None], *options: str
+) -> tuple[int, str]:
+    """``restore`` on a terminal: while it asks for confirmation (its checksums verified),
+    ``swap`` changes the artifact, then the question is answered yes."""
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snapctl", *options, "restore", name],
+        cwd=EXAMPLE,
+        env={**project.env, "TERM": "dumb"},
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    shown = b""
+    try:
+        while b"replaces all of its current data" not in shown:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # it ended without asking
+                chunk = b""
+            assert chunk, shown.decode("utf-8", "replace")
+            shown += chunk
+        swap()
+        os.write(primary, b"y\n")
+        with contextlib.suppress(OSError):  # the child closed the terminal
+            while chunk := os.read(primary, 65536):
+                shown += chunk
+        return proc.wait(timeout=120), shown.decode("utf-8", "replace")
+    finally:
+        proc.kill()
+        os.close(primary)
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd", "gzip"])
+def test_an_artifact_swapped_after_verification_is_never_restored(
+    sqlite_project: Project, compress: str
+) -> None:
+    """Renaming another (valid) artifact over the verified one while the prompt waits: what
+    is restored is still exactly what was verified."""
+    wanted = sqlite_project.digest()
+    name = sqlite_project.dump("--compress", compress)
+    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "2", "--orders", "3")
+    other = sqlite_project.dump("--compress", compress, "--label", "other")
+    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
+    artifact = next((sqlite_project.snapshots / name).glob("default.*"))
+
+    def swap() -> None:
+        planted = artifact.with_name(".planted")
+        shutil.copy(sqlite_project.snapshots / other / artifact.name, planted)
+        os.rename(planted, artifact)
+
+    code, shown = _restore_swapping_at_the_prompt(sqlite_project, name, swap)
+    assert code == 0, shown
+    assert sqlite_project.digest() == wanted
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_an_artifact_rewritten_in_place_after_verification_is_never_restored(
+    sqlite_project: Project, compress: str
+) -> None:
+    """In a shared store whoever owns the file can rewrite it in place, the same file that
+    was hashed: an uncompressed one was copied while verified, a compressed one is hashed
+    again while unpacked, and the restore fails with the database unchanged."""
+    # The rewrite is smaller than the original: no bound on its unpacked size stops it.
+    other = sqlite_project.dump("--compress", compress, "--label", "other")
+    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "2", "--orders", "3")
+    wanted = sqlite_project.digest()
+    name = sqlite_project.dump("--compress", compress)
+    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
+    before = sqlite_project.digest()
+    artifact = next((sqlite_project.snapshots / name).glob("default.*"))
+    planted = (sqlite_project.snapshots / other / artifact.name).read_bytes()
+
+    def rewrite() -> None:
+        with open(artifact, "r+b") as same_file:
+            same_file.write(planted)
+            same_file.truncate()
+
+    code, shown = _restore_swapping_at_the_prompt(sqlite_project, name, rewrite, "--shared-store")
+    if compress == "none":
+        assert code == 0, shown
+        assert sqlite_project.digest() == wanted  # the verified copy, not the rewrite
+    else:
+        assert code == 3, shown
+        assert "changed after it was verified" in shown and "Traceback" not in shown
+        assert sqlite_project.digest() == before
