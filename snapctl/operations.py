@@ -400,16 +400,9 @@ def _verify_and_restore(
         followed: dict[str, BinaryIO] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = opened.enter_context(store.open_artifact(snapshot.path / artifact.file))
-            if alias in plan.aliases and not _follows_unpacking(plan.connectors[alias], artifact):
+            if alias in plan.aliases and not _follows_unpacking(plan.connectors[alias]):
                 private[alias] = Path(scratch) / _unpacked_name(artifact)
-                limit = _unpack_limit(artifact, Path(scratch), needs_room=True)
-                with (
-                    progress.track(f"Verifying {alias}", watch=private[alias]),
-                    _disk_errors(f"unpacking {artifact.file}", "no database was touched"),
-                ):
-                    digest = compression.decompress(
-                        stored, artifact.file, private[alias], artifact.compression, limit
-                    )
+                digest = _verify_into(private[alias], store, artifact, stored, progress)
             else:
                 with progress.track(f"Verifying {alias}"):
                     digest = compression.sha256_of(stored)
@@ -432,6 +425,24 @@ def _verify_and_restore(
                     _restore_following(connector, alias, artifact, followed[alias], scratch)
                 else:
                     connector.restore(alias, private[alias])
+
+
+def _verify_into(
+    private: Path, store: SnapshotStore, artifact: Artifact, stored: BinaryIO, progress: Progress
+) -> str:
+    """Hash the open artifact ``stored`` while giving its content the private name
+    ``private``, unpacked, for its connector to restore from; the sha256 read. A hard link
+    to the open file where nobody else can write it and it needs no unpacking, else a copy
+    made while hashing."""
+    if artifact.compression == "none" and store.link_privately(stored, private):
+        with progress.track(f"Verifying {artifact.alias}"):
+            return compression.sha256_of(stored)
+    limit = _unpack_limit(artifact, private.parent, needs_room=True)
+    with (
+        progress.track(f"Verifying {artifact.alias}", watch=private),
+        _disk_errors(f"unpacking {artifact.file}", "no database was touched"),
+    ):
+        return compression.decompress(stored, artifact.file, private, artifact.compression, limit)
 
 
 def _restore_following(
@@ -471,12 +482,10 @@ def _unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int
     return artifact.unpacked_size
 
 
-def _follows_unpacking(connector: Any, artifact: Artifact) -> bool:
+def _follows_unpacking(connector: Any) -> bool:
     """Whether the connector restores from the artifact while it is unpacked (see
-    unpacking.py) rather than after. Not for connectors with a ``check`` hook, which needs
-    the unpacked file before the restore is confirmed."""
-    return (
-        artifact.compression != "none"
-        and hasattr(connector, "restore_while_unpacking")
-        and not hasattr(connector, "check")
-    )
+    unpacking.py) rather than after, uncompressed artifacts too: it then reads the open
+    file it verified (SQLite would open a path, and a link to the open file, by name).
+    Not for connectors with a ``check`` hook, which needs the unpacked file before the
+    restore is confirmed."""
+    return hasattr(connector, "restore_while_unpacking") and not hasattr(connector, "check")

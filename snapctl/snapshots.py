@@ -457,6 +457,24 @@ class SnapshotStore:
             os.set_blocking(fd, True)
             yield handle
 
+    def link_privately(self, stored: BinaryIO, dest: Path) -> bool:
+        """Give the open artifact ``stored`` the private name ``dest`` without copying it: a
+        symbolic link to ``/proc/<pid>/fd/<n>``, through which this process and the tools
+        it starts open the very file that was opened and hashed, whatever is renamed into
+        the snapshot later. Only where nobody else can write that file (a shared store's is
+        copied instead), and only with Linux's /proc: False elsewhere, and the caller
+        copies."""
+        if self.shared:
+            return False
+        opened = Path(f"/proc/{os.getpid()}/fd/{stored.fileno()}")
+        try:
+            if not os.path.samestat(opened.stat(), os.fstat(stored.fileno())):
+                return False
+            dest.symlink_to(opened)
+        except OSError:
+            return False
+        return True
+
     @property
     def where(self) -> str:
         """Where the snapshots are, for messages."""

@@ -250,7 +250,6 @@ def test_another_users_planted_snapshot_is_neither_listed_nor_restored(
 ) -> None:
     """Another user drops a newer snapshot into the store (a shared directory, a bucket's
     copy): list leaves it out, restore of it is refused, and nothing is touched."""
-    import shutil
 
     own = sqlite_project.dump("--label", "own")
     planted = sqlite_project.dump("--label", "planted")
@@ -366,25 +365,44 @@ def _restore_swapping_at_the_prompt(
         os.close(primary)
 
 
+def _swap(artifact: Path, content: bytes) -> None:
+    """Another artifact renamed over ``artifact``, as whoever can write the directory can."""
+    planted = artifact.with_name(".planted")
+    planted.write_bytes(content)
+    os.rename(planted, artifact)
+
+
+def _rewrite(artifact: Path, content: bytes) -> None:
+    """``artifact`` rewritten in place, as whoever can write the file can."""
+    with open(artifact, "r+b") as same_file:
+        same_file.write(content)
+        same_file.truncate()
+
+
+def _two_snapshots(project: Project, compress: str) -> tuple[str, Path, bytes, dict[str, object]]:
+    """A snapshot's name, its artifact, another (smaller, so no bound on the unpacked size
+    stops it) artifact to plant there, and the data the snapshot holds; the database has
+    changed since."""
+    other = project.dump("--compress", compress, "--label", "other")
+    project.manage("seed_shop", "--customers", "3", "--products", "2", "--orders", "3")
+    wanted = project.digest()
+    name = project.dump("--compress", compress)
+    project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
+    artifact = next((project.snapshots / name).glob("default.*"))
+    planted = (project.snapshots / other / artifact.name).read_bytes()
+    return name, artifact, planted, wanted
+
+
 @pytest.mark.parametrize("compress", ["none", "zstd", "gzip"])
 def test_an_artifact_swapped_after_verification_is_never_restored(
     sqlite_project: Project, compress: str
 ) -> None:
-    """Renaming another (valid) artifact over the verified one while the prompt waits: what
-    is restored is still exactly what was verified."""
-    wanted = sqlite_project.digest()
-    name = sqlite_project.dump("--compress", compress)
-    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "2", "--orders", "3")
-    other = sqlite_project.dump("--compress", compress, "--label", "other")
-    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
-    artifact = next((sqlite_project.snapshots / name).glob("default.*"))
-
-    def swap() -> None:
-        planted = artifact.with_name(".planted")
-        shutil.copy(sqlite_project.snapshots / other / artifact.name, planted)
-        os.rename(planted, artifact)
-
-    code, shown = _restore_swapping_at_the_prompt(sqlite_project, name, swap)
+    """Another valid artifact renamed over the verified one while the prompt waits: what is
+    restored is still exactly what was verified."""
+    name, artifact, planted, wanted = _two_snapshots(sqlite_project, compress)
+    code, shown = _restore_swapping_at_the_prompt(
+        sqlite_project, name, lambda: _swap(artifact, planted)
+    )
     assert code == 0, shown
     assert sqlite_project.digest() == wanted
 
@@ -393,29 +411,32 @@ def test_an_artifact_swapped_after_verification_is_never_restored(
 def test_an_artifact_rewritten_in_place_after_verification_is_never_restored(
     sqlite_project: Project, compress: str
 ) -> None:
-    """In a shared store whoever owns the file can rewrite it in place, the same file that
-    was hashed: an uncompressed one was copied while verified, a compressed one is hashed
-    again while unpacked, and the restore fails with the database unchanged."""
-    # The rewrite is smaller than the original: no bound on its unpacked size stops it.
-    other = sqlite_project.dump("--compress", compress, "--label", "other")
-    sqlite_project.manage("seed_shop", "--customers", "3", "--products", "2", "--orders", "3")
-    wanted = sqlite_project.digest()
-    name = sqlite_project.dump("--compress", compress)
-    sqlite_project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
+    """In a shared store whoever owns the file can rewrite it in place, the very file that
+    was hashed: the SQLite restore hashes it again as it reads it, and fails with the
+    database unchanged."""
+    name, artifact, planted, _ = _two_snapshots(sqlite_project, compress)
     before = sqlite_project.digest()
-    artifact = next((sqlite_project.snapshots / name).glob("default.*"))
-    planted = (sqlite_project.snapshots / other / artifact.name).read_bytes()
+    code, shown = _restore_swapping_at_the_prompt(
+        sqlite_project, name, lambda: _rewrite(artifact, planted), "--shared-store"
+    )
+    assert code == 3, shown
+    assert "changed after it was verified" in shown and "Traceback" not in shown
+    assert sqlite_project.digest() == before
 
-    def rewrite() -> None:
-        with open(artifact, "r+b") as same_file:
-            same_file.write(planted)
-            same_file.truncate()
 
-    code, shown = _restore_swapping_at_the_prompt(sqlite_project, name, rewrite, "--shared-store")
-    if compress == "none":
-        assert code == 0, shown
-        assert sqlite_project.digest() == wanted  # the verified copy, not the rewrite
-    else:
-        assert code == 3, shown
-        assert "changed after it was verified" in shown and "Traceback" not in shown
-        assert sqlite_project.digest() == before
+@pytest.mark.parametrize("attack", ["swap", "rewrite"])
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_a_server_restore_uses_what_it_verified(
+    postgres_project: Project, compress: str, attack: str
+) -> None:
+    """pg_restore reads a file by path: in the user's own store a link to the open, hashed
+    file (a rename changes nothing), in a shared store a private copy made while hashing
+    (a rewrite changes nothing either)."""
+    name, artifact, planted, wanted = _two_snapshots(postgres_project, compress)
+    change = _swap if attack == "swap" else _rewrite
+    options = ("--shared-store",) if attack == "rewrite" else ()
+    code, shown = _restore_swapping_at_the_prompt(
+        postgres_project, name, lambda: change(artifact, planted), *options
+    )
+    assert code == 0, shown
+    assert postgres_project.digest() == wanted
