@@ -375,7 +375,7 @@ def restore(
     if os.access(store.root, os.W_OK):
         store.clean_leftovers()  # what killed dumps and restores left behind
     with contextlib.ExitStack() as held:
-        held.enter_context(locks.store_lock(store.root, shared=True))
+        held.enter_context(store.lock(shared=True))
         for alias in plan.aliases:
             held.enter_context(locks.database_lock(alias, database_settings(alias)))
         _verify_and_restore(store, plan, confirm, progress)

@@ -475,6 +475,10 @@ class SnapshotStore:
             return False
         return True
 
+    def lock(self, *, shared: bool) -> contextlib.AbstractContextManager[None]:
+        """The store's lock: shared while snapshots are read, exclusive while deleted."""
+        return locks.store_lock(self.root, shared=shared)
+
     @property
     def where(self) -> str:
         """Where the snapshots are, for messages."""
@@ -605,7 +609,7 @@ class SnapshotStore:
     def verify(self, name: str) -> list[str]:
         """Every problem of a snapshot: its manifest, then each artifact's presence, size and
         checksum. An empty list means it is whole."""
-        with locks.store_lock(self.root, shared=True):
+        with self.lock(shared=True):
             return self._problems(name)
 
     def _problems(self, name: str) -> list[str]:
@@ -640,7 +644,7 @@ class SnapshotStore:
         ``before(name)`` runs first for each, under the same lock; if it raises, that
         snapshot and the ones after it stay.
         """
-        with locks.store_lock(self.root, shared=False):
+        with self.lock(shared=False):
             for name in names:
                 if before is not None:
                     before(name)
