@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from snapctl import compression, locks, receiver
+from snapctl import manifest_fields as fields
 from snapctl.errors import (
     ConfigurationError,
     IntegrityError,
@@ -60,15 +61,6 @@ def snapshot_name(created: datetime, label: str | None) -> str:
 
 def is_snapshot_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
-
-
-def _optional_size(value: Any) -> int | None:
-    """A byte count from a manifest: None, or a whole number, not negative."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"unpacked_size {value!r} is not a byte count")
-    return value
 
 
 @dataclass(frozen=True)
@@ -110,24 +102,33 @@ class Artifact:
 
     @classmethod
     def from_json(cls, alias: str, data: dict[str, Any]) -> Artifact:
-        connector = data["connector"]
-        file = str(data["file"])
-        if Path(file).name != file or file.startswith(".") or "\0" in file:
-            raise ValueError(f"artifact file name {file!r} is not a plain file name")
+        """Read strictly: a field of the wrong type is a :class:`MalformedManifest`."""
+        where = f"databases.{alias}."
+        method = fields.one_of(data, "compression", tuple(compression.SUFFIXES), where)
+        file = fields.text(data, "file", where)
+        if (
+            Path(file).name != file
+            or file.startswith(".")
+            or not file.endswith(compression.SUFFIXES[method])
+        ):
+            raise fields.MalformedManifest(
+                f"{where}file {file!r} is not a plain file name ending as its compression does"
+            )
+        connector = fields.mapping(data, "connector", where)
         return cls(
             alias=alias,
             file=file,
-            compression=str(data["compression"]),
-            size=int(data["size"]),
-            sha256=str(data["sha256"]),
-            connector=str(connector["name"]),
-            connector_source=str(connector["source"]),
-            connector_class=str(connector["class"]),
-            engine=str(data["engine"]),
-            vendor=str(data["vendor"]),
-            server_version=data.get("server_version"),
-            metadata=dict(data.get("metadata") or {}),
-            unpacked_size=_optional_size(data.get("unpacked_size")),
+            compression=method,
+            size=fields.whole_number(data, "size", where),
+            sha256=fields.sha256(data, "sha256", where),
+            connector=fields.name(connector, "name", f"{where}connector."),
+            connector_source=fields.text(connector, "source", f"{where}connector."),
+            connector_class=fields.text(connector, "class", f"{where}connector."),
+            engine=fields.text(data, "engine", where),
+            vendor=fields.name(data, "vendor", where),
+            server_version=fields.optional_text(data, "server_version", where),
+            metadata=fields.mapping(data, "metadata", where) if "metadata" in data else {},
+            unpacked_size=fields.optional_whole_number(data, "unpacked_size", where),
         )
 
 
@@ -230,38 +231,64 @@ def _parse_manifest(path: Path) -> Snapshot:
             f"snapshot {path.name}: {MANIFEST} is unreadable ({type(exc).__name__})"
         ) from exc
     try:
-        version = data["format_version"]
-        if version != FORMAT_VERSION:
-            raise IntegrityError(
-                f"snapshot {path.name} has format version {version}, this snapctl reads "
-                f"version {FORMAT_VERSION}; use a snapctl that matches"
-            )
-        if data["name"] != path.name:
-            raise IntegrityError(
-                f"snapshot {path.name}: its manifest names it {data['name']!r}; "
-                "it was renamed or tampered with"
-            )
-        created = datetime.fromisoformat(data["created"])
-        if created.tzinfo is None:  # a naive time cannot be ordered among the others
-            raise ValueError(f"created time {data['created']!r} has no time zone")
-        return Snapshot(
-            name=path.name,
-            path=path,
-            created=created,
-            label=data.get("label"),
-            snapctl_version=str(data["snapctl_version"]),
-            django_version=str(data["django_version"]),
-            artifacts={
-                alias: Artifact.from_json(alias, entry)
-                for alias, entry in dict(data["databases"]).items()
-            },
-        )
-    except IntegrityError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        return _snapshot_from_json(path, data)
+    except fields.MalformedManifest as exc:
+        raise IntegrityError(f"snapshot {path.name}: {MANIFEST} is malformed: {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:  # a number too large, say
         raise IntegrityError(
             f"snapshot {path.name}: {MANIFEST} is malformed ({type(exc).__name__})"
         ) from exc
+
+
+def _snapshot_from_json(path: Path, data: Any) -> Snapshot:
+    """The snapshot a parsed manifest describes, every field checked (manifest_fields.py).
+    Its time must be the one its name gives, so that the name orders snapshots as their
+    times do, for ``latest``, ``list`` and ``prune`` alike."""
+    if not isinstance(data, dict):
+        raise fields.MalformedManifest("it is not an object")
+    version = fields.whole_number(data, "format_version")
+    if version != FORMAT_VERSION:
+        raise IntegrityError(
+            f"snapshot {path.name} has format version {version}, this snapctl reads "
+            f"version {FORMAT_VERSION}; use a snapctl that matches"
+        )
+    if fields.text(data, "name") != path.name:
+        raise IntegrityError(
+            f"snapshot {path.name}: its manifest names it {data['name']!r}; "
+            "it was renamed or tampered with"
+        )
+    label = fields.optional_text(data, "label")
+    created_text = fields.text(data, "created")
+    try:
+        created = datetime.fromisoformat(created_text)
+    except ValueError:
+        raise fields.MalformedManifest(f"created {created_text!r} is not a time") from None
+    if created.tzinfo is None:  # a naive time cannot be ordered among the others
+        raise fields.MalformedManifest(f"created {created_text!r} has no time zone")
+    if snapshot_name(created.astimezone(timezone.utc), label) != path.name:
+        raise fields.MalformedManifest(
+            f"created {created_text!r} and label {label!r} do not give the name {path.name}"
+        )
+    databases = fields.mapping(data, "databases")
+    if not databases:
+        raise fields.MalformedManifest("databases is empty")
+    artifacts = {}
+    for alias, entry in databases.items():
+        fields.plain_name(alias, "database alias")
+        if not isinstance(entry, dict):
+            raise fields.MalformedManifest(f"databases.{alias} is not an object")
+        artifacts[alias] = Artifact.from_json(alias, entry)
+    if len({artifact.file for artifact in artifacts.values()}) != len(artifacts):
+        raise fields.MalformedManifest("two databases name the same file")
+    return Snapshot(
+        name=path.name,
+        path=path,
+        created=created,
+        label=label,
+        snapctl_version=fields.text(data, "snapctl_version"),
+        django_version=fields.text(data, "django_version"),
+        artifacts=artifacts,
+    )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -556,12 +583,13 @@ class SnapshotStore:
         return _parse_manifest(self.root / name)
 
     def snapshots(self) -> list[Snapshot]:
-        """Every complete, readable snapshot, newest first; broken ones are left out."""
+        """Every complete, readable snapshot, newest first (in the order of their names,
+        which ``latest`` follows too: a manifest's time must agree with its name); broken
+        ones are left out."""
         snapshots = []
         for name in self.names():
             with contextlib.suppress(IntegrityError):
                 snapshots.append(self.load(name))
-        snapshots.sort(key=lambda s: s.created, reverse=True)
         return snapshots
 
     def resolve(self, reference: str | None) -> Snapshot:

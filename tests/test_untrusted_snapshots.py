@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLE, Project
@@ -440,3 +441,74 @@ def test_a_server_restore_uses_what_it_verified(
     )
     assert code == 0, shown
     assert postgres_project.digest() == wanted
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """A change to a manifest: the field at dotted ``path`` set to ``value``."""
+
+    def change(manifest: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            manifest = manifest[key]
+        manifest[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (_set("format_version", True), "format_version is not a whole number"),
+        (_set("created", "2026-12-03T06:00:00"), "has no time zone"),
+        (_set("created", "2020-01-01T00:00:00+00:00"), "do not give the name"),
+        (_set("databases", [["default", {}]]), "databases is not an object"),
+        (_set("databases", {}), "databases is empty"),
+        (_set("databases.default.server_version", 15), "server_version is not a string"),
+        (_set("databases.default.compression", "lz4"), "compression 'lz4' is not one of"),
+        (_set("databases.default.size", True), "size is not a whole number"),
+        (_set("databases.default.size", "12"), "size is not a whole number"),
+        (_set("databases.default.sha256", "x" * 64), "sha256 is not a sha256 digest"),
+        (_set("databases.default.file", "default.sqlite3"), "ending as its compression"),
+        (_set("databases.default.connector", "sqlite"), "connector is not an object"),
+        (_set("databases.default.connector.name", "a\nb"), "is not a plain name"),
+        (_set("databases.default.metadata", [1]), "metadata is not an object"),
+        (_set("label", 7), "label is not a string"),
+    ],
+)
+def test_every_manifest_field_is_checked_when_the_snapshot_is_read(
+    sqlite_project: Project, change: Callable[[dict[str, Any]], None], says: str
+) -> None:
+    """A field of the wrong type or value: list and prune carry on with the rest, show and
+    restore report it in one line (exit 3), and nothing is touched."""
+    bad, good = _second_snapshot(sqlite_project)
+    manifest_path = sqlite_project.snapshots / bad / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    change(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    before = sqlite_project.digest()
+    listed = sqlite_project.snapctl("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == [good]
+    for command in (("show", bad), ("restore", "--yes", bad)):
+        result = sqlite_project.snapctl(*command)
+        assert result.returncode == 3, result.stderr
+        assert says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    pruned = sqlite_project.snapctl("prune", "--keep", "1", "--yes", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert sqlite_project.store_entries() == sorted([bad, good])  # a broken one is not chosen
+    assert sqlite_project.digest() == before
+
+
+def test_latest_list_and_prune_agree_on_which_snapshot_is_newest(
+    sqlite_project: Project,
+) -> None:
+    """Names order snapshots, and a manifest's time must agree with its name: one made
+    to look newer than its name says is refused, not restored as newest by one command
+    and kept as oldest by another."""
+    older, newer = sqlite_project.dump("--label", "older"), sqlite_project.dump("--label", "newer")
+    listed = json.loads(sqlite_project.snapctl("list", "--json", check=True).stdout)
+    assert [s["name"] for s in listed] == [newer, older]
+    shown = json.loads(sqlite_project.snapctl("show", "latest", "--json", check=True).stdout)
+    assert shown["name"] == newer
+    dry = json.loads(sqlite_project.snapctl("prune", "--keep", "1", "--dry-run", "--json").stdout)
+    assert dry["would_delete"] == [older]
