@@ -636,3 +636,28 @@ def test_the_driver_is_imported_only_to_connect() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=clean_env()
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("command", [b"\\! touch {marker}", b"system touch {marker}"])
+def test_a_crafted_script_never_runs_client_commands(
+    mariadb_project: Project, tmp_path: Path, command: bytes
+) -> None:
+    """The client's shell escape in a snapshot's script (with a valid checksum), and no
+    sandbox line (mariadb-dump 10.11.8 and later begin with one): the load runs in binary
+    mode, where the client takes it for SQL; nothing runs, and the failed load leaves the
+    database as it was."""
+    marker = tmp_path / "ran"
+    name = json.loads(mariadb_project.dump("--json", "--compress", "none"))["name"]
+    script = artifact_path(mariadb_project, name)
+    lines = script.read_bytes().splitlines(keepends=True)
+    script.write_bytes(b"".join(line for line in lines if b"sandbox mode" not in line))
+    edit = command.replace(b"{marker}", str(marker).encode()) + b"\n"
+    insert_before_last(mariadb_project, name, edit, b"/*!40103 SET TIME_ZONE")
+    resign(mariadb_project, name)
+    mariadb_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    before = mariadb_project.digest()
+    result = mariadb_project.snapctl("restore", "--yes", name)
+    assert not marker.exists()
+    assert result.returncode == 1, result.stderr
+    assert "unchanged" in one_line(result.stderr)
+    assert mariadb_project.digest() == before

@@ -450,3 +450,66 @@ def test_versions_come_from_the_archive_header(postgres_project: Project) -> Non
     major = psql_admin("SHOW server_version").split(".")[0]
     assert metadata["pg_dump_version"].startswith(f"pg_dump (PostgreSQL) {major}.")
     assert snapshot["databases"]["default"]["server_version"] == metadata["server_version"]
+
+
+# --- a pg_restore that would let an archive's text run psql meta-commands --------------------
+
+
+def old_pg_restore(tmp_path: Path) -> dict[str, str]:
+    """PATH with a pg_restore first that calls itself 15.13, the last 15 before pg_restore
+    began its SQL with \\restrict (CVE-2025-8714), and otherwise is the real one."""
+    real = postgres.client_program("pg_restore")
+    fake = tmp_path / "old-client" / "pg_restore"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "pg_restore (PostgreSQL) 15.13"; exit 0; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    return {"PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_an_unrestricting_pg_restore_never_replays_sql_through_psql(
+    postgres_project: Project, tmp_path: Path
+) -> None:
+    """With CREATEDB the small snapshot is swapped in instead of replayed in place."""
+    db = postgres_project.extra["db"]
+    old = old_pg_restore(tmp_path)
+    before = postgres_project.digest()
+    name = postgres_project.dump()
+    postgres_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    oid = database_oid(db.name)
+    postgres_project.snapctl("restore", "--yes", name, check=True, **old)
+    assert postgres_project.digest() == before
+    assert database_oid(db.name) != oid  # swapped, not replayed in place
+
+
+def test_without_createdb_an_unrestricting_pg_restore_is_refused(
+    nocreatedb_project: Project, tmp_path: Path
+) -> None:
+    name = nocreatedb_project.dump()
+    nocreatedb_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    before = nocreatedb_project.digest()
+    result = nocreatedb_project.snapctl("restore", "--yes", name, **old_pg_restore(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "CVE-2025-8714" in one_line(result.stderr) and "15.13" in result.stderr
+    assert nocreatedb_project.digest() == before
+
+
+@pytest.mark.parametrize(
+    ("shown", "safe"),
+    [
+        ("pg_restore (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)", True),
+        ("pg_restore (PostgreSQL) 15.13", False),
+        ("pg_restore (PostgreSQL) 17.6", True),
+        ("pg_restore (PostgreSQL) 12.22", False),
+        ("pg_restore (PostgreSQL) 18.1", True),
+        ("pg_restore (PostgreSQL) 19devel", True),
+    ],
+)
+def test_which_pg_restore_restricts_meta_commands(tmp_path: Path, shown: str, safe: bool) -> None:
+    fake = tmp_path / "pg_restore"
+    fake.write_text(f"#!/bin/sh\necho '{shown}'\n")
+    fake.chmod(0o755)
+    assert postgres.restricts_meta_commands(str(fake))[0] is safe

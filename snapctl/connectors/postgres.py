@@ -805,8 +805,38 @@ $snapctl$
 """
 
 
+# pg_restore writes "\\restrict <random key>" first in its SQL from these releases on
+# (CVE-2025-8714), and psql then refuses every meta-command until "\\unrestrict <key>", so a
+# line like "\\! rm -rf ~" in a crafted archive's text is an error. An older pg_restore
+# passes it on to psql, which would run it.
+_RESTRICTS_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+_RESTRICT_RELEASES = "17.6, 16.10, 15.14, 14.19 or 13.22"
+
+
+@functools.cache
+def restricts_meta_commands(pg_restore: str) -> tuple[bool, str]:
+    """Whether ``pg_restore``'s SQL output keeps psql from running meta-commands that an
+    archive carries, and its version."""
+    shown = _process.run([pg_restore, "--version"], what=f"{pg_restore} --version")
+    match = re.search(r"\)\s*(\d+)(?:\.(\d+))?", shown)
+    if match is None:
+        return False, shown.strip()
+    major, minor = int(match.group(1)), int(match.group(2) or 0)
+    since = _RESTRICTS_SINCE.get(major)
+    safe = major > max(_RESTRICTS_SINCE) or (since is not None and minor >= since)
+    return safe, f"{major}.{minor}"
+
+
 def restore_in_place(pg: Libpq, src: Path, info: dict[str, Any], owner_flags: list[str]) -> None:
     pg_restore = client_program("pg_restore")
+    safe, version = restricts_meta_commands(pg_restore)
+    if not safe:
+        raise ConfigurationError(
+            f"restoring '{pg.alias}' in place replays the snapshot through psql, and pg_restore "
+            f"{version} does not stop a crafted snapshot from running commands there "
+            f"(CVE-2025-8714); install postgresql-client {_RESTRICT_RELEASES} or newer, or "
+            "grant the role CREATEDB so that the restore swaps databases instead"
+        )
     psql = client_program("psql")
     pg.server.query(terminate_sessions_sql(info["database"]), what=f"restore of '{pg.alias}'")
     _process.pipe(
@@ -886,7 +916,8 @@ class PostgresConnector:
             owner_flags = [] if info["owners_ok"] else ["--no-owner"]
             close_django_connection(db_alias)
             small = src.stat().st_size < self.in_place_below and in_place_is_exact(info)
-            swapping = can_swap(info) and not small
+            # In place replays SQL through psql: only with a pg_restore that restricts it.
+            swapping = can_swap(info) and not (small and restricts_meta_commands(pg_restore)[0])
             admin_db = maintenance_database(pg, info["database"]) if swapping else None
             if admin_db is not None:
                 restore_by_swap(pg, src, info, admin_db, owner_flags)
