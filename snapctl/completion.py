@@ -53,7 +53,8 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
         if needs_django:
             _load_settings(ctx)
         store = SnapshotStore(
-            store_root(Path(directory) if directory else None, settings_loaded=needs_django)
+            store_root(Path(directory) if directory else None, settings_loaded=needs_django),
+            shared=_shared_store(ctx, settings_loaded=needs_django),
         )
         return [
             (
@@ -65,6 +66,17 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
         ]
     except Exception:
         return []
+
+
+def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:
+    """As the command would take it: --shared-store, or SNAPSHOTS["SHARED_STORE"]."""
+    if _param(ctx, "shared_store"):
+        return True
+    if not settings_loaded:
+        return False
+    from snapctl.django_env import snapshot_settings
+
+    return bool(snapshot_settings().get("SHARED_STORE", False))
 
 
 def connectors(incomplete: str) -> list[str]:

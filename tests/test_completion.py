@@ -168,3 +168,16 @@ def test_completing_commands_and_options_does_not_import_django() -> None:
         imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
         assert "snapctl.cli" in imported
         assert not [name for name in imported if name.split(".")[0] == "django"]
+
+
+def test_completion_lists_a_shared_store_only_when_told_to(sqlite_project: Project) -> None:
+    """As the commands do: a store others can write is left out, unless --shared-store."""
+    need("bash")
+    name = sqlite_project.dump()
+    env = {k: v for k, v in sqlite_project.env.items() if k.startswith(("EXAMPLE_", "SNAPCTL_"))}
+    sqlite_project.snapshots.chmod(0o777)
+    try:
+        assert bash_complete("snapctl restore ", **env) == []
+        assert bash_complete("snapctl --shared-store restore ", **env) == [name]
+    finally:
+        sqlite_project.snapshots.chmod(0o700)
