@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +34,9 @@ from snapctl.plain_values import use_plain_values
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
 
     from snapctl.operations import RestorePlan
+    from snapctl.progress import TerminalProgress
     from snapctl.snapshots import Snapshot, SnapshotStore
 
 
@@ -361,62 +360,14 @@ def _snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-class TerminalProgress:
-    """Progress on stderr: each step with bytes written so far, rate and elapsed time."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            DownloadColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
-
-        self.display: Progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-
-    @contextlib.contextmanager
-    def track(self, description: str, watch: Path | None = None) -> Iterator[None]:
-        task = self.display.add_task(description, total=None)
-
-        def measure() -> None:
-            if watch is not None:
-                with contextlib.suppress(OSError):
-                    self.display.update(task, completed=watch.stat().st_size)
-
-        stop = threading.Event()
-
-        def poll() -> None:
-            while not stop.wait(0.2):
-                measure()
-
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            poller.join()
-            measure()
-            done = self.display.tasks[task].completed
-            self.display.update(task, total=done or 1, completed=done or 1)
-
-
 @contextlib.contextmanager
 def _progress(ctx: typer.Context, quiet: bool) -> Iterator[TerminalProgress | None]:
     """A live progress display when stderr is a terminal, else nothing."""
     if _is_quiet(ctx, quiet) or not sys.stderr.isatty():
         yield None
         return
+    from snapctl.progress import TerminalProgress
+
     progress = TerminalProgress()
     with progress.display:
         yield progress

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from snapctl import compression, locks, registry
 from snapctl.errors import (
@@ -22,6 +22,7 @@ from snapctl.errors import (
     OperationFailed,
     SnapctlError,
 )
+from snapctl.progress import NoProgress, Progress, file_size, read_position
 from snapctl.snapshots import (
     Artifact,
     PendingSnapshot,
@@ -32,23 +33,6 @@ from snapctl.snapshots import (
 from snapctl.unpacking import Unpacking
 
 DEFAULT_ALIAS = "default"
-
-
-class Progress(Protocol):
-    """Where the command line shows progress; the library only says what is happening."""
-
-    def track(
-        self, description: str, watch: Path | None = None
-    ) -> contextlib.AbstractContextManager[None]:
-        """A step in progress; ``watch`` is a file whose growth measures it."""
-        ...
-
-
-class NoProgress:
-    def track(
-        self, description: str, watch: Path | None = None
-    ) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
 
 def select_aliases(requested: Sequence[str], all_aliases: bool) -> list[str]:
@@ -181,7 +165,7 @@ def _dump_one(
     )
     receiving = pending.receive(raw, method, level) if streamed else contextlib.nullcontext()
     with receiving as received:
-        with progress.track(f"Dumping {choice.alias}", watch=final if received else raw):
+        with progress.track(f"Dumping {choice.alias}", file_size(final if received else raw)):
             metadata = _call_dump(choice, received.pipe if received else raw)
         dumped.append((choice, (final,) if received else (final, raw)))
     _check_metadata(choice, metadata)
@@ -198,7 +182,7 @@ def _dump_one(
             metadata=metadata,
         )
         return
-    with progress.track(f"Compressing {choice.alias}", watch=final):
+    with progress.track(f"Compressing {choice.alias}", file_size(final)):
         pending.add(choice.alias, raw, method, level, **fields, metadata=metadata)
 
 
@@ -404,7 +388,7 @@ def _verify_and_restore(
                 private[alias] = Path(scratch) / _unpacked_name(artifact)
                 digest = _verify_into(private[alias], store, artifact, stored, progress)
             else:
-                with progress.track(f"Verifying {alias}"):
+                with progress.track(f"Verifying {alias}", *_reading(stored, artifact)):
                     digest = compression.sha256_of(stored)
                 if alias in plan.aliases:
                     followed[alias] = stored
@@ -418,12 +402,14 @@ def _verify_and_restore(
         confirm(plan)
         for alias in plan.aliases:
             connector = plan.connectors[alias]
-            name = registry.connector_name(connector)
-            with progress.track(f"Restoring {alias}"), _connector_errors("restore", name, alias):
-                if alias in followed:
-                    artifact = snapshot.artifacts[alias]
-                    _restore_following(connector, alias, artifact, followed[alias], scratch)
-                else:
+            errors = _connector_errors("restore", registry.connector_name(connector), alias)
+            if alias in followed:  # its bytes are counted as the unpacking reads them
+                artifact, stored = snapshot.artifacts[alias], followed[alias]
+                stored.seek(0)
+                with progress.track(f"Restoring {alias}", *_reading(stored, artifact)), errors:
+                    _restore_following(connector, alias, artifact, stored, scratch)
+            else:
+                with progress.track(f"Restoring {alias}"), errors:
                     connector.restore(alias, private[alias])
 
 
@@ -431,18 +417,23 @@ def _verify_into(
     private: Path, store: SnapshotStore, artifact: Artifact, stored: BinaryIO, progress: Progress
 ) -> str:
     """Hash the open artifact ``stored`` while giving its content the private name
-    ``private``, unpacked, for its connector to restore from; the sha256 read. A hard link
-    to the open file where nobody else can write it and it needs no unpacking, else a copy
-    made while hashing."""
+    ``private``, unpacked, for its connector to restore from; the sha256 read. A link to the
+    open file where nobody else can write it and it needs no unpacking, else a copy made
+    while hashing."""
     if artifact.compression == "none" and store.link_privately(stored, private):
-        with progress.track(f"Verifying {artifact.alias}"):
+        with progress.track(f"Verifying {artifact.alias}", *_reading(stored, artifact)):
             return compression.sha256_of(stored)
     limit = _unpack_limit(artifact, private.parent, needs_room=True)
     with (
-        progress.track(f"Verifying {artifact.alias}", watch=private),
+        progress.track(f"Verifying {artifact.alias}", *_reading(stored, artifact)),
         _disk_errors(f"unpacking {artifact.file}", "no database was touched"),
     ):
         return compression.decompress(stored, artifact.file, private, artifact.compression, limit)
+
+
+def _reading(stored: BinaryIO, artifact: Artifact) -> tuple[Callable[[], int], int]:
+    """Progress of reading an artifact through: how far, of how much."""
+    return read_position(stored.fileno()), artifact.size
 
 
 def _restore_following(
@@ -451,7 +442,6 @@ def _restore_following(
     """Restore while unpacking the open, verified artifact, which is hashed again as it is
     read: whoever can write it cannot change what is restored. What is copied is dropped
     from the scratch file as it goes: no room is needed up front, but the bound holds."""
-    stored.seek(0)
     unpacked = Path(scratch) / _unpacked_name(artifact)
     limit = _unpack_limit(artifact, Path(scratch), needs_room=False)
     with Unpacking(

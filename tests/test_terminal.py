@@ -47,12 +47,20 @@ def test_progress_on_a_terminal(sqlite_project: Project) -> None:
     assert "Dumping default" in shown and "Compressing default" not in shown
     assert re.search(r"\d+(\.\d+)? kB", shown)  # bytes written
     assert re.search(r"0:00:\d\d", shown)  # elapsed
+    assert "/?" not in shown  # no total is known while dumping: bytes only
     code, shown = run_on_terminal(sqlite_project, "dump", "--compress", "gzip")
     assert code == 0, shown
     assert "Dumping default" in shown and "Compressing default" in shown  # a second pass
-    code, shown = run_on_terminal(sqlite_project, "restore", "--yes")
-    assert code == 0, shown
-    assert "Verifying default" in shown and "Restoring default" in shown
+    for compress in ("zstd", "none"):
+        name = sqlite_project.dump("--compress", compress)
+        code, shown = run_on_terminal(sqlite_project, "restore", "--yes", name)
+        assert code == 0, shown
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+        # Real bytes of real totals, and a rate: never "1/1 bytes" nor "0/?".
+        for step in ("Verifying", "Restoring"):
+            done = re.findall(step + r" default\s+([\d.]+)/([\d.]+) kB\s+([\d.]+) [kM]B/s", plain)
+            assert done and done[-1][0] == done[-1][1] and float(done[-1][0]) > 10, plain
+        assert "/?" not in plain and "bytes" not in plain, plain
 
 
 def test_no_progress_in_a_pipe_or_when_quiet(sqlite_project: Project) -> None:
