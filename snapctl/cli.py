@@ -387,7 +387,13 @@ def dump(
     directory: DirOption = None,
     storage: StorageOption = None,
     compress: Annotated[
-        str, typer.Option("--compress", metavar="METHOD", help="Compression: zstd, gzip or none.")
+        str,
+        typer.Option(
+            "--compress",
+            metavar="METHOD",
+            help="Compression: zstd, gzip or none.",
+            autocompletion=completion.compressions,
+        ),
     ] = "zstd",
     level: Annotated[
         int | None,

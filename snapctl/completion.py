@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from snapctl.snapshots import Snapshot
 
 
 def _param(ctx: typer.Context, name: str) -> Any:
@@ -57,15 +60,37 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
             shared=_shared_store(ctx, settings_loaded=needs_django),
         )
         return [
-            (
-                snapshot.name,
-                f"{snapshot.created:%Y-%m-%d %H:%M} {', '.join(snapshot.artifacts)}",
-            )
-            for snapshot in store.snapshots()
-            if snapshot.name.startswith(incomplete)
+            (value, help)
+            for value, help in _references(store.snapshots())
+            if value.startswith(incomplete)
         ]
     except Exception:
         return []
+
+
+def _references(snapshots: list[Snapshot]) -> list[tuple[str, str]]:
+    """What a snapshot can be named by: each name (newest first), ``latest`` and each label
+    (the newest snapshot carrying it), with what they stand for as help."""
+    from snapctl.snapshots import LATEST
+
+    def described(snapshot: Snapshot) -> str:
+        return f"{snapshot.created:%Y-%m-%d %H:%M} {', '.join(snapshot.artifacts)}"
+
+    references = [(snapshot.name, described(snapshot)) for snapshot in snapshots]
+    if snapshots:
+        references.append((LATEST, f"newest: {snapshots[0].name}"))
+    labels: dict[str, Snapshot] = {}
+    for snapshot in snapshots:  # newest first: the first of each label is what it means
+        if snapshot.label:
+            labels.setdefault(snapshot.label, snapshot)
+    references += [(label, f"newest labelled: {s.name}") for label, s in labels.items()]
+    return references
+
+
+def compressions(incomplete: str) -> list[str]:
+    from snapctl.compression import SUFFIXES
+
+    return [method for method in SUFFIXES if method.startswith(incomplete)]
 
 
 def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:

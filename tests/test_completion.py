@@ -82,10 +82,13 @@ def test_bash_completes_aliases_snapshots_and_connectors(sqlite_project: Project
     second = sqlite_project.dump("--label", "nightly")
     env = {k: v for k, v in sqlite_project.env.items() if k.startswith(("EXAMPLE_", "SNAPCTL_"))}
     assert bash_complete("snapctl dump --alias ", **env) == ["default"]
-    assert bash_complete("snapctl restore ", **env) == [second, first]
+    assert bash_complete("snapctl restore ", **env) == [second, first, "latest", "nightly"]
+    assert bash_complete("snapctl restore la", **env) == ["latest"]
+    assert bash_complete("snapctl show nigh", **env) == ["nightly"]
+    assert bash_complete("snapctl dump --compress ", **env) == ["zstd", "gzip", "none"]
     assert bash_complete(f"snapctl restore {second[:-3]}", **env) == [second]
     assert bash_complete("snapctl dump --connector s", **env) == ["sqlite"]
-    assert set(bash_complete("snapctl delete ", **env)) == {first, second}
+    assert set(bash_complete("snapctl delete ", **env)) == {first, second, "latest", "nightly"}
 
 
 def test_fish_completes(sqlite_project: Project) -> None:
@@ -106,7 +109,7 @@ def test_fish_completes(sqlite_project: Project) -> None:
         timeout=60,
     )
     candidates = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert candidates == ["restore", "default", name], result.stdout + result.stderr
+    assert candidates == ["restore", "default", name, "latest"], result.stdout + result.stderr
 
 
 def test_zsh_completes_at_a_real_prompt(tmp_path: Path) -> None:
@@ -178,6 +181,6 @@ def test_completion_lists_a_shared_store_only_when_told_to(sqlite_project: Proje
     sqlite_project.snapshots.chmod(0o777)
     try:
         assert bash_complete("snapctl restore ", **env) == []
-        assert bash_complete("snapctl --shared-store restore ", **env) == [name]
+        assert bash_complete("snapctl --shared-store restore ", **env) == [name, "latest"]
     finally:
         sqlite_project.snapshots.chmod(0o700)
