@@ -610,8 +610,9 @@ def verify(
     if as_json:
         _print_json([{"name": n, "ok": not p, "problems": p} for n, p in results.items()])
     else:
+        width = max(len(name) for name in results)  # labels make names of many lengths
         for name, problems in results.items():
-            typer.echo(f"{name}  {'ok' if not problems else 'DAMAGED'}")
+            typer.echo(f"{name:<{width}}  {'ok' if not problems else 'DAMAGED'}")
     for problems in bad.values():
         for problem in problems:
             typer.echo(f"snapctl: error: {problem}", err=True)
@@ -772,8 +773,8 @@ def prune(
         settings=settings,
         pythonpath=pythonpath,
     )
-    verb = "Would delete" if dry_run else "Deleted"
-    _say(ctx, quiet, f"{verb} {len(names)} snapshot(s), kept the newest {keep}")
+    done = "Would delete {} snapshot(s), keeping" if dry_run else "Deleted {} snapshot(s), kept"
+    _say(ctx, quiet, f"{done.format(len(names))} the newest {keep}")
 
 
 @app.command("list-connectors", cls=SnapctlCommand)

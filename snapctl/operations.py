@@ -28,7 +28,9 @@ from snapctl.snapshots import (
     PendingSnapshot,
     Snapshot,
     SnapshotStore,
+    checksum_problem,
     scratch_prefix,
+    size_problem,
 )
 from snapctl.unpacking import Unpacking
 
@@ -384,6 +386,9 @@ def _verify_and_restore(
         followed: dict[str, BinaryIO] = {}
         for alias, artifact in snapshot.artifacts.items():
             stored = opened.enter_context(store.open_artifact(snapshot.path / artifact.file))
+            problem = size_problem(snapshot, artifact, stored)
+            if problem:  # known before a byte is read
+                raise IntegrityError(problem)
             if alias in plan.aliases and not _follows_unpacking(plan.connectors[alias]):
                 private[alias] = Path(scratch) / _unpacked_name(artifact)
                 digest = _verify_into(private[alias], store, artifact, stored, progress)
@@ -392,11 +397,9 @@ def _verify_and_restore(
                     digest = compression.sha256_of(stored)
                 if alias in plan.aliases:
                     followed[alias] = stored
-            if digest != artifact.sha256:
-                raise IntegrityError(
-                    f"snapshot {snapshot.name}: artifact {artifact.file} fails its checksum; "
-                    "it is damaged, restore another snapshot"
-                )
+            problem = checksum_problem(snapshot, artifact, digest)
+            if problem:
+                raise IntegrityError(problem)
         for alias, path in private.items():
             _call_hook(plan.connectors[alias], "check", alias, path)
         confirm(plan)

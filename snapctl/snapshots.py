@@ -291,6 +291,29 @@ def _snapshot_from_json(path: Path, data: Any) -> Snapshot:
     )
 
 
+def damaged(snapshot: Snapshot, artifact: Artifact, problem: str) -> str:
+    """The one message for a damaged artifact, from ``verify`` and ``restore`` alike."""
+    return (
+        f"snapshot {snapshot.name}: artifact {artifact.file} ({artifact.alias}) {problem}; "
+        "it is damaged, restore another snapshot"
+    )
+
+
+def size_problem(snapshot: Snapshot, artifact: Artifact, stored: BinaryIO) -> str | None:
+    """What is wrong with the size of the open artifact ``stored``, if anything."""
+    size = os.fstat(stored.fileno()).st_size
+    if size == artifact.size:
+        return None
+    return damaged(snapshot, artifact, f"is {size} bytes, its manifest says {artifact.size}")
+
+
+def checksum_problem(snapshot: Snapshot, artifact: Artifact, sha256: str) -> str | None:
+    """What is wrong with an artifact whose bytes hash to ``sha256``, if anything."""
+    if sha256 == artifact.sha256:
+        return None
+    return damaged(snapshot, artifact, "fails its sha256 checksum")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -648,21 +671,17 @@ class SnapshotStore:
             return [str(exc)]
         problems = []
         for artifact in snapshot.artifacts.values():
-            where = f"snapshot {name}: artifact {artifact.file} ({artifact.alias})"
             try:
                 with self.open_artifact(snapshot.path / artifact.file) as stored:
-                    size = os.fstat(stored.fileno()).st_size
-                    digest = compression.sha256_of(stored) if size == artifact.size else ""
+                    problem = size_problem(snapshot, artifact, stored) or checksum_problem(
+                        snapshot, artifact, compression.sha256_of(stored)
+                    )
             except IntegrityError as exc:
-                problems.append(f"{where}: {exc}")
-                continue
+                problem = f"snapshot {name}: {exc}"
             except OSError as exc:
-                problems.append(f"{where} cannot be read: {exc.strerror}")
-                continue
-            if size != artifact.size:
-                problems.append(f"{where} is {size} bytes, the manifest says {artifact.size}")
-            elif digest != artifact.sha256:
-                problems.append(f"{where} fails its sha256 checksum")
+                problem = damaged(snapshot, artifact, f"cannot be read: {exc.strerror}")
+            if problem:
+                problems.append(problem)
         return problems
 
     def delete(self, names: list[str], before: Callable[[str], None] | None = None) -> None:

@@ -193,9 +193,23 @@ def test_damaged_artifact_is_refused_before_touching_the_database(
     result = sqlite_project.snapctl("restore", "--yes")
 
     assert result.returncode == 3
-    assert "damaged" in result.stderr or "checksum" in result.stderr
+    assert "fails its sha256 checksum; it is damaged" in result.stderr
     assert result.stderr.count("\n") == 1
     assert sqlite_project.digest() == current
+    # verify says the same line of the same artifact
+    verified = sqlite_project.snapctl("verify", name)
+    assert verified.returncode == 3 and verified.stderr == result.stderr
+
+
+def test_a_cut_artifact_gets_one_message_from_verify_and_restore(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    artifact = sqlite_project.snapshots / name / "default.sqlite3.zst"
+    artifact.write_bytes(artifact.read_bytes()[:100])
+    restored = sqlite_project.snapctl("restore", "--yes", name)
+    verified = sqlite_project.snapctl("verify", name)
+    assert restored.returncode == verified.returncode == 3
+    assert "is 100 bytes, its manifest says" in restored.stderr
+    assert restored.stderr == verified.stderr and restored.stderr.count("\n") == 1
 
 
 def test_snapshot_of_another_engine_is_refused(sqlite_project: Project) -> None:
