@@ -325,10 +325,11 @@ def _out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
 
 
-def _human_size(size: int) -> str:
+def _human_size(size: int, server_size: int = 0) -> str:
+    """A size for people, with what connectors keep on the server beside it."""
     from rich.filesize import decimal
 
-    return decimal(size)
+    return decimal(size) + (f" + {decimal(server_size)} on the server" if server_size else "")
 
 
 def _age(created: datetime) -> str:
@@ -351,6 +352,7 @@ def _snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
         "created": snapshot.created.isoformat(),
         "label": snapshot.label,
         "size": snapshot.size,
+        "server_size": snapshot.server_size,
         "snapctl_version": snapshot.snapctl_version,
         "django_version": snapshot.django_version,
         "databases": {
@@ -529,7 +531,7 @@ def list_snapshots(
             ", ".join(a.alias for a in artifacts),
             ", ".join(sorted({a.vendor for a in artifacts})),
             ", ".join(sorted({a.connector for a in artifacts})),
-            _human_size(snap.size),
+            _human_size(snap.size, snap.server_size),
             ", ".join(sorted({a.compression for a in artifacts})),
         )
     _out_console().print(table)
@@ -559,7 +561,7 @@ def show(
     console.print(f"Created   {snap.created:%Y-%m-%d %H:%M:%S} UTC ({_age(snap.created)})")
     console.print(f"Label     {snap.label or '-'}")
     console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
-    console.print(f"Size      {_human_size(snap.size)} ({snap.size} bytes)")
+    console.print(f"Size      {_human_size(snap.size, snap.server_size)} ({snap.size} bytes)")
     console.print()
     table = Table(box=None, pad_edge=False)
     for column in ("ALIAS", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):
@@ -571,7 +573,7 @@ def show(
             a.engine,
             a.server_version or "-",
             a.file,
-            _human_size(a.size),
+            _human_size(a.size, a.server_size),
             a.sha256[:16],
         )
     console.print(table)

@@ -82,6 +82,13 @@ class Artifact:
     # What the artifact unpacks to: unpacking stops past it. None in older snapshots.
     unpacked_size: int | None = None
 
+    @property
+    def server_size(self) -> int:
+        """Bytes the connector keeps outside the artifact (a copy of the database on the
+        server), as its metadata's ``server_size`` says; 0 if it keeps none."""
+        value = self.metadata.get("server_size")
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "unpacked_size": self.unpacked_size,
@@ -145,6 +152,11 @@ class Snapshot:
     @property
     def size(self) -> int:
         return sum(artifact.size for artifact in self.artifacts.values())
+
+    @property
+    def server_size(self) -> int:
+        """Bytes its connectors keep outside the snapshot (see Artifact.server_size)."""
+        return sum(artifact.server_size for artifact in self.artifacts.values())
 
 
 def _private_group(gid: int) -> bool:

@@ -125,6 +125,12 @@ def test_round_trip_is_exact_and_the_snapshot_reusable(template_project: Project
     assert meta["format"] == "template" and meta["source_database"] == db.name
     assert meta["server_version"] == psql_admin("SHOW server_version").strip()
     assert databases_like(db.name) == [copy]
+    # list and show tell the copy's size on the server, not only the descriptor's bytes.
+    server_size = int(psql_admin(f"SELECT pg_database_size('{copy}')"))
+    assert meta["server_size"] == server_size
+    shown = json.loads(project.snapctl("show", name, "--json", check=True).stdout)
+    assert shown["server_size"] == server_size and shown["size"] < 4096
+    assert "on the server" in project.snapctl("list", check=True).stdout
     # Nobody may connect to the copy or has been granted anything on it.
     assert psql_admin(f"SELECT datallowconn FROM pg_database WHERE datname = '{copy}'") == "f\n"
     user_sql(db, f"COMMENT ON DATABASE {db.name} IS 'kept'")

@@ -388,7 +388,8 @@ class PostgresTemplateConnector:
                 with contextlib.suppress(OperationFailed):
                     _drop(pg, copy, version, admin_db)
                 raise
-        return descriptor
+        # server_size: what snapctl shows beside the artifact's few bytes in list and show.
+        return {**descriptor, "server_size": int(size)}
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Replace the database with a new copy of the snapshot's copy, swapped in by renames."""
