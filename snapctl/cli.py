@@ -461,9 +461,26 @@ def restore(
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    lock_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--lock-timeout",
+            metavar="SECONDS",
+            min=0,
+            help="Wait at most this long for other sessions' locks, saying what for "
+            "(default: SNAPSHOTS['LOCK_TIMEOUT'], else 10).",
+        ),
+    ] = None,
+    no_terminate: Annotated[
+        bool,
+        typer.Option(
+            "--no-terminate",
+            help="Fail instead of ending other sessions of the database's user.",
+        ),
+    ] = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
-    from snapctl import operations
+    from snapctl import operations, other_sessions
     from snapctl.django_env import database_settings
 
     _require_confirmation(yes, "restore replaces the current data")
@@ -472,6 +489,19 @@ def restore(
     plan = operations.plan_restore(store, snapshot, alias or [])
 
     with _progress(ctx, quiet) as progress:
+
+        def notice(message: str) -> None:
+            if progress is not None:  # above the live display, not through it
+                progress.display.console.print(f"snapctl: {message}", markup=False)
+            else:
+                _say(ctx, quiet, f"snapctl: {message}")
+
+        other_sessions.configure(
+            lock_timeout=lock_timeout,
+            terminate=False if no_terminate else None,
+            notices=notice,
+        )
+        other_sessions.policy()  # a bad SNAPSHOTS['LOCK_TIMEOUT'] fails before any work
 
         def confirm(plan: RestorePlan) -> None:
             if yes:
