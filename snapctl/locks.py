@@ -3,6 +3,8 @@
 - The store: restore and verify read snapshots under a shared lock; delete and prune take it
   exclusively, so a snapshot is never deleted while another process reads it. Dumps need no
   lock: they only add, and a snapshot appears by rename when complete.
+  A store in a storage backend (S3) is locked by what it is (backend, bucket, endpoint,
+  prefix) in the per-user lock directory, since its ``root`` is each process's own scratch.
 - A database: one restore at a time into the same database, whichever store it comes from.
 
 Locks are never waited for: a busy lock is an error saying who holds it, so scripts and CI
@@ -18,7 +20,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,21 @@ def store_lock(root: Path, *, shared: bool) -> Iterator[None]:
         else f"snapshots in {root} are being deleted by another snapctl; try again"
     )
     with _hold(root / STORE_LOCK, shared=shared, busy=busy):
+        yield
+
+
+@contextlib.contextmanager
+def identity_lock(identity: Mapping[str, str], *, label: str, shared: bool) -> Iterator[None]:
+    """``store_lock`` for a store that is not a local directory: keyed by ``identity`` (what
+    the store is), so every process of this user that uses it meets on one lock file."""
+    key = hashlib.sha256(json.dumps(dict(identity), sort_keys=True).encode()).hexdigest()[:16]
+    busy = (
+        f"snapshots in {label} are being read by another snapctl (a restore or verify); "
+        "try again when it is done"
+        if not shared
+        else f"snapshots in {label} are being deleted by another snapctl; try again"
+    )
+    with _hold(_locks_dir() / f"store-{key}.lock", shared=shared, busy=busy):
         yield
 
 

@@ -5,8 +5,12 @@ The layout is the local one under a prefix: ``<prefix>/<name>/<artifact>`` and
 usual, then its artifacts are uploaded (streamed from their files; S3 sends large ones in
 parts) and the manifest last: only a snapshot whose manifest exists is listed, so an upload
 that dies part-way is never seen. Restore downloads the artifacts into the scratch directory,
-streaming, and verifies their checksums there before any database is touched. Deleting
-removes the manifest first, so a half-deleted snapshot is invisible too.
+streaming, each stopped past the size its manifest records, and verifies their checksums
+there before any database is touched. Deleting removes the manifest first, so a half-deleted
+snapshot is invisible too, then every object under the snapshot's prefix.
+
+The store's lock is keyed by what the store is (backend, bucket, endpoint, prefix), not by
+the scratch directory, which is each process's own.
 
 Credentials stay in the storage's own configuration; snapctl never prints them.
 """
@@ -16,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from snapctl import locks
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.snapshots import (
     MANIFEST,
+    MAX_MANIFEST,
     Snapshot,
     SnapshotStore,
     _parse_manifest,
@@ -29,12 +35,51 @@ from snapctl.snapshots import (
 
 CHUNK = 1024 * 1024
 DEFAULT_PREFIX = "snapshots"
+# Where the backends that Django and django-storages ship live (see _backend_path).
+_BACKEND_MODULES = ("storages.backends.", "django.core.files.storage.")
 
 
 def _secrets_of(storage: Any) -> list[str]:
     """Values a storage error message must never show."""
     names = ("secret_key", "access_key", "security_token", "session_token", "password")
     return [str(v) for n in names if (v := getattr(storage, n, None))]
+
+
+def _backend_path(storage: Any) -> str:
+    """The storage's backend class as the library shipping it names it: a project's own
+    subclass (defaults set, a hook added) still reaches the same bucket, so it must meet
+    the same lock. A backend of no such library is named by its own class."""
+    for cls in type(storage).__mro__:
+        module = cls.__module__
+        if module.startswith(_BACKEND_MODULES) and not module.endswith((".base", ".mixins")):
+            return f"{module}.{cls.__qualname__}"
+    return f"{type(storage).__module__}.{type(storage).__qualname__}"
+
+
+def _plain_name(name: str) -> bool:
+    """Whether a listed name stays where it was listed: storages normalize keys, so an
+    object planted as ``<snapshot>/../<other>/x`` lists a folder ``..`` that, followed,
+    would reach another snapshot."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _stated_size(remote: Any) -> int:
+    """The object's size if the storage knows it before reading (S3 from the HEAD it makes
+    on open: its file object then reads the whole object into memory); 0 otherwise."""
+    size = getattr(remote, "size", None)
+    return size if isinstance(size, int) else 0
+
+
+def _copy_at_most(source: Any, dest: BinaryIO, limit: int) -> bool:
+    """Copy ``source`` into ``dest``; False, with no more than ``limit`` bytes written, if it
+    holds more."""
+    written = 0
+    while chunk := source.read(min(CHUNK, limit + 1 - written)):
+        if written + len(chunk) > limit:
+            return False
+        dest.write(chunk)
+        written += len(chunk)
+    return True
 
 
 class RemoteStore(SnapshotStore):
@@ -54,6 +99,22 @@ class RemoteStore(SnapshotStore):
         for secret in _secrets_of(self.storage):
             message = message.replace(secret, "***")
         return OperationFailed(f"{doing} in {self.label} failed: {message}")
+
+    def identity(self) -> dict[str, str]:
+        """What this store is, the same from every process and checkout that uses it."""
+        storage = self.storage
+        return {
+            "backend": _backend_path(storage),
+            "bucket": str(getattr(storage, "bucket_name", None) or ""),
+            "endpoint": str(getattr(storage, "endpoint_url", None) or "").rstrip("/"),
+            "location": str(getattr(storage, "location", None) or "").strip("/"),
+            "prefix": self.prefix,
+        }
+
+    def lock(self, *, shared: bool) -> contextlib.AbstractContextManager[None]:
+        """By the store's identity, not by ``root``: that is this process's own scratch, where
+        a prune would never see a restore in another process reading the same bucket."""
+        return locks.identity_lock(self.identity(), label=self.label, shared=shared)
 
     @property
     def where(self) -> str:
@@ -85,17 +146,32 @@ class RemoteStore(SnapshotStore):
         ]
         return sorted(complete, reverse=True)
 
-    def _download(self, key: str, dest: Path) -> None:
+    def _download(self, key: str, dest: Path, limit: int, bound: str) -> None:
+        """Copy ``key`` into ``dest``, refused past ``limit`` bytes (``bound`` says why that
+        much): the bucket is input from outside, and an object planted there must fill
+        neither the disk nor the memory before a checksum can refuse it. On any failure
+        the partial file goes, so that it never passes for a downloaded one."""
+        try:
+            self._copy(key, dest, limit, bound)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        dest.chmod(0o600)
+
+    def _copy(self, key: str, dest: Path, limit: int, bound: str) -> None:
         try:
             with self.storage.open(key, "rb") as remote, open(dest, "wb") as local:
-                shutil.copyfileobj(remote, local, CHUNK)
+                if _stated_size(remote) > limit or not _copy_at_most(remote, local, limit):
+                    raise IntegrityError(
+                        f"{self.label}: {key} is larger than {limit} bytes, {bound}; it is "
+                        "damaged or was replaced, restore another snapshot"
+                    )
         except FileNotFoundError as exc:
             raise IntegrityError(f"{self.label}: {key} is missing") from exc
-        except OSError:
-            raise  # the local disk: the caller reports it
+        except (OSError, IntegrityError):
+            raise  # the local disk (the caller reports it), or the refusal above
         except Exception as exc:
             raise self._failed(f"downloading {key}", exc) from exc
-        dest.chmod(0o600)
 
     def _upload(self, path: Path, key: str) -> None:
         from django.core.files import File
@@ -115,14 +191,20 @@ class RemoteStore(SnapshotStore):
         local = self.root / name
         local.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not (local / MANIFEST).exists():
-            self._download(self._key(name, MANIFEST), local / MANIFEST)
+            self._download(
+                self._key(name, MANIFEST),
+                local / MANIFEST,
+                MAX_MANIFEST,
+                "the most a manifest can be",
+            )
         return _parse_manifest(local)
 
     def fetch(self, snapshot: Snapshot) -> None:
         for artifact in snapshot.artifacts.values():
             local = snapshot.path / artifact.file
             if not local.exists():
-                self._download(self._key(snapshot.name, artifact.file), local)
+                key = self._key(snapshot.name, artifact.file)
+                self._download(key, local, artifact.size, "the size its manifest records")
 
     def publish(self, snapshot: Snapshot) -> None:
         """Upload the artifacts, then the manifest, which makes the snapshot visible."""
@@ -142,15 +224,23 @@ class RemoteStore(SnapshotStore):
         shutil.rmtree(snapshot.path, ignore_errors=True)  # the scratch copy has done its job
 
     def _delete(self, name: str) -> None:
-        directory = self._key(name)
         try:
             self.storage.delete(self._key(name, MANIFEST))  # invisible from here on
-            _, files = self.storage.listdir(directory)
-            for file in files:
-                self.storage.delete(self._key(name, file))
+            self._delete_tree(self._key(name))
         except Exception as exc:
             raise self._failed(f"deleting {name}", exc) from exc
         shutil.rmtree(self.root / name, ignore_errors=True)
+
+    def _delete_tree(self, directory: str) -> None:
+        """Every object under ``directory``, in nested folders too: S3 has no folders, only
+        keys, and one left under the prefix would be kept (and paid for) for good."""
+        pending = [directory]
+        while pending:
+            current = pending.pop()
+            folders, files = self.storage.listdir(current)
+            for file in filter(_plain_name, files):
+                self.storage.delete(f"{current}/{file}")
+            pending.extend(f"{current}/{folder}" for folder in filter(_plain_name, folders))
 
 
 def configured_storage(requested: str | None) -> tuple[Any, str, str] | None:

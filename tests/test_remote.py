@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -214,3 +216,198 @@ def test_credentials_are_never_printed(remote: Project) -> None:
         assert result.returncode in (1, 2), result.stderr
         assert SECRET not in result.stderr + result.stdout
         assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+SLOW_PARTS_SETTINGS = """
+import time
+
+from boto3.s3.transfer import TransferConfig
+from example_project.settings import *  # noqa: F403
+from storages.backends.s3 import S3Storage
+
+
+class SlowParts(S3Storage):
+    \"\"\"Every upload in parts, each part held back a few seconds: the artifact is caught
+    mid-multipart.\"\"\"
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.transfer_config = TransferConfig(multipart_threshold=1024)
+
+    @property
+    def connection(self):
+        connection = super().connection
+        events = connection.meta.client.meta.events
+        events.register_first("before-call.s3.UploadPart", _slow, unique_id="slow-parts")
+        return connection
+
+
+def _slow(**kwargs):
+    time.sleep(4)
+
+
+STORAGES["snapshots"]["BACKEND"] = "slow_parts_settings.SlowParts"  # noqa: F405
+"""
+
+
+def test_sigterm_mid_multipart_upload_leaves_nothing(
+    remote: Project, s3_endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "slow_parts_settings.py").write_text(SLOW_PARTS_SETTINGS)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    bucket = remote.extra["bucket"]
+    client = s3_client(s3_endpoint)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snapctl", "--settings", "slow_parts_settings",
+         "--pythonpath", str(tmp_path), "dump"],
+        cwd=EXAMPLE,
+        env={**remote.env, "TMPDIR": str(temp)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            break
+        time.sleep(0.05)
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads"), proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "snapctl: terminated", err
+    assert out == ""  # no snapshot named: none was made
+    time.sleep(0.5)  # what the process asked S3 to drop, dropped
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert keys(s3_endpoint, bucket) == []
+    lock_dir = f"snapctl-{os.getuid()}"  # per-user locks, not this process's scratch
+    assert [p.name for p in temp.glob("snapctl-*") if p.name != lock_dir] == []
+
+
+SLOW_READ_SETTINGS = """
+import os
+import time
+from pathlib import Path
+
+from example_project.settings import *  # noqa: F403
+from storages.backends.s3 import S3Storage
+
+
+class SlowArtifactReads(S3Storage):
+    \"\"\"Says when it starts reading an artifact, then takes a minute: a restore mid-read.\"\"\"
+
+    def _open(self, name, mode="rb"):
+        if not name.endswith("manifest.json"):
+            Path(os.environ["READING_MARKER"]).touch()
+            time.sleep(60)
+        return super()._open(name, mode)
+
+
+STORAGES["snapshots"]["BACKEND"] = "slow_read_settings.SlowArtifactReads"  # noqa: F405
+"""
+
+
+def test_prune_and_delete_wait_for_a_restore_reading_the_same_bucket(
+    remote: Project, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Each process has its own scratch directory: only a lock on the bucket and prefix
+    makes a prune in one see the restore in another."""
+    (tmp_path / "slow_read_settings.py").write_text(SLOW_READ_SETTINGS)
+    temp, marker = tmp_path / "tmp", tmp_path / "reading"
+    temp.mkdir()
+    names = [remote.dump(), remote.dump()]
+    bucket = remote.extra["bucket"]
+    before = keys(s3_endpoint, bucket)
+    env = {**remote.env, "TMPDIR": str(temp)}  # the same user's lock directory for all
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "snapctl", "--settings", "slow_read_settings",
+         "--pythonpath", str(tmp_path), "restore", "--yes"],
+        cwd=EXAMPLE,
+        env={**env, "READING_MARKER": str(marker)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and reader.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), reader.communicate()[1]
+        pruned = remote.snapctl("prune", "--keep", "0", "--yes", TMPDIR=str(temp))
+        deleted = remote.snapctl("delete", names[1], "--yes", TMPDIR=str(temp))
+    finally:
+        reader.kill()
+        reader.wait()
+    for result in (pruned, deleted):
+        assert result.returncode == 1, result.stderr
+        assert "being read" in result.stderr and len(result.stderr.splitlines()) == 1
+        assert f"s3://{bucket}/snapshots" in result.stderr
+    assert keys(s3_endpoint, bucket) == before
+    remote.snapctl("delete", names[1], "--yes", TMPDIR=str(temp), check=True)  # free again
+
+
+def test_delete_removes_nested_objects_of_the_snapshot(remote: Project, s3_endpoint: str) -> None:
+    kept, doomed = remote.dump(), remote.dump()
+    bucket = remote.extra["bucket"]
+    client = s3_client(s3_endpoint)
+    for nested in ("extra/part-1", "extra/deeper/part-2", "extra/deeper/part-3"):
+        client.put_object(Bucket=bucket, Key=f"snapshots/{doomed}/{nested}", Body=b"x")
+    remote.snapctl("delete", doomed, "--yes", check=True)
+    assert [k for k in keys(s3_endpoint, bucket) if k.startswith(f"snapshots/{doomed}/")] == []
+    assert keys(s3_endpoint, bucket) == [
+        f"snapshots/{kept}/default.sqlite3.zst",
+        f"snapshots/{kept}/manifest.json",
+    ]
+
+
+def test_delete_never_follows_a_key_out_of_the_snapshot(remote: Project, s3_endpoint: str) -> None:
+    """S3 keys may hold '..': the storage normalizes names, so following one from inside a
+    snapshot's prefix would delete other snapshots."""
+    kept, doomed = remote.dump(), remote.dump()
+    bucket = remote.extra["bucket"]
+    client = s3_client(s3_endpoint)
+    planted = [f"snapshots/{doomed}/../{kept}/x", f"snapshots/{doomed}/a\\..\\..\\{kept}/x"]
+    for key in planted:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    remote.snapctl("delete", doomed, "--yes", check=True)
+    assert keys(s3_endpoint, bucket) == sorted(
+        [f"snapshots/{kept}/default.sqlite3.zst", f"snapshots/{kept}/manifest.json", *planted]
+    )
+    assert remote.snapctl("verify", kept).returncode == 0
+
+
+def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str) -> None:
+    from snapctl.snapshots import MAX_MANIFEST
+
+    name = remote.dump()
+    bucket = remote.extra["bucket"]
+    client = s3_client(s3_endpoint)
+    key = f"snapshots/{name}/default.sqlite3.zst"
+    data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=data * 3)
+    remote.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
+    current = remote.digest()
+
+    restored = remote.snapctl("restore", "--yes")
+    verified = remote.snapctl("verify")
+
+    for result in (restored, verified):
+        assert result.returncode == 3, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert f"{key} is larger than" in result.stderr + result.stdout
+        assert "restore another snapshot" in result.stderr + result.stdout
+    assert remote.digest() == current
+
+    # A manifest no snapshot could have: never read whole, and the snapshot left out.
+    planted = "20300101T000000.000Z"
+    manifest = f"snapshots/{planted}/manifest.json"
+    client.put_object(Bucket=bucket, Key=manifest, Body=b" " * (MAX_MANIFEST + 1))
+    listed = json.loads(remote.snapctl("list", "--json", check=True).stdout)
+    assert [s["name"] for s in listed] == [name]
+    shown = remote.snapctl("show", planted)
+    assert shown.returncode == 3
+    assert len(shown.stderr.splitlines()) == 1, shown.stderr
+    assert f"{manifest} is larger than {MAX_MANIFEST} bytes" in shown.stderr
