@@ -478,6 +478,13 @@ def restore(
             help="Fail instead of ending other sessions of the database's user.",
         ),
     ] = False,
+    from_any: Annotated[
+        bool,
+        typer.Option(
+            "--from-any",
+            help="Let 'latest' and labels pick snapshots of other databases too.",
+        ),
+    ] = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import operations, other_sessions
@@ -486,7 +493,9 @@ def restore(
     _require_confirmation(yes, "restore replaces the current data")
     _load_settings(ctx, settings, pythonpath)
     store = _store(ctx, directory, storage=storage)
-    plan = operations.plan_restore(store, snapshot, alias or [])
+    plan = operations.plan_restore(store, snapshot, alias or [], from_any=from_any)
+    for note in plan.notes:
+        _say(ctx, quiet, f"snapctl: {note}")
 
     with _progress(ctx, quiet) as progress:
 
@@ -558,7 +567,7 @@ def list_snapshots(
             snap.name,
             f"{snap.created:%Y-%m-%d %H:%M:%S}",
             _age(snap.created),
-            ", ".join(a.alias for a in artifacts),
+            ", ".join(f"{a.alias} ({a.database_name})" for a in artifacts),
             ", ".join(sorted({a.vendor for a in artifacts})),
             ", ".join(sorted({a.connector for a in artifacts})),
             _human_size(snap.size, snap.server_size),
@@ -594,11 +603,12 @@ def show(
     console.print(f"Size      {_human_size(snap.size, snap.server_size)} ({snap.size} bytes)")
     console.print()
     table = Table(box=None, pad_edge=False)
-    for column in ("ALIAS", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):
+    for column in ("ALIAS", "DATABASE", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):
         table.add_column(column, justify="right" if column == "SIZE" else "left")
     for a in snap.artifacts.values():
         table.add_row(
             a.alias,
+            a.database_name,
             f"{a.connector} ({a.connector_source})",
             a.engine,
             a.server_version or "-",

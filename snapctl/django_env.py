@@ -233,6 +233,23 @@ def database_vendor(alias: str) -> str:
     return str(connections[alias].vendor)
 
 
+def database_identity(alias: str) -> dict[str, str]:
+    """Which database ``alias`` is: its vendor, NAME (a SQLite file as an absolute path),
+    HOST and PORT. Recorded in each snapshot, so that ``latest`` and labels never pick a
+    snapshot of another database that shares the store."""
+    settings = database_settings(alias)
+    vendor = database_vendor(alias)
+    name = str(settings.get("NAME") or "")
+    if vendor == "sqlite" and name and not name.startswith(("file:", ":memory:")):
+        name = str(Path(name).expanduser().resolve())
+    return {
+        "vendor": vendor,
+        "name": name,
+        "host": str(settings.get("HOST") or ""),
+        "port": str(settings.get("PORT") or ""),
+    }
+
+
 def close_connection(alias: str) -> None:
     """Close Django's own connection to ``alias`` if this process opened one."""
     from django.db import connections

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,9 +21,11 @@ from snapctl.errors import (
     IntegrityError,
     OperationFailed,
     SnapctlError,
+    SnapshotNotFound,
 )
 from snapctl.progress import NoProgress, Progress, file_size, read_position
 from snapctl.snapshots import (
+    LATEST,
     Artifact,
     PendingSnapshot,
     Snapshot,
@@ -153,7 +155,10 @@ def _dump_one(
     extension = str(getattr(choice.connector, "extension", "dump"))
     raw = pending.scratch_path(choice.alias, extension)
     final = pending.final_path(raw, method)
+    from snapctl.django_env import database_identity
+
     fields: dict[str, Any] = {
+        "database": database_identity(choice.alias),
         "connector": choice.name,
         "connector_source": choice.source,
         "connector_class": choice.class_path,
@@ -310,15 +315,17 @@ class RestorePlan:
     snapshot: Snapshot
     aliases: list[str]
     connectors: dict[str, Any]
+    # Said before the restore: the snapshot is of another database than the one restored.
+    notes: list[str] = field(default_factory=list)
 
 
 def plan_restore(
-    store: SnapshotStore, reference: str | None, aliases: Sequence[str]
+    store: SnapshotStore, reference: str | None, aliases: Sequence[str], *, from_any: bool = False
 ) -> RestorePlan:
     """Check everything that can be checked without reading artifacts."""
     from snapctl.django_env import database_settings
 
-    snapshot = store.resolve(reference)
+    snapshot = _snapshot_to_restore(store, reference, aliases, from_any)
     selected = list(dict.fromkeys(aliases)) or list(snapshot.artifacts)
     connectors = {}
     for alias in selected:
@@ -339,7 +346,60 @@ def plan_restore(
         _check_binaries(artifact.connector, connector)
         connectors[alias] = connector
     _start_apps_for(list(connectors.values()))
-    return RestorePlan(snapshot, selected, connectors)
+    notes = [
+        f"snapshot {snapshot.name} was taken of {_described(snapshot.artifacts[alias].database)} "
+        f"and is restored into {_described(_identity(alias))} ('{alias}')"
+        for alias in _foreign(snapshot, selected)
+    ]
+    return RestorePlan(snapshot, selected, connectors, notes)
+
+
+def _identity(alias: str) -> dict[str, str]:
+    from snapctl.django_env import database_identity
+
+    return database_identity(alias)
+
+
+def _described(identity: dict[str, str] | None) -> str:
+    if identity is None:
+        return "an unrecorded database"
+    where = ":".join(part for part in (identity["host"], identity["port"]) if part)
+    return f"{identity['vendor']} database '{identity['name']}'" + (f" on {where}" if where else "")
+
+
+def _foreign(snapshot: Snapshot, aliases: Sequence[str]) -> list[str]:
+    """The aliases among ``aliases`` whose database the snapshot was not taken of."""
+    from snapctl.django_env import database_aliases
+
+    known = database_aliases()
+    return [
+        alias
+        for alias in aliases or list(snapshot.artifacts)
+        if alias in snapshot.artifacts
+        and alias in known
+        and not snapshot.artifacts[alias].is_of(_identity(alias))
+    ]
+
+
+def _snapshot_to_restore(
+    store: SnapshotStore, reference: str | None, aliases: Sequence[str], from_any: bool
+) -> Snapshot:
+    """The snapshot ``reference`` names. ``latest`` and labels mean the newest snapshot of
+    the databases being restored (the settings may point elsewhere than when it was taken:
+    two sites sharing a store, an engine switched by an environment variable); a name or
+    prefix, or ``--from-any``, takes any snapshot, and the restore then says so."""
+    snapshot = store.resolve(reference)
+    if from_any or not store.means_newest(reference) or not _foreign(snapshot, aliases):
+        return snapshot
+    found = store.newest(reference, lambda candidate: not _foreign(candidate, aliases))
+    if found is None:
+        labelled = f" labelled '{reference}'" if reference not in (None, LATEST) else ""
+        of = ", ".join(_described(_identity(a)) for a in _foreign(snapshot, aliases))
+        raise SnapshotNotFound(
+            f"no snapshot{labelled} of {of} in {store.where}; the newest, {snapshot.name}, "
+            "is of another database: restore it by name or pass --from-any"
+        )
+    return found
 
 
 def _scratch_dir(store: SnapshotStore) -> str | None:

@@ -81,6 +81,21 @@ class Artifact:
     metadata: dict[str, Any] = field(default_factory=dict)
     # What the artifact unpacks to: unpacking stops past it. None in older snapshots.
     unpacked_size: int | None = None
+    # Which database it is of (django_env.database_identity). None in older snapshots.
+    database: dict[str, str] | None = None
+
+    def is_of(self, identity: dict[str, str]) -> bool:
+        """Whether this artifact was taken of the database ``identity`` names (taken to be
+        so when an older snapshot does not say)."""
+        return self.database is None or self.database == identity
+
+    @property
+    def database_name(self) -> str:
+        """The database's NAME for people: a SQLite file's name, a server database's name."""
+        if self.database is None:
+            return "?"
+        name = self.database.get("name", "")
+        return Path(name).name if self.database.get("vendor") == "sqlite" else name
 
     @property
     def server_size(self) -> int:
@@ -91,6 +106,7 @@ class Artifact:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "database": self.database,
             "unpacked_size": self.unpacked_size,
             "file": self.file,
             "compression": self.compression,
@@ -136,7 +152,19 @@ class Artifact:
             server_version=fields.optional_text(data, "server_version", where),
             metadata=fields.mapping(data, "metadata", where) if "metadata" in data else {},
             unpacked_size=fields.optional_whole_number(data, "unpacked_size", where),
+            database=_database(data, where),
         )
+
+
+IDENTITY_KEYS = ("vendor", "name", "host", "port")
+
+
+def _database(data: dict[str, Any], where: str) -> dict[str, str] | None:
+    """The ``database`` an artifact records: its vendor, name, host and port, as strings."""
+    if data.get("database") is None:
+        return None
+    database = fields.mapping(data, "database", where)
+    return {key: fields.text(database, key, f"{where}database.") for key in IDENTITY_KEYS}
 
 
 @dataclass(frozen=True)
@@ -630,6 +658,25 @@ class SnapshotStore:
     def resolve(self, reference: str | None) -> Snapshot:
         """A snapshot by full name, label, unique prefix, or ``latest`` (also the default)."""
         return self.load(self.resolve_name(reference))
+
+    def means_newest(self, reference: str | None) -> bool:
+        """Whether ``reference`` means "the newest of some": ``latest`` (the default) or a
+        label; not a snapshot's name nor a prefix of one."""
+        if reference is None or reference == LATEST:
+            return True
+        names = self.names()
+        return reference not in names and any(n.endswith(f"Z-{reference}") for n in names)
+
+    def newest(self, reference: str | None, accept: Callable[[Snapshot], bool]) -> Snapshot | None:
+        """The newest snapshot ``reference`` (``latest`` or a label) may mean that ``accept``
+        takes, None if none does. A damaged one met on the way is an error, as for
+        ``latest``: never a quiet step back past it."""
+        for name in self.names():
+            if reference in (None, LATEST) or name.endswith(f"Z-{reference}"):
+                snapshot = self.load(name)
+                if accept(snapshot):
+                    return snapshot
+        return None
 
     def resolve_name(self, reference: str | None) -> str:
         """The name a reference stands for, without reading the snapshot (it may be broken).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
         "created",
         "label",
         "size",
+        "server_size",
         "snapctl_version",
         "django_version",
         "databases",
@@ -54,6 +56,7 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
     entry = newest["databases"]["default"]
     assert set(entry) >= {
         "alias",
+        "database",
         "file",
         "compression",
         "size",
@@ -65,6 +68,12 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
         "metadata",
     }
     assert entry["connector"]["name"] == "dumpdata" and entry["compression"] == "gzip"
+    assert entry["database"] == {
+        "vendor": "sqlite",
+        "name": project.env["EXAMPLE_DB_NAME"],
+        "host": "",
+        "port": "",
+    }
     assert newest["size"] == entry["size"] == Path(newest["path"], entry["file"]).stat().st_size
 
     table = project.snapctl("list", check=True).stdout.splitlines()
@@ -193,3 +202,48 @@ def test_dir_option_needs_no_django_settings(sqlite_project: Project, tmp_path: 
         check=True,
     )
     assert [s["name"] for s in json.loads(result.stdout)] == [name]
+
+
+def test_latest_means_the_newest_snapshot_of_the_database_restored(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    """Two sites share a store: each one's `latest` and labels are its own snapshots; the
+    other's is restored only by name (said on stderr) or with --from-any."""
+    own = sqlite_project.dump("--label", "nightly")
+    own_data = sqlite_project.digest()
+    other_db = tmp_path / "other.sqlite3"
+    shutil.copy(sqlite_project.env["EXAMPLE_DB_NAME"], other_db)
+    other = Project(
+        env={**sqlite_project.env, "EXAMPLE_DB_NAME": str(other_db)},
+        snapshots=sqlite_project.snapshots,
+    )
+    other.manage("seed_shop", "--customers", "4", "--products", "1", "--orders", "4")
+    other_data = other.digest()
+    theirs = other.dump("--label", "nightly")  # the newest in the store
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+
+    listed = sqlite_project.snapctl("list", check=True).stdout
+    assert "default (other.sqlite3)" in listed and "default (db.sqlite3)" in listed
+
+    for reference in ((), ("latest",), ("nightly",)):
+        restored = sqlite_project.snapctl("restore", "--yes", *reference, check=True)
+        assert restored.stdout.strip() == own  # its own, though another is newer
+        assert sqlite_project.digest() == own_data
+
+    by_name = sqlite_project.snapctl("restore", "--yes", theirs, check=True)
+    assert "was taken of sqlite database" in by_name.stderr and "other.sqlite3" in by_name.stderr
+    assert sqlite_project.digest() == other_data
+    sqlite_project.snapctl("restore", "--yes", own, check=True)
+    assert (
+        sqlite_project.snapctl("restore", "--yes", "--from-any", check=True).stdout.strip()
+        == theirs
+    )
+
+    (tmp_path / "third").mkdir()
+    third = Project(
+        env={**sqlite_project.env, "EXAMPLE_DB_NAME": str(tmp_path / "third" / "db.sqlite3")},
+        snapshots=sqlite_project.snapshots,
+    )
+    refused = third.snapctl("restore", "--yes")
+    assert refused.returncode == 2 and "--from-any" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
