@@ -93,7 +93,10 @@ def test_dump_list_verify_restore_through_s3(
     other = Project(env={**remote.env, "EXAMPLE_DB_NAME": str(other_db)}, snapshots=Path("/x"))
     other.manage("migrate", "--no-input", "-v0")
     assert other.digest() != before
-    other.snapctl("restore", "shared", "--yes", check=True)
+    # Its database is another file: the label alone means none of its own snapshots.
+    refused = other.snapctl("restore", "shared", "--yes")
+    assert refused.returncode == 2 and "--from-any" in refused.stderr
+    other.snapctl("restore", "shared", "--from-any", "--yes", check=True)
     assert other.digest() == before
 
 
