@@ -587,3 +587,89 @@ def test_a_snapshot_script_touches_no_other_file(sqlite_project: Project, tmp_pa
             "default.sql",
             "manifest.json",
         ]
+
+
+# --- other connections to the live database ---------------------------------------------------
+
+# Another process in a read transaction on the database (a `manage.py shell`, a report):
+# prints "ready", then keeps the transaction open for HOLD seconds.
+HOLDER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN")
+connection.execute("SELECT count(*) FROM shop_tag").fetchone()
+print("ready", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("COMMIT")
+"""
+
+
+def hold_a_transaction(project: Project, seconds: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, project.env["EXAMPLE_DB_NAME"], str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    return holder
+
+
+def read_count(project: Project) -> float:
+    """Seconds a new reader of the application takes to count the tags."""
+    started = time.monotonic()
+    connection = sqlite3.connect(project.env["EXAMPLE_DB_NAME"], timeout=60)
+    connection.execute("SELECT count(*) FROM shop_tag").fetchone()
+    connection.close()
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("compress", ["zstd", "none"])
+def test_a_transaction_of_another_process_is_waited_for_a_bounded_time(
+    sqlite_project: Project, compress: str
+) -> None:
+    """Said on stderr with who holds it, given up after --lock-timeout with the database
+    unchanged, and the application's new readers never locked out for longer."""
+    name = sqlite_project.dump("--compress", compress)
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    before = sqlite_project.digest()
+    holder = hold_a_transaction(sqlite_project, 60)
+    try:
+        started = time.monotonic()
+        restoring = subprocess.Popen(
+            [sys.executable, "-m", "snapctl", "restore", "--yes", "--lock-timeout", "2", name],
+            cwd=EXAMPLE,
+            env=sqlite_project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1)
+        reader_waited = read_count(sqlite_project)
+        _, stderr = restoring.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert restoring.returncode == 1, stderr
+    waiting, failed = stderr.splitlines()
+    assert "waiting up to 2 s for another connection's transaction" in waiting
+    assert f"pid {holder.pid}" in waiting and f"pid {holder.pid}" in failed
+    assert "--lock-timeout" in failed and "Traceback" not in stderr
+    assert "import sqlite3" not in stderr  # a program is named, never its arguments
+    assert took < 15  # bounded: 2 s of waiting, and start-up
+    assert reader_waited < 5  # locked out no longer than the bound
+    assert sqlite_project.digest() == before
+
+
+def test_a_transaction_that_ends_in_time_lets_the_restore_through(sqlite_project: Project) -> None:
+    name = sqlite_project.dump()
+    wanted = sqlite_project.digest()
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    holder = hold_a_transaction(sqlite_project, 1.5)
+    try:
+        restored = sqlite_project.snapctl("restore", "--yes", "--lock-timeout", "30", name)
+    finally:
+        holder.wait()
+    assert restored.returncode == 0, restored.stderr
+    assert "waiting up to 30 s" in restored.stderr
+    assert sqlite_project.digest() == wanted

@@ -19,10 +19,13 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from snapctl import other_sessions
+from snapctl.connectors._file_holders import holders
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.unpacking import Unpacking
 
@@ -30,6 +33,9 @@ FORMATS = ("backup", "sql")
 _HEADER = b"SQLite format 3\x00"
 _SEQUENCE_STATEMENTS = ('DELETE FROM "sqlite_sequence"', 'INSERT INTO "sqlite_sequence"')
 _BUSY_TIMEOUT_SECONDS = 30.0
+# How soon the backup tries again a step that found the live database locked.
+_LOCK_RETRY_SECONDS = 0.1
+_LOCKED_STATUSES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: sqlite3 names them from 3.11 on
 _COPY_CHUNK = 1024 * 1024
 # Pages the backup API copies per step when it follows an unpacking (16 MiB of 4 KiB pages):
 # few enough steps to cost nothing, small enough to keep close behind the unpacking.
@@ -242,7 +248,11 @@ def _open_target(db_alias: str) -> sqlite3.Connection:
     """The live database a restore writes, created if it does not exist yet."""
     path = database_path(db_alias)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _connect(path, "rwc")
+    target = _connect(path, "rwc")
+    # A locked step returns at once to the backup's callback (_BoundedWait), which says
+    # what it waits for and bounds the wait, rather than blocking silently in SQLite.
+    target.execute(f"PRAGMA busy_timeout = {int(_LOCK_RETRY_SECONDS * 1000)}")
+    return target
 
 
 @contextlib.contextmanager
@@ -253,6 +263,43 @@ def _unchanged_on_failure(db_alias: str) -> Iterator[None]:
         raise OperationFailed(
             f"restore of SQLite database '{db_alias}' failed, database unchanged: {exc}"
         ) from exc
+
+
+class _BoundedWait:
+    """The backup's progress callback, called after every step: a step that found the live
+    database locked by another connection (its transaction still open) is retried by
+    sqlite3, forever if let. While it retries, new readers of a database in rollback mode
+    are locked out too. So the wait is said once, naming the processes that have the file
+    open, and ends after the lock timeout with the database unchanged."""
+
+    def __init__(self, db_alias: str, path: Path) -> None:
+        self.db_alias = db_alias
+        self.path = path
+        self.timeout = other_sessions.policy().lock_timeout
+        self.since: float | None = None
+
+    def __call__(self, status: int, remaining: int, total: int) -> bool:
+        """Whether this step was refused for a lock (and will be retried)."""
+        if status not in _LOCKED_STATUSES:
+            self.since = None
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            other_sessions.notice(
+                f"waiting up to {self.timeout:g} s for another connection's transaction on "
+                f"{self.path} to end{self._who()}"
+            )
+        elif now - self.since >= self.timeout:
+            raise OperationFailed(
+                f"another connection kept {self.path} locked for {self.timeout:g} s"
+                f"{self._who()}: end its transaction, or pass a longer --lock-timeout"
+            )
+        return True
+
+    def _who(self) -> str:
+        found = holders(self.path)
+        return f" (open in {', '.join(found)})" if found else ""
 
 
 def _database_layout(unpacking: Unpacking) -> tuple[int, int] | None:
@@ -322,8 +369,10 @@ class SQLiteConnector:
                 with _unchanged_on_failure(db_alias):
                     page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
                     source = self._open_source(src, is_database_file, page_size, Path(scratch))
+                    waiting = _BoundedWait(db_alias, database_path(db_alias))
                     try:
-                        source.backup(target)  # one write transaction on the live database
+                        # One write transaction on the live database.
+                        source.backup(target, progress=waiting, sleep=_LOCK_RETRY_SECONDS)
                     finally:
                         source.close()
             finally:
@@ -349,9 +398,13 @@ class SQLiteConnector:
     def _follow(self, db_alias: str, unpacking: Unpacking, page_size: int, pages: int) -> None:
         discard = False  # decided once the live database's page size is known
 
+        locked = _BoundedWait(db_alias, database_path(db_alias))
+
         def wait(status: int, remaining: int, total: int) -> None:
             """Until the next step's pages are unpacked; before the last step, until all
             is unpacked and checked. Pages copied are dropped from the scratch file."""
+            if locked(status, remaining, total):
+                return  # the step is retried as it was
             copied = total - remaining
             if discard and copied > _FOLLOW_STEP_PAGES:
                 # Never re-read: each step begins at page 1 (kept), then reads its own.
@@ -380,7 +433,9 @@ class SQLiteConnector:
             )
             try:
                 wait(0, pages, pages)  # the first step's pages
-                source.backup(target, pages=_FOLLOW_STEP_PAGES, progress=wait)
+                source.backup(
+                    target, pages=_FOLLOW_STEP_PAGES, progress=wait, sleep=_LOCK_RETRY_SECONDS
+                )
             finally:
                 source.close()
         finally:
