@@ -487,7 +487,7 @@ def restore(
     ] = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
-    from snapctl import operations, other_sessions
+    from snapctl import notices, operations, other_sessions
     from snapctl.django_env import database_settings
 
     _require_confirmation(yes, "restore replaces the current data")
@@ -505,10 +505,9 @@ def restore(
             else:
                 _say(ctx, quiet, f"snapctl: {message}")
 
+        notices.configure(notice)
         other_sessions.configure(
-            lock_timeout=lock_timeout,
-            terminate=False if no_terminate else None,
-            notices=notice,
+            lock_timeout=lock_timeout, terminate=False if no_terminate else None
         )
         other_sessions.policy()  # a bad SNAPSHOTS['LOCK_TIMEOUT'] fails before any work
 

@@ -8,16 +8,17 @@ role (PostgreSQL's swap) is announced first, and ``--no-terminate`` refuses inst
 
 The command line sets the policy (``--lock-timeout``, ``--no-terminate``), over
 ``SNAPSHOTS["LOCK_TIMEOUT"]`` and ``SNAPSHOTS["TERMINATE_SESSIONS"]``; connectors read it
-here and tell the person at the terminal through :func:`notice`.
+here and tell the person at the terminal through :func:`notice` (notices.py).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from snapctl.errors import ConfigurationError
+from snapctl.notices import notice
+
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Policy", "configure", "notice", "policy"]
 
 # Seconds: long enough for a short transaction of the application to end, short enough that
 # the application's queries queued behind snapctl's lock are not held up for long.
@@ -31,22 +32,14 @@ class Policy:
 
 
 _given: dict[str, object] = {}
-_sink: list[Callable[[str], None]] = []
 
 
-def configure(
-    *,
-    lock_timeout: float | None = None,
-    terminate: bool | None = None,
-    notices: Callable[[str], None] | None = None,
-) -> None:
+def configure(*, lock_timeout: float | None = None, terminate: bool | None = None) -> None:
     """What the command line says: each value given wins over the settings."""
     if lock_timeout is not None:
         _given["lock_timeout"] = lock_timeout
     if terminate is not None:
         _given["terminate"] = terminate
-    if notices is not None:
-        _sink[:] = [notices]
 
 
 def policy() -> Policy:
@@ -64,12 +57,3 @@ def policy() -> Policy:
         raise ConfigurationError(f"the lock timeout is {lock_timeout}; give 0 or more seconds")
     terminate = _given.get("terminate", configured.get("TERMINATE_SESSIONS", True))
     return Policy(lock_timeout=float(lock_timeout), terminate=bool(terminate))
-
-
-def notice(message: str) -> None:
-    """Tell the person at the terminal what is happening to, or waiting on, other sessions
-    (one line on stderr, unless --quiet)."""
-    if _sink:
-        _sink[0](message)
-    else:
-        print(f"snapctl: {message}", file=sys.stderr)

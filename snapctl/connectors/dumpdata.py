@@ -131,7 +131,7 @@ class DjangoDumpDataConnector:
         with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
             # loaddata picks the format from the file name, whatever the store called it.
             fixture = Path(scratch) / "snapshot.jsonl"
-            fixture.symlink_to(src.resolve())
+            fixture.symlink_to(src.absolute())  # never resolved: src may be a link to an open file
             try:
                 with transaction.atomic(using=db_alias):
                     if _is_mysql(db_alias):
