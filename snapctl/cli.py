@@ -173,6 +173,15 @@ def main_options(
 
 
 # Options shared by several commands.
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        "-x",
+        metavar="APP[.MODEL]",
+        help="dumpdata: leave out this app or model (repeatable).",
+    ),
+]
 AliasOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -415,6 +424,7 @@ def dump(
             autocompletion=completion.connectors,
         ),
     ] = None,
+    exclude: ExcludeOption = None,
     settings: SettingsOption = None,
     pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
@@ -437,6 +447,7 @@ def dump(
             method=compress,
             level=level,
             connector=connector,
+            exclude=exclude or (),
             progress=progress,
         )
     if as_json:
@@ -485,6 +496,7 @@ def restore(
             help="Let 'latest' and labels pick snapshots of other databases too.",
         ),
     ] = False,
+    exclude: ExcludeOption = None,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import notices, operations, other_sessions
@@ -493,7 +505,9 @@ def restore(
     _require_confirmation(yes, "restore replaces the current data")
     _load_settings(ctx, settings, pythonpath)
     store = _store(ctx, directory, storage=storage)
-    plan = operations.plan_restore(store, snapshot, alias or [], from_any=from_any)
+    plan = operations.plan_restore(
+        store, snapshot, alias or [], from_any=from_any, exclude=exclude or ()
+    )
     for note in plan.notes:
         _say(ctx, quiet, f"snapctl: {note}")
 

@@ -68,6 +68,17 @@ def _start_apps_for(connectors: Sequence[object]) -> None:
         require_apps()
 
 
+def _add_exclusions(name: str, connector: Any, exclude: Sequence[str]) -> None:
+    """``--exclude`` for a connector that takes exclusions (its ``exclude`` attribute)."""
+    if not exclude:
+        return
+    if not hasattr(connector, "exclude"):
+        raise ConfigurationError(
+            f"connector '{name}' takes no exclusions; --exclude is for the dumpdata connector"
+        )
+    connector.exclude = (*connector.exclude, *exclude)
+
+
 def _check_binaries(choice_name: str, connector: object) -> None:
     missing = registry.missing_binaries(connector)
     if missing:
@@ -110,9 +121,11 @@ def dump(
     method: str,
     level: int | None = None,
     connector: str | None = None,
+    exclude: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Snapshot:
-    """Dump ``aliases`` into a new snapshot and return it once it is complete."""
+    """Dump ``aliases`` into a new snapshot and return it once it is complete; ``exclude``
+    names apps or models a connector that takes exclusions (dumpdata) leaves out."""
     import django
 
     from snapctl import __version__
@@ -122,6 +135,7 @@ def dump(
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         _check_binaries(choice.name, choice.connector)
+        _add_exclusions(choice.name, choice.connector, exclude)
     _start_apps_for([choice.connector for choice in choices])
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
@@ -320,7 +334,12 @@ class RestorePlan:
 
 
 def plan_restore(
-    store: SnapshotStore, reference: str | None, aliases: Sequence[str], *, from_any: bool = False
+    store: SnapshotStore,
+    reference: str | None,
+    aliases: Sequence[str],
+    *,
+    from_any: bool = False,
+    exclude: Sequence[str] = (),
 ) -> RestorePlan:
     """Check everything that can be checked without reading artifacts."""
     from snapctl.django_env import database_settings
@@ -344,6 +363,7 @@ def plan_restore(
                 f"which is {vendor} here; restore it into a {artifact.vendor} database"
             )
         _check_binaries(artifact.connector, connector)
+        _add_exclusions(artifact.connector, connector, exclude)
         connectors[alias] = connector
     _start_apps_for(list(connectors.values()))
     notes = [

@@ -15,11 +15,14 @@ AUTO_INCREMENT counters are then set to highest id + 1 after the commit.
 
 from __future__ import annotations
 
+import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snapctl.errors import OperationFailed
+from snapctl.errors import ConfigurationError, OperationFailed
+from snapctl.notices import notice
 
 
 def _count_lines(path: Path) -> int:
@@ -30,16 +33,80 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _model_labels() -> list[str]:
-    """Every concrete model, with the auto-created many-to-many through models that dumpdata
-    leaves out by default (see _exact_jsonl)."""
+def _excluded(label: str, exclude: Sequence[str]) -> bool:
+    """Whether model ``label`` (``app.Model``) is left out by ``exclude``: app labels and
+    model labels, compared as Django does (the model name in any case)."""
+    app, _, model = label.partition(".")
+    return any(entry == app or entry.lower() == f"{app}.{model}".lower() for entry in exclude)
+
+
+def _model_labels(exclude: Sequence[str]) -> list[str]:
+    """Every concrete model but those excluded, with the auto-created many-to-many through
+    models that dumpdata leaves out by default (see _exact_jsonl): those of an excluded
+    model go with it."""
     from django.apps import apps
 
-    return [
-        model._meta.label
-        for model in apps.get_models(include_auto_created=True)
-        if not model._meta.proxy
-    ]
+    labels = []
+    for model in apps.get_models(include_auto_created=True):
+        owner = model._meta.auto_created  # a through model goes with its model
+        label = owner._meta.label if isinstance(owner, type) else model._meta.label
+        if model._meta.proxy or _excluded(label, exclude):
+            continue
+        labels.append(model._meta.label)
+    return labels
+
+
+def _check_labels(exclude: Sequence[str]) -> None:
+    """An exclusion must name an installed app or model: a typo would exclude nothing."""
+    from django.apps import apps
+
+    known = {config.label for config in apps.get_app_configs()}
+    known |= {model._meta.label.lower() for model in apps.get_models()}
+    unknown = [entry for entry in exclude if entry not in known and entry.lower() not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"cannot exclude {', '.join(unknown)}: no such app or model here; give app labels "
+            "or app.Model"
+        )
+
+
+def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> dict[str, int]:
+    """Copy the objects of ``src`` that can be loaded here into ``dest``: not excluded, of an
+    installed model whose table exists (apps ship engine-specific models, like Wagtail's
+    SQLite search index). Returns how many objects of each model were left out."""
+    from django.apps import apps
+    from django.db import connections
+
+    tables = set(connections[db_alias].introspection.table_names(include_views=False))
+    verdicts: dict[str, bool] = {}
+    skipped: dict[str, int] = {}
+    with open(src, "rb") as reader, open(dest, "wb") as writer:
+        for line in reader:
+            label = _model_of(line)
+            if label not in verdicts:
+                try:
+                    model = apps.get_model(label)
+                except (LookupError, ValueError):
+                    verdicts[label] = False
+                else:
+                    verdicts[label] = (
+                        not _excluded(model._meta.label, exclude) and model._meta.db_table in tables
+                    )
+            if verdicts[label]:
+                writer.write(line)
+            else:
+                skipped[label] = skipped.get(label, 0) + 1
+    return skipped
+
+
+def _model_of(line: bytes) -> str:
+    """The ``model`` of one JSON Lines object; a line that has none is loaddata's to refuse."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return ""
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else ""
 
 
 def _is_mysql(db_alias: str) -> bool:
@@ -98,6 +165,11 @@ class DjangoDumpDataConnector:
     extension = "jsonl"
     portable = True  # the format is the same whatever the engine
 
+    def __init__(self, exclude: Sequence[str] = ()) -> None:
+        # Apps or models (``wagtailsearch``, ``wagtailsearch.IndexEntry``) left out of dumps
+        # and restores: search indexes, caches, engine-specific models.
+        self.exclude = tuple(exclude)
+
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump all data for db_alias to a JSON Lines file at dest.
 
@@ -108,11 +180,12 @@ class DjangoDumpDataConnector:
 
         from snapctl.connectors import _exact_jsonl
 
+        _check_labels(self.exclude)
         serializers.register_serializer(_exact_jsonl.FORMAT, _exact_jsonl.__name__)
         try:
             call_command(
                 "dumpdata",
-                *_model_labels(),
+                *_model_labels(self.exclude),
                 database=db_alias,
                 format=_exact_jsonl.FORMAT,
                 output=str(dest),
@@ -121,17 +194,21 @@ class DjangoDumpDataConnector:
             )
         except Exception as exc:
             raise OperationFailed(f"dumpdata of '{db_alias}' failed: {exc}") from exc
-        return {"format": "jsonl", "objects": _count_lines(dest)}
+        metadata: dict[str, Any] = {"format": "jsonl", "objects": _count_lines(dest)}
+        if self.exclude:
+            metadata["excluded"] = list(self.exclude)
+        return metadata
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore all data for db_alias from the JSON Lines dump at src."""
         from django.core.management import call_command
         from django.db import transaction
 
+        _check_labels(self.exclude)
         with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
             # loaddata picks the format from the file name, whatever the store called it.
             fixture = Path(scratch) / "snapshot.jsonl"
-            fixture.symlink_to(src.absolute())  # never resolved: src may be a link to an open file
+            skipped = _loadable(db_alias, src, fixture, self.exclude)
             try:
                 with transaction.atomic(using=db_alias):
                     if _is_mysql(db_alias):
@@ -151,3 +228,11 @@ class DjangoDumpDataConnector:
                 ) from exc
             if _is_mysql(db_alias):
                 _reset_auto_increment_mysql(db_alias)
+        if skipped:
+            left_out = ", ".join(
+                f"{count} of {label or '(no model)'}" for label, count in sorted(skipped.items())
+            )
+            notice(
+                f"restored '{db_alias}' without objects of excluded models, models not "
+                f"installed here or tables missing here: {left_out}"
+            )

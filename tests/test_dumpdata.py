@@ -1,0 +1,80 @@
+"""The dumpdata connector's exclusions: apps ship models that exist on one engine only, or
+hold what need not move (a search index); a restore loads what this project can hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import Project
+
+from snapctl.compression import file_sha256
+
+
+def artifact_of(project: Project, name: str) -> Path:
+    return project.snapshots / name / "default.jsonl"
+
+
+def models_in(project: Project, name: str) -> set[str]:
+    lines = artifact_of(project, name).read_text().splitlines()
+    return {json.loads(line)["model"] for line in lines}
+
+
+def test_dump_leaves_out_excluded_models_and_their_links(sqlite_project: Project) -> None:
+    full = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
+    assert {"shop.product", "shop.product_tags"} <= models_in(sqlite_project, full)
+    name = sqlite_project.dump(
+        "--connector", "dumpdata", "--compress", "none", "--exclude", "shop.Product",
+        "--exclude", "auth",
+    )  # fmt: skip
+    models = models_in(sqlite_project, name)
+    assert "shop.product" not in models and "shop.product_tags" not in models  # its links too
+    assert not any(model.startswith("auth.") for model in models)
+    assert {"shop.order", "shop.tag"} <= models
+    shown = json.loads(sqlite_project.snapctl("show", name, "--json", check=True).stdout)
+    assert shown["databases"]["default"]["metadata"]["excluded"] == ["shop.Product", "auth"]
+
+
+def test_an_exclusion_must_name_something_and_suit_the_connector(sqlite_project: Project) -> None:
+    typo = sqlite_project.snapctl("dump", "--connector", "dumpdata", "--exclude", "shop.Prodcut")
+    assert typo.returncode == 2 and "shop.Prodcut" in typo.stderr
+    assert len(typo.stderr.splitlines()) == 1
+    other = sqlite_project.snapctl("dump", "--exclude", "shop.Product")  # the sqlite connector
+    assert other.returncode == 2 and "dumpdata" in other.stderr
+    assert sqlite_project.store_entries() == []
+
+
+def test_objects_of_models_not_here_are_skipped_and_named(sqlite_project: Project) -> None:
+    """A snapshot from another engine holds objects of a model only that engine has (as
+    Wagtail's SQLite search index): the rest is restored, and stderr says what was not."""
+    before = sqlite_project.digest()
+    name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
+    path = artifact_of(sqlite_project, name)
+    foreign = '{"model": "wagtailsearch.sqliteftsindexentry", "pk": %d, "fields": {}}\n'
+    with open(path, "a") as artifact:
+        artifact.writelines(foreign % pk for pk in (1, 2))
+    manifest_path = sqlite_project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    size = path.stat().st_size
+    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
+    manifest_path.write_text(json.dumps(manifest))
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+
+    restored = sqlite_project.snapctl("restore", "--yes", name)
+
+    assert restored.returncode == 0, restored.stderr
+    assert "2 of wagtailsearch.sqliteftsindexentry" in restored.stderr
+    assert sqlite_project.digest()["tables"] == before["tables"]
+
+
+def test_restore_can_leave_out_a_model(sqlite_project: Project) -> None:
+    before = sqlite_project.digest()["tables"]
+    name = sqlite_project.dump("--connector", "dumpdata")
+    restored = sqlite_project.snapctl("restore", "--yes", "--exclude", "shop.OrderLine", name)
+    assert restored.returncode == 0, restored.stderr
+    after = sqlite_project.digest()["tables"]
+    assert after["shop_orderline"]["rows"] == [] != before["shop_orderline"]["rows"]
+    assert "of shop.orderline" in restored.stderr
+    assert {t: rows for t, rows in after.items() if t != "shop_orderline"} == {
+        t: rows for t, rows in before.items() if t != "shop_orderline"
+    }
