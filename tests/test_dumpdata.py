@@ -78,3 +78,47 @@ def test_restore_can_leave_out_a_model(sqlite_project: Project) -> None:
     assert {t: rows for t, rows in after.items() if t != "shop_orderline"} == {
         t: rows for t, rows in before.items() if t != "shop_orderline"
     }
+
+
+def test_content_types_load_before_everything_else(sqlite_project: Project, tmp_path: Path) -> None:
+    """An app's signal handler may look a content type up while other objects load (Wagtail's
+    search indexing does) and create it under another id: content types go first."""
+    src = tmp_path / "in.jsonl"
+    lines = [
+        '{"model": "shop.tag", "pk": 1, "fields": {"name": "a"}}',
+        '{"model": "contenttypes.contenttype", "pk": 7, '
+        '"fields": {"app_label": "shop", "model": "tag"}}',
+        '{"model": "shop.tag", "pk": 2, "fields": {"name": "b"}}',
+        '{"model": "nosuch.model", "pk": 1, "fields": {}}',
+    ]
+    src.write_text("".join(line + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    code = (
+        "from pathlib import Path; from snapctl.connectors.dumpdata import _loadable; "
+        f"print(_loadable('default', Path({str(src)!r}), Path({str(out)!r}), ()))"
+    )
+    skipped = sqlite_project.manage("shell", "-v0", "-c", code)
+    assert skipped.strip() == "{'nosuch.model': 1}"
+    assert out.read_text().splitlines() == [lines[1], lines[0], lines[2]]
+    assert not (tmp_path / "out.jsonl.later").exists()
+
+
+def test_objects_with_fields_the_model_lacks_are_refused_up_front(sqlite_project: Project) -> None:
+    """The same model with other fields on another engine (Wagtail's search index): exit 2,
+    naming the model, its fields and the --exclude that gets past it; nothing touched."""
+    name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
+    path = artifact_of(sqlite_project, name)
+    with open(path, "a") as artifact:
+        artifact.write('{"model": "shop.tag", "pk": 999, "fields": {"title_text": "x"}}\n')
+    manifest_path = sqlite_project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    size = path.stat().st_size
+    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
+    manifest_path.write_text(json.dumps(manifest))
+    sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
+    before = sqlite_project.digest()
+    refused = sqlite_project.snapctl("restore", "--yes", name)
+    assert refused.returncode == 2, refused.stderr
+    assert "title_text" in refused.stderr and "--exclude shop.Tag" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    assert sqlite_project.digest() == before

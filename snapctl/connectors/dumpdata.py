@@ -16,6 +16,7 @@ AUTO_INCREMENT counters are then set to highest id + 1 after the commit.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,12 @@ def _check_labels(exclude: Sequence[str]) -> None:
         )
 
 
+# Loaded before every other object: a signal handler that runs while the others load (an
+# app's search indexing, say) may look up a content type, and would create it under another
+# id than the snapshot's, which then cannot be loaded.
+_LOADED_FIRST = frozenset({"contenttypes.contenttype"})
+
+
 def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> dict[str, int]:
     """Copy the objects of ``src`` that can be loaded here into ``dest``: not excluded, of an
     installed model whose table exists (apps ship engine-specific models, like Wagtail's
@@ -79,10 +86,12 @@ def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> d
 
     tables = set(connections[db_alias].introspection.table_names(include_views=False))
     verdicts: dict[str, bool] = {}
+    field_names: dict[str, frozenset[str]] = {}  # of each model loaded
     skipped: dict[str, int] = {}
-    with open(src, "rb") as reader, open(dest, "wb") as writer:
+    later = dest.with_name(dest.name + ".later")
+    with open(src, "rb") as reader, open(dest, "wb") as first, open(later, "wb") as rest:
         for line in reader:
-            label = _model_of(line)
+            label, fields = _model_of(line)
             if label not in verdicts:
                 try:
                     model = apps.get_model(label)
@@ -92,21 +101,46 @@ def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> d
                     verdicts[label] = (
                         not _excluded(model._meta.label, exclude) and model._meta.db_table in tables
                     )
-            if verdicts[label]:
-                writer.write(line)
-            else:
+                    field_names[label] = frozenset(
+                        field.name for field in model._meta.get_fields(include_hidden=True)
+                    )
+            if verdicts[label] and not field_names[label].issuperset(fields):
+                _refuse_fields(label, sorted(set(fields) - field_names[label]))
+            if not verdicts[label]:
                 skipped[label] = skipped.get(label, 0) + 1
+            else:
+                (first if label in _LOADED_FIRST else rest).write(line)
+    with open(later, "rb") as remaining, open(dest, "ab") as after_first:
+        shutil.copyfileobj(remaining, after_first)
+    later.unlink()
     return skipped
 
 
-def _model_of(line: bytes) -> str:
-    """The ``model`` of one JSON Lines object; a line that has none is loaddata's to refuse."""
+def _model_of(line: bytes) -> tuple[str, list[str]]:
+    """The ``model`` of one JSON Lines object and the names of its fields; a line without
+    them is loaddata's to refuse."""
     try:
         data = json.loads(line)
     except ValueError:
-        return ""
-    model = data.get("model") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else ""
+        return "", []
+    if not isinstance(data, dict):
+        return "", []
+    model, fields = data.get("model"), data.get("fields")
+    names = [str(name) for name in fields] if isinstance(fields, dict) else []
+    return (model if isinstance(model, str) else ""), names
+
+
+def _refuse_fields(label: str, missing: list[str]) -> None:
+    """Refuse, before the database is touched, objects with fields this project's model
+    lacks: the same model differs between engines (Wagtail's search index) or versions."""
+    from django.apps import apps
+
+    label = apps.get_model(label)._meta.label
+    raise ConfigurationError(
+        f"the snapshot's {label} objects have fields this project's {label} lacks "
+        f"({', '.join(missing)}); leave it out with --exclude {label} (rebuild it after, "
+        "if it is an index), or migrate this database to the snapshot's code first"
+    )
 
 
 def _is_mysql(db_alias: str) -> bool:
