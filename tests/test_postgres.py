@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Project, ServerDatabase, clean_env, psql_admin
+from conftest import Project, ServerDatabase, _project, clean_env, psql_admin
 
 from snapctl.compression import file_sha256
 from snapctl.connectors import postgres
@@ -376,8 +377,11 @@ def test_wrong_password_is_one_line_without_it(
     for args in (("dump",), ("restore", "--yes", name)):
         result = postgres_project.snapctl(*args, **env)
         assert result.returncode in (1, 2), result.stderr
-        line = one_line(result.stderr)
+        # On another port it is another database than the snapshot's, which restore says.
+        said = [ln for ln in result.stderr.splitlines() if "was taken of" not in ln]
+        line = one_line("\n".join(said))
         assert "password authentication failed" in line and wrong not in line
+        assert wrong not in result.stderr
     assert rejecting_server.passwords and set(rejecting_server.passwords) == {wrong}
 
 
@@ -513,3 +517,249 @@ def test_which_pg_restore_restricts_meta_commands(tmp_path: Path, shown: str, sa
     fake.write_text(f"#!/bin/sh\necho '{shown}'\n")
     fake.chmod(0o755)
     assert postgres.restricts_meta_commands(str(fake))[0] is safe
+
+
+# --- other sessions: named before the load, announced when ended, waited for at most the
+# --- lock timeout ---------------------------------------------------------------------------
+
+
+def connect_as(db: ServerDatabase, application: str, *, admin: bool = False) -> Any:
+    """A psycopg session on ``db`` named ``application``: of the project's role, or of the
+    superuser, another role whose sessions the project's role may not end."""
+    import psycopg
+
+    if admin:
+        return psycopg.connect(
+            host="127.0.0.1", port=5432, user="postgres", dbname=db.name,
+            application_name=application,
+        )  # fmt: skip
+    return psycopg.connect(
+        host=db.host, port=5432, user=db.user, password=db.password, dbname=db.name,
+        application_name=application,
+    )  # fmt: skip
+
+
+def backend_pid(session: Any) -> int:
+    return int(session.info.backend_pid)
+
+
+def is_alive(session: Any) -> bool:
+    import psycopg
+
+    try:
+        session.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    session.rollback()
+    return True
+
+
+def restore_logged(
+    project: Project, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """``snapctl restore --yes ARGS`` with the programs logged: the result and their argv."""
+    log = tmp_path / "calls.log"
+    log.unlink(missing_ok=True)
+    if not (tmp_path / "bin").exists():
+        _wrappers(tmp_path / "bin", log)
+    path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    result = project.snapctl("restore", "--yes", *args, PATH=path)
+    calls = log.read_text().split("\036")[:-1] if log.exists() else []
+    return result, [call.split("|", 2)[2] for call in calls]
+
+
+def loads(calls: list[str]) -> list[str]:
+    """The calls that write the database: pg_restore into it, or psql replaying into it."""
+    return [c for c in calls if c.startswith("psql") or " --dbname " in c]
+
+
+def test_other_roles_session_fails_the_swap_before_the_load(
+    postgres_project: Project, tmp_path: Path
+) -> None:
+    """A session snapctl may not end (another role's) would make the swap's rename fail, but
+    only after the whole pg_restore: it is named at once instead, nothing loaded."""
+    postgres_project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = "0"
+    db = postgres_project.extra["db"]
+    name = postgres_project.dump()
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    changed = postgres_project.digest()
+    with connect_as(db, "nightly report", admin=True) as other:
+        result, calls = restore_logged(postgres_project, tmp_path, "--lock-timeout", "0", name)
+        assert result.returncode == 1, result.stderr
+        line = one_line(result.stderr)
+        pid = backend_pid(other)
+        assert f"pid {pid} of role 'postgres' 'nightly report'" in line, line
+        assert f"pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({pid})" in line
+        assert "database unchanged" in line and "Traceback" not in result.stderr
+        assert loads(calls) == []  # failed before the long part
+        assert is_alive(other)
+    assert postgres_project.digest() == changed
+    assert leftover_databases(db.name) == []
+
+
+def test_swap_waits_up_to_the_lock_timeout_for_other_roles_to_leave(
+    postgres_project: Project,
+) -> None:
+    postgres_project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = "0"
+    db = postgres_project.extra["db"]
+    before = postgres_project.digest()
+    name = postgres_project.dump()
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    other = connect_as(db, "leaves soon", admin=True)
+    leaving = threading.Timer(1.5, other.close)
+    leaving.start()
+    try:
+        result = postgres_project.snapctl("restore", "--yes", "--lock-timeout", "30", name)
+    finally:
+        leaving.cancel()
+        other.close()
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"snapctl: waiting up to 30 s for 1 session that snapctl may not end to leave "
+        f"'{db.name}' (pid " in result.stderr
+    ), result.stderr
+    assert postgres_project.digest() == before
+
+
+def test_in_place_names_other_roles_holding_locks_after_the_lock_timeout(
+    nocreatedb_project: Project,
+) -> None:
+    db = nocreatedb_project.extra["db"]
+    name = nocreatedb_project.dump()
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    changed = nocreatedb_project.digest()
+    with connect_as(db, "report", admin=True) as other:
+        other.execute("SELECT count(*) FROM shop_tag")  # AccessShareLock, transaction open
+        started = time.monotonic()
+        result = nocreatedb_project.snapctl("restore", "--yes", "--lock-timeout", "1", name)
+        assert time.monotonic() - started < 30  # not the fixed 60 s of before
+        assert result.returncode == 1, result.stderr
+        waited, failed = [line for line in result.stderr.splitlines() if line.strip()]
+        pid = backend_pid(other)
+        assert waited.startswith(
+            "snapctl: waiting up to 1 s for 1 session that snapctl may not end to release its "
+            f"locks on tables in '{db.name}'"
+        )
+        assert f"pid {pid} of role 'postgres' 'report'" in failed
+        assert "locks on tables in" in failed and "database unchanged" in failed
+        assert is_alive(other)
+    assert nocreatedb_project.digest() == changed
+
+
+@pytest.mark.parametrize("below", ["0", "16777216"], ids=["swap", "in-place"])
+def test_ending_sessions_of_the_role_is_announced(postgres_project: Project, below: str) -> None:
+    postgres_project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = below
+    db = postgres_project.extra["db"]
+    before = postgres_project.digest()
+    postgres_project.dump()
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    with connect_as(db, "manage.py shell") as session:
+        session.execute("SELECT count(*) FROM shop_customer")  # idle in transaction
+        pid = backend_pid(session)
+        result = postgres_project.snapctl("restore", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"snapctl: ending 1 other session of role '{db.user}' on '{db.name}' (pid {pid} "
+            "'manage.py shell' from 127.0.0.1 idle in transaction for "
+        ) in result.stderr, result.stderr
+        assert "); they must reconnect" in result.stderr
+        assert not is_alive(session)
+    assert postgres_project.digest() == before
+
+
+@pytest.mark.parametrize("below", ["0", "16777216"], ids=["swap", "in-place"])
+def test_no_terminate_fails_instead_of_ending_sessions_of_the_role(
+    postgres_project: Project, below: str
+) -> None:
+    postgres_project.env["EXAMPLE_PG_IN_PLACE_BELOW"] = below
+    db = postgres_project.extra["db"]
+    name = postgres_project.dump()
+    user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
+    changed = postgres_project.digest()
+    with connect_as(db, "worker") as session:
+        args = ("restore", "--yes", "--no-terminate", "--lock-timeout", "0", name)
+        result = postgres_project.snapctl(*args)
+        assert result.returncode == 1, result.stderr
+        line = one_line(result.stderr)
+        assert f"2 other sessions of role '{db.user}'" not in line  # nothing of ours lingered
+        assert f"1 other session of role '{db.user}' on '{db.name}'" in line
+        assert f"pid {backend_pid(session)} 'worker' from 127.0.0.1 idle for " in line
+        assert "--no-terminate" in line and "database unchanged" in line
+        assert is_alive(session)
+    assert postgres_project.digest() == changed
+    assert leftover_databases(db.name) == []
+
+
+def test_in_place_waits_for_locks_as_long_as_the_lock_timeout(
+    postgres_project: Project, tmp_path: Path
+) -> None:
+    postgres_project.dump()
+    result, calls = restore_logged(postgres_project, tmp_path, "--lock-timeout", "3")
+    assert result.returncode == 0, result.stderr
+    (psql,) = [call for call in calls if call.startswith("psql")]
+    assert "SET lock_timeout = '3000ms'" in psql and "60s" not in psql
+
+
+# --- a database that does not exist ---------------------------------------------------------
+
+
+def test_restore_creates_a_missing_database(postgres_project: Project) -> None:
+    db = postgres_project.extra["db"]
+    user_sql(db, SCHEMA_OBJECTS)
+    snapshot, schema = postgres_project.digest(), schema_state(db)
+    postgres_project.dump()
+    psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
+    result = postgres_project.snapctl("restore", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert f"created database '{db.name}'" in result.stderr
+    assert postgres_project.digest() == snapshot
+    assert schema_state(db) == schema
+    owner = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db.name}'"
+    assert psql_admin(owner).strip() == db.user
+
+
+def test_a_missing_database_gets_the_snapshots_encoding_and_locale(
+    postgres_template: ServerDatabase, tmp_path: Path
+) -> None:
+    name = f"snapctl_enc_{secrets.token_hex(4)}"
+    db = ServerDatabase("postgresql", name, postgres_template.user, postgres_template.password,
+                        port="5432")  # fmt: skip
+    psql_admin(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' "
+               f"LC_CTYPE 'C' OWNER {db.user}")  # fmt: skip
+    try:
+        project = _project(db.env(), tmp_path / "snaps")
+        user_sql(db, "CREATE TABLE words (w text); INSERT INTO words VALUES ('café'), ('Zoo')")
+        project.dump()
+        psql_admin(f"DROP DATABASE {name} WITH (FORCE)")
+        project.snapctl("restore", "--yes", check=True)
+        shown = psql_admin("SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+                           f"FROM pg_database WHERE datname = '{name}'")  # fmt: skip
+        assert shown.strip() == "LATIN1|C|C"
+        assert user_sql(db, "SELECT string_agg(w, ',' ORDER BY w) FROM words") == "Zoo,café"
+    finally:
+        psql_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_restore_without_createdb_into_a_missing_database_says_how(
+    nocreatedb_project: Project,
+) -> None:
+    db = nocreatedb_project.extra["db"]
+    nocreatedb_project.dump()
+    psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
+    result = nocreatedb_project.snapctl("restore", "--yes")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert f"'{db.name}'" in line and "does not exist" in line
+    assert f"createdb -O {db.user} {db.name}" in line
+    assert psql_admin(f"SELECT count(*) FROM pg_database WHERE datname = '{db.name}'") == "0\n"
+
+
+def test_dump_of_a_missing_database_is_a_configuration_error(postgres_project: Project) -> None:
+    db = postgres_project.extra["db"]
+    psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
+    result = postgres_project.snapctl("dump")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert f"database '{db.name}' of 'default' does not exist" in line
+    assert f"createdb -O {db.user} {db.name}" in line and "NAME" in line
+    assert postgres_project.store_entries() == []

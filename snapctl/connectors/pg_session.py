@@ -16,6 +16,10 @@ ours there would block the swap's rename and a template copy. Each statement on 
 connection of its own; connections to other databases (the maintenance database a swap runs
 from) are kept until :meth:`Sessions.close`, which the swap calls before its long load, or
 until one is lost.
+
+Each connection's server process is remembered (:attr:`Sessions.pids`): the server ends a
+closed connection's process a moment later, and until then it is listed among the sessions
+on the database, where a restore must not take it for somebody else's.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ class Sessions:
         self._password = password
         self._kept: dict[str, _Connection] = {}
         self._module: Any = None
+        self._pids: set[int] = set()
+
+    @property
+    def pids(self) -> frozenset[int]:
+        """The server processes of every connection this command made, open or closed."""
+        return frozenset(self._pids)
 
     @property
     def target(self) -> str | None:
@@ -87,6 +97,8 @@ class Sessions:
             connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
         except self._module.Error as exc:
             raise driver_failure(what, exc, [self._password]) from None
+        with contextlib.suppress(AttributeError):  # psycopg 3 and psycopg2 2.8+ say it
+            self._pids.add(int(connection.info.backend_pid))
         return connection  # type: ignore[no-any-return]
 
     def query(

@@ -11,7 +11,8 @@ Dump: ``pg_dump --format=custom`` inside one repeatable-read transaction, so the
 consistent while the application writes, and it restores in parallel. It is the only program
 a dump runs: the server's and pg_dump's versions are read from the archive's header. pg_dump
 must be at least the server's major version; it refuses an older one, and snapctl names the
-package to install.
+package to install. A database that does not exist is a ``ConfigurationError`` (exit 2) saying
+how to create it, or to correct NAME.
 
 Restore replaces the database with exactly the snapshot: rows, tables, views, functions,
 triggers, extensions and sequence positions; whatever was created since is gone. Two paths:
@@ -25,15 +26,19 @@ triggers, extensions and sequence positions; whatever was created since is gone.
   old one is then dropped. Nothing is committed before that transaction, so the original is
   untouched until it commits, and a kill at any moment leaves either the original or the
   snapshot in place, never a database refusing connections; any failure before it drops the
-  new database. A session that connects in between, or one we cannot terminate, makes the
-  rename fail: it is rolled back and retried twice, half a second apart, and then the
-  restore fails, harmlessly. The database gets a new OID, so this path is taken only when
-  nothing would be lost: no ``ALTER DATABASE ... SET`` settings, no logical replication slot,
-  and (unless superuser) no extension that another role (a superuser) installed and we
-  could not create again. A restore killed part-way leaves ``<NAME>_snapctl_new_<8 hex>``
-  (before the renames) or ``<NAME>_snapctl_old_<8 hex>`` (after); the next swap restore
-  drops such databases of our role that nobody is connected to (never the postgres-template
-  connector's snapshot copies, named ``<NAME>_snapctl_<8 hex>``).
+  new database. A session we may not terminate (another role's) would make the rename fail,
+  so it is looked for before the new database is made: the restore waits for such sessions
+  up to the lock timeout (``other_sessions``), saying so, then fails naming them, the
+  original untouched; the same again right before the renames. One that connects in
+  between makes the rename fail: it is rolled back and retried twice, half a second apart,
+  and then the restore fails, harmlessly, naming it. The database gets a new OID, so this
+  path is taken only when nothing would be lost: no ``ALTER DATABASE ... SET`` settings, no
+  logical replication slot, and (unless superuser) no extension that another role (a
+  superuser) installed and we could not create again. A restore killed part-way leaves
+  ``<NAME>_snapctl_new_<8 hex>`` (before the renames) or ``<NAME>_snapctl_old_<8 hex>``
+  (after); the next swap restore drops such databases of our role that nobody is connected
+  to (never the postgres-template connector's snapshot copies, named
+  ``<NAME>_snapctl_<8 hex>``).
 - In place (otherwise, and for archives under ``in_place_below`` bytes, 16 MiB by default,
   when everything in the database is our role's so that the result is the same; needs only
   ownership of the objects): in ONE transaction (``psql
@@ -41,25 +46,41 @@ triggers, extensions and sequence positions; whatever was created since is gone.
   relations, routines, types, extensions and large objects elsewhere, e.g. in public) and the
   snapshot's SQL is replayed; transactional DDL rolls all of it back if any statement fails.
   Serial, so slower on big databases. The other sessions of our role on the database are
-  terminated first; other roles' sessions are left alone (the restore waits up to 60 s for
-  their locks), as are objects our role cannot drop.
+  terminated first; other roles' sessions are left alone, as are objects our role cannot
+  drop. Before anything is run, a session of another role holding a lock on one of our
+  relations is waited for up to the lock timeout, then named in the failure; the script
+  itself waits for locks (``SET lock_timeout``) as long.
 
-Django's own connection is closed first. Other clients of our role see their sessions end and
-must reconnect (Django does so by itself at its next request).
+Other sessions (``other_sessions``): before the sessions of our role are terminated, snapctl
+says how many and whose (pid, application_name, client, state); with ``--no-terminate`` (or
+``SNAPSHOTS["TERMINATE_SESSIONS"] = False``) it waits up to the lock timeout for them to end,
+then fails naming them, the database unchanged. Django's own connection is closed first.
+Clients of our role whose sessions end must reconnect (Django does so by itself at its next
+request).
+
+A database that does not exist is created when our role has CREATEDB (from the maintenance
+database, owned by our role, with the encoding and locale pg_dump recorded in the archive
+where this server has them, else its defaults), and the snapshot loaded into it with
+``pg_restore --jobs N``; a failure drops it again. Without CREATEDB it is a
+``ConfigurationError`` (exit 2) saying how an admin creates it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import os
 import re
 import secrets
+import shlex
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapctl import other_sessions
 from snapctl.connectors import _process
 from snapctl.connectors.pg_session import Sessions
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
@@ -76,6 +97,11 @@ _MAX_JOBS = 8
 # The swap's transaction tries its renames this often, this many seconds apart.
 _SWAP_ATTEMPTS = 3
 _SWAP_PAUSE = 0.5
+# How often the restore looks again while it waits for other sessions to leave: cheap (one
+# statement), and often enough that nobody waits for the look.
+_SESSIONS_POLL = 0.2
+# At most this many sessions are described in a message; the rest are counted.
+_SESSIONS_SHOWN = 5
 
 # libpq connection keywords that have an environment variable. Django passes OPTIONS to the
 # driver as libpq keywords, so the tools see exactly the connection Django makes.
@@ -475,6 +501,198 @@ def terminate_sessions_sql(database: str) -> str:
     return _TERMINATE.format(terminate=_TERMINATE_LOOP.format(database=literal(database)))
 
 
+# --- restore: the other sessions on the database ---------------------------------------------
+
+# The client sessions on {database} but this command's own ({mine}), with what the restore
+# decides on and names them by. ``ours``: our role may end it (its role is one we are a member
+# of; every role, for a superuser). ``locks``: it holds a lock on a relation of our role, which
+# an in-place restore drops ({locks} is false when the query runs on another database, whose
+# pg_class does not know them). Background processes (autovacuum, ...) have no role or are no
+# client backend. State, client and times of another role's session read NULL unless we have
+# pg_read_all_stats; its role, application_name and pid always show.
+_SESSIONS = """
+SELECT coalesce(json_agg(json_build_object(
+  'pid', a.pid, 'role', a.usename, 'application', a.application_name,
+  'client', coalesce(host(a.client_addr), CASE WHEN a.client_port = -1 THEN 'local' END),
+  'state', a.state,
+  'seconds', floor(extract(epoch FROM clock_timestamp()
+                           - coalesce(a.xact_start, a.state_change, a.backend_start))),
+  'ours', pg_has_role(a.usesysid, 'MEMBER'),
+  'locks', {locks}) ORDER BY a.pid), '[]')
+FROM pg_stat_activity a
+WHERE a.datname = {database} AND a.pid <> pg_backend_pid() AND a.pid <> ALL ({mine})
+  AND a.usesysid IS NOT NULL
+  AND coalesce(to_jsonb(a) ->> 'backend_type', 'client backend') = 'client backend'
+"""
+_HOLDS_OUR_LOCKS = """EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                 WHERE l.pid = a.pid AND l.database = a.datid
+                   AND pg_has_role(c.relowner, 'USAGE'))"""
+
+
+@dataclass(frozen=True)
+class OtherSession:
+    """Another session on the database, as a message names it to the person who can end it."""
+
+    pid: int
+    role: str
+    application: str
+    client: str | None
+    state: str | None
+    seconds: float | None
+    ours: bool
+    locks: bool
+
+    def describe(self, *, role: bool = True) -> str:
+        """``pid 123 of role 'app' 'manage.py shell' from 10.0.0.5 idle in transaction for
+        3 min``: what its owner recognises it by; what the server hides from us is left out."""
+        parts = [f"pid {self.pid}"]
+        if role:
+            parts.append(f"of role '{self.role}'")
+        if self.application:
+            parts.append(f"'{self.application}'")
+        if self.client:
+            parts.append(
+                "from the local socket" if self.client == "local" else f"from {self.client}"
+            )
+        if self.state:
+            since = f" for {_duration(self.seconds)}" if self.seconds is not None else ""
+            parts.append(f"{self.state}{since}")
+        return " ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """A duration as people say it: 42 s, 3 min, 5 h, 2 days."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"1 {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _listed(sessions: Sequence[OtherSession], *, role: bool = True) -> str:
+    """The first few sessions described, the rest counted: one line however many there are."""
+    shown = [session.describe(role=role) for session in sessions[:_SESSIONS_SHOWN]]
+    if len(sessions) > _SESSIONS_SHOWN:
+        shown.append(f"and {len(sessions) - _SESSIONS_SHOWN} more")
+    return ", ".join(shown)
+
+
+def _roles(sessions: Sequence[OtherSession]) -> str:
+    roles = sorted({session.role for session in sessions})
+    return ("role " if len(roles) == 1 else "roles ") + ", ".join(f"'{r}'" for r in roles)
+
+
+def sessions_on(
+    pg: Libpq, database: str, admin_db: str | None, *, locks: bool
+) -> list[OtherSession]:
+    """The other client sessions on ``database``, looked at from ``admin_db`` (None: from
+    the database itself, which ``locks`` needs); never this command's own, which the server
+    may still list for a moment after they are closed."""
+    mine = ", ".join(str(pid) for pid in sorted(pg.server.pids))
+    sql = _SESSIONS.format(
+        database=literal(database),
+        mine=f"ARRAY[{mine}]::int[]" if mine else "'{}'::int[]",
+        locks=_HOLDS_OUR_LOCKS if locks else "false",
+    )
+    found = pg.server.value(
+        sql, database=admin_db, what=f"looking at the other sessions on '{pg.alias}'"
+    )
+    return [OtherSession(**row) for row in found]
+
+
+def blocking(
+    sessions: Sequence[OtherSession], *, in_place: bool, terminate: bool
+) -> list[OtherSession]:
+    """The sessions the restore cannot go on with and may not end: another role's (on the
+    swap path any of them, which makes the rename fail; in place those holding locks on our
+    relations, which the drops would wait for), and ours when ending them is not allowed."""
+    return [
+        session
+        for session in sessions
+        if (session.ours and not terminate)
+        or (not session.ours and (session.locks or not in_place))
+    ]
+
+
+def clear_the_way(
+    pg: Libpq, database: str, admin_db: str | None, *, in_place: bool
+) -> list[OtherSession]:
+    """Make sure no session that snapctl may not end stands in the restore's way, before
+    anything is changed: wait up to the lock timeout for such sessions to go, saying so,
+    then fail naming them (the database unchanged). Return the sessions of our role, which
+    the restore is to end (none when the policy forbids it)."""
+    policy = other_sessions.policy()
+    deadline = time.monotonic() + policy.lock_timeout
+    waiting = False
+    while True:
+        sessions = sessions_on(pg, database, admin_db, locks=in_place)
+        blockers = blocking(sessions, in_place=in_place, terminate=policy.terminate)
+        if not blockers:
+            return [session for session in sessions if session.ours] if policy.terminate else []
+        if time.monotonic() >= deadline:
+            raise blocked(pg, database, blockers, in_place=in_place, waited=policy.lock_timeout)
+        if not waiting:
+            waiting = True
+            one = len(blockers) == 1
+            goal = (
+                f"release {'its' if one else 'their'} locks on tables in" if in_place else "leave"
+            )
+            other_sessions.notice(
+                f"waiting up to {_seconds(policy.lock_timeout)} for "
+                f"{_counted(len(blockers), 'session')} that snapctl may not end to {goal} "
+                f"'{database}' ({_listed(blockers)})"
+            )
+        time.sleep(_SESSIONS_POLL)
+
+
+def blocked(
+    pg: Libpq, database: str, blockers: Sequence[OtherSession], *, in_place: bool, waited: float
+) -> OperationFailed:
+    """The one line that names the sessions the restore could not get past, and what to do."""
+    others = [session for session in blockers if not session.ours]
+    after = f" after {_seconds(waited)}" if waited else ""
+    if others:
+        one = len(others) == 1
+        it = "it" if one else "them"
+        if in_place:
+            doing = f"{'holds' if one else 'hold'} locks on tables in '{database}'{after}"
+            leave = f"end {'its' if one else 'their'} transaction or disconnect"
+        else:
+            doing = f"{'is' if one else 'are'} connected to '{database}'{after}"
+            leave = "disconnect"
+        pids = ", ".join(str(session.pid) for session in others)
+        return OperationFailed(
+            f"cannot restore '{pg.alias}': {_counted(len(others), 'session')} that snapctl "
+            f"may not end {doing} ({_listed(others)}); ask whoever runs {it} to {leave}, or "
+            f"have a superuser end {it} with SELECT pg_terminate_backend(pid) FROM "
+            f"pg_stat_activity WHERE pid IN ({pids}); then retry (database unchanged)"
+        )
+    return OperationFailed(
+        f"cannot restore '{pg.alias}' without ending {_counted(len(blockers), 'other session')} "
+        f"of {_roles(blockers)} on '{database}' ({_listed(blockers, role=False)}), which "
+        "--no-terminate (or SNAPSHOTS['TERMINATE_SESSIONS'] = False) forbids; close "
+        f"{'it' if len(blockers) == 1 else 'them'} and retry (database unchanged)"
+    )
+
+
+def announce_ending(database: str, sessions: Sequence[OtherSession]) -> None:
+    """Say which sessions the restore is about to end, before it ends them: their users
+    will see an error and must reconnect."""
+    if sessions:
+        other_sessions.notice(
+            f"ending {_counted(len(sessions), 'other session')} of {_roles(sessions)} on "
+            f"'{database}' ({_listed(sessions, role=len({s.role for s in sessions}) > 1)}); "
+            "they must reconnect"
+        )
+
+
 def close_django_connection(db_alias: str) -> None:
     from snapctl.django_env import close_connection
 
@@ -592,11 +810,16 @@ def replace_by_swap(
     ``fill(new name)``, by the renames of :func:`swap`; drop the previous one afterwards.
     First drop what killed restores of this database left (:func:`drop_leftovers`).
 
+    A session that snapctl may not end would make the renames fail, so it fails the restore
+    before the new database is made and filled (:func:`clear_the_way`), not after; the
+    sessions of our role are announced right before the renames end them.
+
     Until the renames commit the original is untouched; any failure (or interrupt) before
     them drops the new database and leaves the original as it was.
     """
     database = info["database"]
     drop_leftovers(pg, database, admin_db)
+    clear_the_way(pg, database, admin_db, in_place=False)
     token = secrets.token_hex(4)
     fresh = f"{swap_prefix(database)}new_{token}"
     old = f"{swap_prefix(database)}old_{token}"
@@ -607,6 +830,7 @@ def replace_by_swap(
         )
         if fill is not None:
             fill(fresh)
+        announce_ending(database, clear_the_way(pg, database, admin_db, in_place=False))
         swap(pg, database, fresh, old, admin_db)
     except BaseException:
         with contextlib.suppress(OperationFailed):
@@ -630,33 +854,38 @@ def restore_by_swap(
     admin_db: str,
     owner_flags: list[str],
 ) -> None:
-    pg_restore = client_program("pg_restore")
-    jobs = str(max(1, min(os.cpu_count() or 1, _MAX_JOBS)))
     what = f"restore of '{pg.alias}' (database unchanged)"
 
     def fill(fresh: str) -> None:
-        # Not held open through a long load: an idle connection may be cut meanwhile, and
-        # one to template1 would block others' CREATE DATABASE.
-        pg.server.close()
-        pg.run(
-            [
-                pg_restore,
-                "-w",
-                "--exit-on-error",
-                "--jobs",
-                jobs,
-                *owner_flags,
-                "--dbname",
-                fresh,
-                str(src),
-            ],
-            what,
-        )
+        load(pg, src, fresh, owner_flags, what)
 
     replace_by_swap(pg, info, admin_db, fill)
 
 
-# The swap, ONE transaction (a DO block is one statement): end the other sessions, rename
+def load(pg: Libpq, src: Path, database: str, owner_flags: list[str], what: str) -> None:
+    """``pg_restore --jobs N`` of the archive into the new, empty ``database``."""
+    jobs = str(max(1, min(os.cpu_count() or 1, _MAX_JOBS)))
+    # Not held open through a long load: an idle connection may be cut meanwhile, and one
+    # to template1 would block others' CREATE DATABASE.
+    pg.server.close()
+    pg.run(
+        [
+            client_program("pg_restore"),
+            "-w",
+            "--exit-on-error",
+            "--jobs",
+            jobs,
+            *owner_flags,
+            "--dbname",
+            database,
+            str(src),
+        ],
+        what,
+    )
+
+
+# The swap, ONE transaction (a DO block is one statement): end the other sessions (unless
+# the policy forbids it: then clear_the_way has made sure there are none), rename
 # the original away (which waits up to 5 s for the ended sessions to go, and from then on
 # holds off new connections), rename the new database in its place. A session that is still
 # there (one we may not end, or one that connected in between) makes the first rename fail:
@@ -686,12 +915,12 @@ $snapctl$
 """
 
 
-def swap_sql(database: str, fresh: str, old: str) -> str:
+def swap_sql(database: str, fresh: str, old: str, *, terminate: bool = True) -> str:
     """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``)."""
     return _SWAP.format(
         attempts=_SWAP_ATTEMPTS,
         pause=_SWAP_PAUSE,
-        terminate=_TERMINATE_LOOP.format(database=literal(database)),
+        terminate=_TERMINATE_LOOP.format(database=literal(database)) if terminate else "",
         rename_old=literal(f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}"),
         rename_new=literal(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}"),
     )
@@ -699,12 +928,23 @@ def swap_sql(database: str, fresh: str, old: str) -> str:
 
 def swap(pg: Libpq, database: str, fresh: str, old: str, admin_db: str) -> None:
     """Put ``fresh`` in the place of ``database``: the other sessions on it ended and both
-    renames in one transaction, so a failure or a kill at any moment leaves all or nothing."""
-    pg.server.query(
-        swap_sql(database, fresh, old),
-        database=admin_db,
-        what=f"restore of '{pg.alias}' (database unchanged)",
-    )
+    renames in one transaction, so a failure or a kill at any moment leaves all or nothing.
+    A session that connected just before and that we may not end fails it: it is named."""
+    terminate = other_sessions.policy().terminate
+    try:
+        pg.server.query(
+            swap_sql(database, fresh, old, terminate=terminate),
+            database=admin_db,
+            what=f"restore of '{pg.alias}' (database unchanged)",
+        )
+    except OperationFailed as exc:
+        blockers: list[OtherSession] = []
+        with contextlib.suppress(OperationFailed):  # the server gone: its failure says so
+            sessions = sessions_on(pg, database, admin_db, locks=False)
+            blockers = blocking(sessions, in_place=False, terminate=terminate)
+        if not blockers:
+            raise
+        raise blocked(pg, database, blockers, in_place=False, waited=0) from exc
 
 
 # Databases that a killed swap restore of {database} may have left: ours, nobody connected.
@@ -838,29 +1078,214 @@ def restore_in_place(pg: Libpq, src: Path, info: dict[str, Any], owner_flags: li
             "grant the role CREATEDB so that the restore swaps databases instead"
         )
     psql = client_program("psql")
-    pg.server.query(terminate_sessions_sql(info["database"]), what=f"restore of '{pg.alias}'")
-    _process.pipe(
-        [pg_restore, *owner_flags, "--file", "-", str(src)],
-        # One transaction around the drops and the whole script: all of it or none.
-        [
-            psql,
-            "-X",
-            "-w",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-            "-c",
-            "SET lock_timeout = '60s'",
-            "-c",
-            _DROP_OWNED,
-            "-f",
-            "-",
-        ],
-        what=f"restore of '{pg.alias}' (rolled back, database unchanged)",
-        env=pg.env,
-        secrets=pg.secrets,
+    database = info["database"]
+    policy = other_sessions.policy()
+    announce_ending(database, clear_the_way(pg, database, None, in_place=True))
+    if policy.terminate:
+        pg.server.query(terminate_sessions_sql(database), what=f"restore of '{pg.alias}'")
+    try:
+        _process.pipe(
+            [pg_restore, *owner_flags, "--file", "-", str(src)],
+            # One transaction around the drops and the whole script: all of it or none.
+            [
+                psql,
+                "-X",
+                "-w",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-c",
+                f"SET lock_timeout = '{lock_timeout_ms(policy.lock_timeout)}ms'",
+                "-c",
+                _DROP_OWNED,
+                "-f",
+                "-",
+            ],
+            what=f"restore of '{pg.alias}' (rolled back, database unchanged)",
+            env=pg.env,
+            secrets=pg.secrets,
+        )
+    except OperationFailed as exc:
+        if "lock timeout" not in str(exc):
+            raise
+        # A session that took a lock after clear_the_way looked: name it.
+        holders: list[OtherSession] = []
+        with contextlib.suppress(OperationFailed):  # the server gone: its failure says so
+            holders = [s for s in sessions_on(pg, database, None, locks=True) if s.locks]
+        if not holders:
+            raise
+        raise blocked(pg, database, holders, in_place=True, waited=policy.lock_timeout) from exc
+
+
+def lock_timeout_ms(seconds: float) -> int:
+    """The policy's lock timeout for ``SET lock_timeout``, where 0 would mean no limit at
+    all: 0 s (do not wait) becomes 1 ms."""
+    return max(1, round(seconds * 1000))
+
+
+# --- a database that does not exist ---------------------------------------------------------
+
+# From a maintenance database: whether {name} exists, and whether our role may create it and
+# keep the archive's owners ({owners}, literals) in it.
+_CREATOR = """
+SELECT json_build_object(
+  'exists', EXISTS (SELECT 1 FROM pg_database WHERE datname = {name}),
+  'user', current_user,
+  'superuser', r.rolsuper,
+  'createdb', r.rolcreatedb,
+  'owners_ok', (SELECT count(*) FROM pg_roles
+                WHERE rolname IN ({owners}) AND pg_has_role(oid, 'MEMBER')) = {owner_count},
+  'server_version_num', current_setting('server_version_num')::int)
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+# What CREATE DATABASE may take over from the one pg_dump wrote into the archive.
+_DATABASE_OPTIONS = re.compile(
+    r"\b(ENCODING|LOCALE_PROVIDER|LOCALE|LC_COLLATE|LC_CTYPE|ICU_LOCALE|ICU_RULES|BUILTIN_LOCALE)"
+    r" = ('(?:[^']|'')*'|\w+)"
+)
+_LOCALE_PROVIDERS = ("libc", "icu", "builtin")
+
+
+def server_name(pg: Libpq) -> str:
+    """Where the server is, as the settings say: ``db.example.com:5432``, or the socket
+    directory."""
+    host = pg.env.get("PGHOST") or "the local socket"
+    port = pg.env.get("PGPORT")
+    if host.startswith("/"):
+        return f"{host} (port {port})" if port else host
+    return f"{host}:{port}" if port else host
+
+
+def missing_database(
+    pg: Libpq, failure: OperationFailed, owners: set[str] | None = None
+) -> dict[str, Any] | None:
+    """When ``failure`` (connecting to the database, ours or pg_dump's) is because the
+    database does not exist: what creating it needs to know, asked from a maintenance
+    database; else None. The server's message may be translated, so it is only a hint (it
+    names the database); the catalog decides, or, without a maintenance database to ask,
+    the English message."""
+    name = pg.server.target
+    if not name or name not in str(failure):
+        return None  # a refused connection, a timeout, a password: not about the database
+    admin_db = maintenance_database(pg, name)
+    if admin_db is None:
+        if f'database "{name}" does not exist' not in str(failure):
+            return None
+        user = pg.env.get("PGUSER") or getpass.getuser()
+        return {"database": name, "admin_db": None, "user": user, "createdb": False}
+    names = ", ".join(literal(owner) for owner in sorted(owners or ())) or "NULL"
+    found: dict[str, Any] = pg.server.value(
+        _CREATOR.format(name=literal(name), owners=names, owner_count=len(owners or ())),
+        database=admin_db,
+        what=f"looking for database '{name}' of '{pg.alias}'",
     )
+    if found["exists"]:
+        return None
+    return {**found, "database": name, "admin_db": admin_db}
+
+
+def missing_database_error(pg: Libpq, missing: dict[str, Any], command: str) -> ConfigurationError:
+    """One line: the database of the alias does not exist, and how to create it or fix NAME."""
+    name, role = missing["database"], missing["user"]
+    create = f"createdb -O {shlex.quote(role)} {shlex.quote(name)}"
+    where = f"database '{name}' of '{pg.alias}' does not exist on {server_name(pg)}"
+    if command == "dump":
+        return ConfigurationError(
+            f"{where}; create it (as an admin: {create}) or set "
+            f"DATABASES['{pg.alias}']['NAME'] to the database to snapshot"
+        )
+    if missing["admin_db"] is None:
+        why = "snapctl can reach neither the 'postgres' nor the 'template1' database to create it"
+    else:
+        why = f"role '{role}' may not create it (no CREATEDB)"
+    return ConfigurationError(
+        f"{where}, and {why}; have an admin run {create}, then restore again "
+        f"(or set DATABASES['{pg.alias}']['NAME'] to the right database)"
+    )
+
+
+def archive_database_options(pg_restore: str, src: Path) -> list[str]:
+    """The encoding and locale of the database the snapshot was taken of, as CREATE DATABASE
+    options: from the CREATE DATABASE that pg_dump writes into every archive (shown by
+    ``pg_restore --create`` with an empty list of entries, without reading the data). Each
+    value is taken apart and quoted again: the archive's text never runs. None found (an
+    unusual archive): the server's defaults."""
+    try:
+        script = _process.run(
+            [pg_restore, "--create", "--use-list", os.devnull, "--file", "-", str(src)],
+            what="reading the snapshot's encoding and locale",
+        )
+    except OperationFailed:
+        return []
+    line = next((ln for ln in script.splitlines() if ln.startswith("CREATE DATABASE ")), "")
+    _, found, tail = line.rpartition(" WITH TEMPLATE = template0 ")
+    options = []
+    for key, value in _DATABASE_OPTIONS.findall(tail if found else ""):
+        if value.startswith("'"):
+            unquoted = value[1:-1].replace("''", "'")
+            options.append(f"{key} {literal(unquoted)}")
+        elif key == "LOCALE_PROVIDER" and value in _LOCALE_PROVIDERS:
+            options.append(f"{key} {value}")
+    return options
+
+
+def create_missing_database(pg: Libpq, missing: dict[str, Any], options: list[str]) -> None:
+    """CREATE DATABASE for the restore, owned by our role, from template0 with the
+    snapshot's encoding and locale; where this server lacks them (a locale not installed, an
+    older server without such an option), with the server's defaults, and says so."""
+    name, admin_db = missing["database"], missing["admin_db"]
+    what = f"creating database '{name}' for the restore of '{pg.alias}'"
+    plain = f"CREATE DATABASE {ident(name)} TEMPLATE template0"
+    made = f"created database '{name}' (owner '{missing['user']}') to restore into"
+    try:
+        pg.server.query(" ".join([plain, *options]), database=admin_db, what=what)
+    except OperationFailed as exc:
+        if not options:
+            raise
+        pg.server.query(plain, database=admin_db, what=what)
+        other_sessions.notice(
+            f"{made}, with the server's default encoding and locale: the snapshot's "
+            f"({' '.join(options)}) cannot be used here ({exc})"
+        )
+        return
+    other_sessions.notice(f"{made}{', with ' if options else ''}{' '.join(options)}")
+
+
+def inspect_or_missing(
+    pg: Libpq, owners: set[str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(:func:`inspect_target`, None), or (None, :func:`missing_database`) when the
+    database does not exist."""
+    try:
+        return inspect_target(pg, owners), None
+    except OperationFailed as exc:
+        missing = missing_database(pg, exc, owners)
+        if missing is None:
+            raise
+        return None, missing
+
+
+def restore_into_missing(pg: Libpq, src: Path, missing: dict[str, Any]) -> None:
+    """Restore into a database that does not exist: create it when our role may (CREATEDB,
+    or superuser), then load the snapshot into it; on any failure drop it again, so that
+    the database is as it was, absent. Without the privilege, say how to create it."""
+    if not (missing.get("createdb") or missing.get("superuser")) or missing["admin_db"] is None:
+        raise missing_database_error(pg, missing, "restore")
+    name = missing["database"]
+    options = archive_database_options(client_program("pg_restore"), src)
+    create_missing_database(pg, missing, options)
+    owner_flags = [] if missing["owners_ok"] else ["--no-owner"]
+    try:
+        load(pg, src, name, owner_flags, f"restore of '{pg.alias}' (new database dropped again)")
+    except BaseException:
+        with contextlib.suppress(OperationFailed):
+            pg.server.query(
+                drop_database_sql(name, missing["server_version_num"]),
+                database=missing["admin_db"],
+                what=f"dropping {name}",
+            )
+        raise
 
 
 class PostgresConnector:
@@ -896,6 +1321,9 @@ class PostgresConnector:
             except OperationFailed as exc:
                 if "is not currently accepting connections" in str(exc):
                     first_query(pg, "SELECT 1")  # says what to do about it
+                missing = missing_database(pg, exc)
+                if missing is not None:
+                    raise missing_database_error(pg, missing, "dump") from None
                 raise older_pg_dump(db_alias, exc) or exc from None
         if not head.startswith(_ARCHIVE_MAGIC):
             raise OperationFailed(f"pg_dump of '{db_alias}' wrote no archive")
@@ -911,8 +1339,13 @@ class PostgresConnector:
         """Replace the PostgreSQL database with exactly the archive at src (see module doc)."""
         check_archive(src)
         pg_restore = client_program("pg_restore")
+        owners = archive_owners(pg_restore, src)
         with connect(db_alias) as pg:
-            info = inspect_target(pg, archive_owners(pg_restore, src))
+            info, missing = inspect_or_missing(pg, owners)
+            if missing is not None:
+                restore_into_missing(pg, src, missing)
+                return
+            assert info is not None
             owner_flags = [] if info["owners_ok"] else ["--no-owner"]
             close_django_connection(db_alias)
             small = src.stat().st_size < self.in_place_below and in_place_is_exact(info)
