@@ -228,7 +228,10 @@ def test_restore_into_another_database_is_refused(
         oid = database_oid(other)
         result = project.snapctl("restore", "--yes", name, EXAMPLE_DB_NAME=other)
         assert result.returncode == 3, result.stderr
-        assert f'is a copy of database "{db.name}"' in one_line(result.stderr)
+        # Said first: the snapshot, named, is of another database; then the refusal.
+        note, refusal = result.stderr.splitlines()
+        assert "was taken of postgresql database" in note
+        assert f'is a copy of database "{db.name}"' in one_line(refusal + "\n")
         assert database_oid(other) == oid
     finally:
         psql_admin(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
