@@ -6,16 +6,22 @@ compare the complete digest, AUTO_INCREMENT counters included, with the one take
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import stat
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Project, ServerDatabase, clean_env, mariadb_admin
+from conftest import EXAMPLE, Project, ServerDatabase, clean_env, mariadb_admin
 
 from snapctl.compression import file_sha256
 from snapctl.connectors.mysql_session import option_file_text
@@ -661,3 +667,235 @@ def test_a_crafted_script_never_runs_client_commands(
     assert result.returncode == 1, result.stderr
     assert "unchanged" in one_line(result.stderr)
     assert mariadb_project.digest() == before
+
+
+# --- other sessions holding the live tables ----------------------------------------------
+
+LOCK_TIMEOUT = 2  # seconds, for --lock-timeout
+OVERDUE = 45  # seconds after which a restore is taken to hang (the server's own wait is a day)
+
+
+def connect(db: ServerDatabase, *, default_database: bool = True, read_timeout: int = 60) -> Any:
+    """A session of the application: mysqlclient, as the database's user."""
+    import MySQLdb
+
+    options: dict[str, Any] = {"db": db.name} if default_database else {}
+    return MySQLdb.connect(
+        host=db.host, port=int(db.port or 3306), user=db.user, password=db.password,
+        autocommit=True, connect_timeout=10, read_timeout=read_timeout, **options,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def open_transaction(
+    db: ServerDatabase, table: str = "shop_tag", default_database: bool = True
+) -> Iterator[Any]:
+    """A forgotten ``manage.py shell``: BEGIN, one SELECT, then nothing, holding the table's
+    metadata lock until it commits or goes."""
+    session = connect(db, default_database=default_database)
+    try:
+        cursor = session.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute(f"SELECT * FROM `{db.name}`.`{table}` LIMIT 1")
+        cursor.fetchall()
+        yield session
+    finally:
+        session.close()
+
+
+class Background:
+    """snapctl running while the test acts on the server, its stderr read as it comes."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "snapctl", *args], cwd=EXAMPLE, env=project.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line)
+            self.lines.put(line)
+
+    def line_with(self, text: str, timeout: float) -> str | None:
+        """The first stderr line holding ``text``, waiting up to ``timeout`` s for it."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(queue.Empty):
+                line = self.lines.get(timeout=left)
+                if text in line:
+                    return line
+        return None
+
+    def finish(self, timeout: float = OVERDUE) -> tuple[int | None, float, list[str]]:
+        """Exit status (None if it ran on, and was killed: alone, which leaves its swapping
+        client to finish once the blocker goes), seconds it ran and its stderr lines."""
+        returncode: int | None = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            returncode = self.process.wait(timeout=timeout)
+        elapsed = time.monotonic() - self.started
+        if returncode is None:
+            self.process.kill()
+            self.process.wait()
+        time.sleep(0.1)  # the reader thread's last lines
+        return returncode, elapsed, [line.strip() for line in self.stderr if line.strip()]
+
+
+class Reader(threading.Thread):
+    """The application reading a table over and over, each query timed, on its own session."""
+
+    def __init__(self, db: ServerDatabase, table: str = "shop_tag") -> None:
+        super().__init__(daemon=True)
+        self.db, self.table = db, table
+        self.times: list[float] = []
+        self.since: float | None = None  # when the query now running began
+        self.stop = threading.Event()
+
+    @property
+    def longest(self) -> float:
+        """The longest any query took, the one still running included."""
+        since = self.since
+        return max([*self.times, time.monotonic() - since if since is not None else 0.0])
+
+    def run(self) -> None:
+        session = None
+        while not self.stop.is_set():
+            start = self.since = time.monotonic()
+            try:
+                session = session or connect(self.db, read_timeout=OVERDUE)
+                cursor = session.cursor()
+                cursor.execute(f"SELECT count(*) FROM `{self.table}`")
+                cursor.fetchall()
+            except Exception:  # a timed-out read: the query queued the whole time
+                session = None
+            self.times.append(time.monotonic() - start)
+            self.since = None
+            time.sleep(0.1)
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> Reader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(timeout=LOCK_TIMEOUT + 5)  # longer: it queued, as `longest` says
+
+
+def change_after_snapshot(project: Project) -> dict[str, Any]:
+    """Dump, then change the database (rows, a counter); its digest after the change."""
+    project.dump()
+    user_sql(project.extra["db"], CHANGES.split("CREATE TABLE")[0])
+    return project.digest()
+
+
+def test_restore_names_a_forgotten_transaction_and_gives_up_unchanged(
+    mariadb_project: Project,
+) -> None:
+    """A forgotten transaction in another session: restore says it waits, for how long and
+    for whom, then gives up at the lock timeout naming it, the database as it was."""
+    db = mariadb_project.extra["db"]
+    changed = change_after_snapshot(mariadb_project)
+
+    with open_transaction(db) as blocker:
+        session = blocker.thread_id()
+        restore = Background(
+            mariadb_project, "restore", "--yes", "--lock-timeout", str(LOCK_TIMEOUT)
+        )
+        returncode, elapsed, lines = restore.finish()
+
+    assert returncode == 1, lines
+    assert elapsed < 30, elapsed
+    assert len(lines) == 2, lines
+    notice, error = lines
+    assert f"waiting up to {LOCK_TIMEOUT} s" in notice and f"session {session} (" in notice, notice
+    assert "idle in transaction for" in notice and db.user in notice, notice
+    assert error.startswith("snapctl: error: "), error
+    assert f"session {session} ({db.user}@" in error and f"KILL {session}" in error, error
+    assert "--lock-timeout" in error and "is unchanged" in error, error
+    assert mariadb_project.digest() == changed
+    assert leftover_databases(db) == []
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["in-the-database", "from-elsewhere"])
+def test_application_never_queues_behind_restore_longer_than_the_lock_timeout(
+    mariadb_project: Project, seen: bool
+) -> None:
+    """While a forgotten transaction holds a table, the application's queries on it run at
+    once: restore waits for it without locking anything. A transaction that the look before
+    the swap cannot see (its session's default database is another) makes the RENAME wait
+    instead, and queries queue behind it, but for the lock timeout at most; the restore then
+    fails the same way, and puts back the objects it had dropped."""
+    db = mariadb_project.extra["db"]
+    user_sql(db, SCHEMA_OBJECTS)  # a trigger on shop_tag, dropped before the RENAME
+    changed, objects = change_after_snapshot(mariadb_project), schema_objects(db)
+    table = "shop_tag" if seen else "shop_customer"  # without a trigger: only RENAME waits
+
+    with open_transaction(db, table, default_database=seen) as blocker, Reader(db, table) as app:
+        session = blocker.thread_id()
+        restore = Background(
+            mariadb_project, "restore", "--yes", "--lock-timeout", str(LOCK_TIMEOUT)
+        )
+        returncode, _, lines = restore.finish()
+        time.sleep(0.5)
+
+    assert app.longest < LOCK_TIMEOUT + 3 and len(app.times) > 10, app.times
+    assert returncode == 1, lines
+    error = lines[-1]
+    assert f"session {session} (" in error and "--lock-timeout" in error, error
+    assert mariadb_project.digest() == changed
+    assert schema_objects(db) == objects
+    assert leftover_databases(db) == []
+
+
+def test_restore_goes_on_when_the_transaction_ends_in_time(mariadb_project: Project) -> None:
+    db = mariadb_project.extra["db"]
+    before = mariadb_project.digest()
+    changed = change_after_snapshot(mariadb_project)
+    assert changed != before
+
+    with open_transaction(db) as blocker:
+        session = blocker.thread_id()
+        restore = Background(mariadb_project, "restore", "--yes", "--lock-timeout", "30")
+        waiting = restore.line_with("waiting up to 30 s", timeout=OVERDUE)
+        blocker.commit()
+        returncode, elapsed, lines = restore.finish()
+
+    assert waiting is not None and f"session {session} (" in waiting, lines
+    assert returncode == 0, lines
+    assert elapsed < 30, elapsed
+    assert mariadb_project.digest() == before
+    assert leftover_databases(db) == []
+
+
+def test_without_process_privilege_the_lock_timeout_still_bounds_the_wait(
+    mariadb_project: Project,
+) -> None:
+    """An account without PROCESS cannot see other sessions' transactions, so restore cannot
+    wait for them by name; its RENAME still waits at most the lock timeout, then fails with
+    the same advice, the database unchanged."""
+    db = mariadb_project.extra["db"]
+    changed = change_after_snapshot(mariadb_project)
+    for host in ("%", "localhost"):
+        mariadb_admin(f"REVOKE PROCESS ON *.* FROM '{db.user}'@'{host}'")
+
+    with open_transaction(db), Reader(db) as app:
+        restore = Background(
+            mariadb_project, "restore", "--yes", "--lock-timeout", str(LOCK_TIMEOUT)
+        )
+        returncode, _, lines = restore.finish()
+        time.sleep(0.5)
+
+    assert app.longest < LOCK_TIMEOUT + 3 and len(app.times) > 10, app.times
+    assert returncode == 1, lines
+    error = one_line("\n".join(lines))
+    assert "ERROR 1205" in error and "--lock-timeout" in error and "is unchanged" in error
+    assert mariadb_project.digest() == changed
+    assert leftover_databases(db) == []

@@ -35,7 +35,18 @@ allows (neither engine has transactional DDL):
    the order cannot change the result. The first segment to fail stops the others, and the
    failure is handled as above. ``jobs=1``, or a script without the expected headers, is
    loaded whole.
-2. One client session, fed one script, does the rest; a kill of snapctl alone (the OOM killer,
+2. Other sessions holding the live tables would make the RENAME below wait, and every new
+   query of the application on them queue behind it: a forgotten ``manage.py shell`` in a
+   transaction, a long report. snapctl looks for them first (``OtherSessions``): sessions with
+   an open transaction whose default database is the live one (INNODB_TRX, PROCESSLIST), or,
+   with MariaDB's METADATA_LOCK_INFO plugin, exactly those holding a metadata lock on its
+   tables. It waits for them up to the lock timeout (``--lock-timeout``, 10 s by default),
+   saying whom it waits for after half a second, and if they stay, fails naming them: nothing
+   was touched, and the scratch database is dropped. Without the PROCESS privilege it cannot
+   see them and goes on. Every session of a restore has ``lock_wait_timeout`` set to the same
+   bound (at least 1 s), so the application never queues behind snapctl for longer, and a
+   RENAME that still waits that long (a session the look missed) fails with the same message.
+3. One client session, fed one script, does the rest; a kill of snapctl alone (the OOM killer,
    say) leaves that client running as an orphan, and it finishes the restore by itself. This
    is the one server-side step kept on the client program rather than snapctl's connection,
    for that guarantee: a connection of snapctl's dies with it, and statements sent one at a
@@ -56,23 +67,27 @@ allows (neither engine has transactional DDL):
       says which tables are live.
    d. It recreates the snapshot's views, triggers, routines and events in the live database.
    e. It drops the second scratch database, then the first (the marker last).
-3. If step 2 fails, the RENAME is reversed (the marker with it, back to ``pending``) and the
-   previous objects recreated, and the error says so; only if that also fails are both
-   scratch databases kept, the second holding the previous tables, marked with a table
-   ``snapctl_kept_<random>`` (if the server still takes it), and the error names it.
-4. Every restore first finishes what killed restores of the same database left (the caller's
+4. If step 3 fails, the RENAME is reversed (the marker with it, back to ``pending``) and the
+   previous objects recreated, and the error says so (if it failed before dropping anything,
+   a lock wait timed out say, nothing needs putting back). If that also fails, the scratch
+   database is left with its ``pending`` marker, for the next restore to recreate the previous
+   objects; or, after the RENAME, both scratch databases are kept, the second holding the
+   previous tables, marked with a table ``snapctl_kept_<random>`` (if the server still takes
+   it), and the error names it.
+5. Every restore first finishes what killed restores of the same database left (the caller's
    lock rules out a running one): for each pair ``<NAME>_snapctl_<8 hex>`` and ``...o`` not
    marked as kept, if the marker's row is there it drops the live database's views, triggers,
    routines and events and loads the marker's script for the tables it says are live (the
    snapshot's for ``swapped``, the previous ones' for ``pending``); then it drops the pair.
    Without a marker row nothing in the live database was touched yet, and the pair is dropped,
    unless the ``o`` one holds tables, which are then left alone. No other name is touched.
+   Finishing a swap touches the live tables: it waits for other sessions as in step 2.
 The guarantee, on a server that survives (or a crash-safe RENAME): rows and tables switch in
 one atomic step. Killed at any moment, snapctl leaves either the previous database or the
 snapshot, tables and rows whole; views, triggers, routines and events are missing only while
-step 2 runs (milliseconds), or if the swapping client itself was killed during 2b-2d (a
+step 3 runs (milliseconds), or if the swapping client itself was killed during 3b-3d (a
 process-group kill, a lost connection), until the next restore of this database completes
-them from the marker as in step 4, before it does anything else. A kill leaves scratch
+them from the marker as in step 5, before it does anything else. A kill leaves scratch
 databases only if the client died too; the next restore drops them. MySQL and MariaDB behave
 the same except for crash-safety of the RENAME (MySQL 8.0+, MariaDB 10.6+); on either, an
 enabled event of the snapshot may fire in the scratch database while the load runs.
@@ -81,24 +96,28 @@ Privileges: ALL on the database and on the scratch pattern, e.g.
 ``GRANT ALL ON `app\\_snapctl\\_%`.* TO ...``. Recreating objects whose DEFINER is another
 account needs SET USER (MariaDB) / SET_USER_ID or SYSTEM_USER (MySQL); dumping routines another
 account defined needs SELECT on mysql.proc (MariaDB) or SHOW_ROUTINE (MySQL), else the dump or
-restore fails before touching anything.
+restore fails before touching anything. PROCESS lets a restore see other accounts' sessions and
+anyone's transactions, to wait for them and name them (step 2).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from snapctl import other_sessions
 from snapctl.connectors import _process
-from snapctl.connectors.mysql_session import Client, Tool
+from snapctl.connectors.mysql_session import Client, ServerError, Tool, lock_wait_seconds
 from snapctl.errors import ConfigurationError, OperationFailed
 from snapctl.snapshots import scratch_prefix
 
@@ -146,6 +165,16 @@ class Objects:
     def programs(self) -> bool:
         """Anything beyond tables and views, which a second dump must carry."""
         return bool(self.triggers or self.routines or self.events)
+
+    def names(self) -> set[tuple[str, ...]]:
+        """Every object by kind and name, whatever order the server listed them in."""
+        return {
+            *(("TABLE", name) for name in self.tables),
+            *(("VIEW", name) for name in self.views),
+            *(("TRIGGER", name) for name in self.triggers),
+            *self.routines,
+            *(("EVENT", name) for name in self.events),
+        }
 
 
 def _dump_flags(dumper: Tool) -> list[str]:
@@ -250,6 +279,174 @@ def _programs_script(client: Client, schema: str, objects: Objects, dest: Path) 
             out.write(part.read_bytes())
             out.write(b"\n")
     return dest
+
+
+# --- other sessions holding the live tables --------------------------------------------
+
+_POLL = 0.25  # seconds between two looks at the other sessions while waiting for them
+# Seconds a busy application's short transactions get to end before the wait is announced:
+# a restore of a busy database does not report every request it waited a moment for.
+_QUIET_WAIT = 0.5
+_NO_PROCESS_PRIVILEGE = 1227  # INNODB_TRX is only for accounts with PROCESS
+_LOCK_WAIT_TIMEOUT = re.compile(r"\bERROR 1205\b")  # lock_wait_timeout ran out
+
+
+class LockTimeout(OperationFailed):
+    """Other sessions held the live tables longer than the lock timeout."""
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Another session holding (or taken to hold) tables of the live database: the swap's
+    RENAME would wait for it, and the application's queries would queue behind the RENAME."""
+
+    id: int
+    account: str  # user@host, as the server shows it
+    command: str  # "Sleep", or what it runs: "Query: Sending data"
+    seconds: int  # in that command: for Sleep, since its last statement
+    started: str | None  # when its transaction began; None: a lock without one (LOCK TABLES)
+    open_for: int | None  # seconds its transaction has been open
+
+    @property
+    def key(self) -> tuple[int, str | None]:
+        """The session and its transaction: a later transaction of the same session (a busy
+        worker's next request) is not the one that was waited for."""
+        return self.id, self.started
+
+    def __str__(self) -> str:
+        if self.command == "Sleep":
+            doing = (
+                f"Sleep, idle in transaction for {self.seconds} s"
+                if self.started is not None
+                else f"Sleep for {self.seconds} s, holding a lock"
+            )
+        else:
+            doing = f"{self.command} for {self.seconds} s"
+            if self.open_for is not None:
+                doing += f", transaction open for {self.open_for} s"
+        return f"session {self.id} ({self.account}, {doing})"
+
+
+def _sessions(blockers: Sequence[Blocker]) -> str:
+    return ", ".join(str(blocker) for blocker in blockers)
+
+
+@dataclass
+class OtherSessions:
+    """The sessions that hold tables of ``live``, and the restore's wait for them: up to the
+    policy's lock timeout, then a failure that names them and says what to do."""
+
+    client: Client
+    live: str
+    timeout: float  # seconds, from other_sessions.policy()
+
+    @functools.cached_property
+    def lock_info(self) -> bool:
+        """Whether MariaDB's METADATA_LOCK_INFO plugin is there to say exactly who holds
+        which table (it is seldom installed: the open transactions stand in for it)."""
+        rows = self.client.query(
+            "SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = "
+            "'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'",
+            "looking for the METADATA_LOCK_INFO plugin",
+        )
+        return bool(rows and int(rows[0][0]))
+
+    def holding(self, open_at_least: int | None = None) -> list[Blocker] | None:
+        """The other sessions holding tables of ``live``; None if this account may not know
+        (INNODB_TRX needs PROCESS). Without the plugin, those in a transaction whose default
+        database is ``live`` (Django's connections, a ``manage.py shell``): a transaction
+        holds every table it touched until it ends. With ``open_at_least``, also any session
+        whose transaction has been open that many seconds, from wherever."""
+        live = quote_text(self.live)
+        if self.lock_info:
+            held = (
+                "p.ID IN (SELECT THREAD_ID FROM information_schema.METADATA_LOCK_INFO "
+                f"WHERE TABLE_SCHEMA = {live})"
+            )
+        else:
+            held = f"(t.trx_mysql_thread_id IS NOT NULL AND p.DB = {live})"
+        if open_at_least is not None:
+            held += f" OR TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) >= {int(open_at_least)}"
+        sql = (
+            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.STATE, p.TIME, t.trx_started, "
+            "TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) FROM information_schema.PROCESSLIST p "
+            "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+            f"WHERE p.ID <> CONNECTION_ID() AND ({held}) ORDER BY p.ID"
+        )
+        try:
+            rows = self.client.query(sql, f"looking for sessions holding tables of '{self.live}'")
+        except ServerError as exc:
+            if exc.code == _NO_PROCESS_PRIVILEGE:
+                return None
+            raise
+        return [_blocker(row) for row in rows]
+
+    def wait(self, step: str, outcome: str) -> None:
+        """Wait up to the lock timeout for the sessions holding the live tables now to let
+        them go, saying whom for if it takes more than a moment; fail naming those still there.
+
+        Only the transactions found at first are waited for: a busy application always has
+        some running, each short, and the RENAME waits for those that begin later, within the
+        same bound. If this account cannot see the sessions, the RENAME's bound is all there is.
+        """
+        start = time.monotonic()
+        first = self.holding()
+        if not first:
+            return
+        waited_for = {blocker.key for blocker in first}
+        still, announced = first, False
+        while still:
+            elapsed = time.monotonic() - start
+            if elapsed >= self.timeout:
+                raise self._failure(step, f"{self.timeout:g}", still, outcome)
+            if not announced and elapsed >= _QUIET_WAIT:
+                other_sessions.notice(
+                    f"waiting up to {self.timeout:g} s for other sessions holding the tables of "
+                    f"'{self.live}' to commit or end: {_sessions(still)}"
+                )
+                announced = True
+            time.sleep(min(_POLL, self.timeout - elapsed))
+            still = [b for b in self.holding() or [] if b.key in waited_for]
+
+    def timed_out(self, step: str, outcome: str | None = None) -> LockTimeout:
+        """The failure for a statement that waited the whole ``lock_wait_timeout`` (ERROR
+        1205), naming the sessions holding the live tables, or else those whose transaction is
+        as old as that wait (the look before the swap missed them)."""
+        seconds = lock_wait_seconds(self.timeout)
+        found: list[Blocker] = []
+        with contextlib.suppress(OperationFailed):  # the message matters more than its names
+            found = self.holding(open_at_least=seconds) or []
+        return self._failure(step, str(seconds), found, outcome)
+
+    def _failure(
+        self, step: str, seconds: str, blockers: Sequence[Blocker], outcome: str | None
+    ) -> LockTimeout:
+        if blockers:
+            kill = ", ".join(f"KILL {blocker.id}" for blocker in blockers)
+            who = f": {_sessions(blockers)}; end them ({kill}) or have them commit"
+        else:
+            who = " (ERROR 1205: lock wait timeout exceeded); end them or have them commit"
+        return LockTimeout(
+            f"{step} waited {seconds} s for other sessions holding the tables of "
+            f"'{self.live}'{who}, or pass a longer --lock-timeout"
+            + (f"; {outcome}" if outcome else "")
+        )
+
+
+def _blocker(row: Sequence[Any]) -> Blocker:
+    """A row of ``OtherSessions.holding``'s query."""
+    session, user, host, command, state, seconds, started, open_for = row
+    doing = _text(command)
+    if doing != "Sleep" and state:
+        doing += f": {_text(state)}"
+    return Blocker(
+        id=int(session),
+        account=f"{_text(user)}@{_text(host)}",
+        command=doing,
+        seconds=int(seconds or 0),
+        started=None if started is None else str(started),
+        open_for=None if open_for is None else int(open_for),
+    )
 
 
 # --- splitting a dump for a parallel load -----------------------------------------------
@@ -519,6 +716,8 @@ class Swap:
     jobs: int = 1
     token: str = field(default_factory=lambda: secrets.token_hex(4))
     keep: bool = False  # set when ``aside`` holds the previous tables after a failed undo
+    lock_timeout: float = other_sessions.DEFAULT_LOCK_TIMEOUT  # seconds, for others' locks
+    leave: bool = False  # set when the marker must stay, for the next restore to finish an undo
 
     @property
     def scratch(self) -> str:
@@ -581,6 +780,14 @@ class Swap:
         new_programs = _programs_script(client, self.scratch, new, self.workdir / "new.sql")
         old_programs = _programs_script(client, self.live, old, self.workdir / "old.sql")
         script = self._swap_script(old, new, old_programs, new_programs)
+        others = OtherSessions(client, self.live, self.lock_timeout)
+        step, unchanged = f"restore of '{self.live}'", f"database '{self.live}' is unchanged"
+        try:
+            others.wait(step, unchanged)  # last, so that none can come between it and the swap
+        except LockTimeout:
+            raise
+        except OperationFailed as exc:
+            raise OperationFailed(f"{exc}; {unchanged}") from exc
         try:
             client.load(
                 script,
@@ -589,7 +796,10 @@ class Swap:
                 "triggers, routines and events there",
             )
         except (OperationFailed, KeyboardInterrupt) as exc:  # Ctrl-C must not leave it half-done
-            self._put_back(old_programs, exc)
+            failure: BaseException = exc
+            if _LOCK_WAIT_TIMEOUT.search(str(exc)):
+                failure = others.timed_out(step)  # the same message as the wait's
+            self._put_back(old, old_programs, failure)
 
     def _load(self, src: Path) -> None:
         """Load the snapshot into the scratch database: whole in one session (a small one, or
@@ -654,12 +864,14 @@ class Swap:
     def kept(self) -> str:
         return f"{_KEPT}{self.token}"
 
-    def _put_back(self, old_programs: Path | None, failure: BaseException) -> None:
-        """Undo a failed swap: move the previous tables back, recreate their objects."""
+    def _put_back(self, old: Objects, old_programs: Path | None, failure: BaseException) -> None:
+        """Undo a failed swap: move the previous tables back, recreate their objects. A swap
+        that failed before dropping anything (its first lock wait ran out, say) left nothing
+        to undo, and nothing is done: recreating objects would wait for the same locks."""
         client = self.client
         reason = str(failure) or f"restore of '{self.live}' interrupted"
         swapped: bool | None = None  # unknown until the marker is looked for
-        finished = False
+        finished = untouched = False
         try:
             schemas = _schemas(client, self.live)
             found = _list_objects(client, [self.live, self.scratch, self.aside])
@@ -673,8 +885,9 @@ class Swap:
                     f"database '{self.scratch}' failed (the next restore drops it)"
                 ) from failure
             now = found[self.live]
-            statements = _drop_programs(self.live, now)
             swapped = self.done in found[self.scratch].tables
+            untouched = not swapped and now.names() == old.names()
+            statements = [] if untouched else _drop_programs(self.live, now)
             if swapped:
                 previous = found[self.aside].tables
                 clauses = _move_tables(self.live, now.tables, self.scratch, previous, self.aside)
@@ -686,16 +899,23 @@ class Swap:
                 statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
             if statements:
                 client.execute(statements, f"putting back '{self.live}'")
-            if old_programs is not None:
+            if old_programs is not None and not untouched:
                 client.load(old_programs, self.live, f"putting back the objects of '{self.live}'")
         except OperationFailed as undo:
             if finished:
                 raise
             self.keep = swapped is not False
+            # Not swapped: the marker in the scratch database holds the previous objects.
+            self.leave = swapped is False
             if swapped is None:
                 where = f"in '{self.live}' or, if they were swapped out, in '{self.aside}'"
+            elif swapped:
+                where = f"in '{self.aside}'"
             else:
-                where = f"in '{self.aside}'" if swapped else f"still in '{self.live}'"
+                where = (
+                    f"still in '{self.live}', and the next restore recreates its views, "
+                    "triggers, routines and events"
+                )
             if self.keep:  # so that the next restore leaves both scratch databases alone
                 with contextlib.suppress(OperationFailed):
                     client.execute(
@@ -709,9 +929,8 @@ class Swap:
                 f"{reason}; putting the previous database back also failed ({undo}); its "
                 f"tables are {where}"
             ) from failure
-        raise OperationFailed(f"{reason}; database '{self.live}' was put back as it was") from (
-            failure
-        )
+        state = "is unchanged" if untouched else "was put back as it was"
+        raise OperationFailed(f"{reason}; database '{self.live}' {state}") from failure
 
 
 def _blob(script: Path | None) -> str:
@@ -729,7 +948,9 @@ def _schemas(client: Client, live: str) -> set[str]:
     return {_text(row[0]) for row in rows}
 
 
-def recover(client: Client, live: str) -> None:
+def recover(
+    client: Client, live: str, lock_timeout: float = other_sessions.DEFAULT_LOCK_TIMEOUT
+) -> None:
     """Finish what killed restores of ``live`` left, before another one starts (the caller
     holds the database's lock, so none of them is running).
 
@@ -739,6 +960,8 @@ def recover(client: Client, live: str) -> None:
     ``pending``: the previous objects), then both are dropped. Without a marker, nothing in
     ``live`` was touched yet: both are dropped, the second only if it holds no table. Both are
     left alone when marked as kept after a failed undo. No other database is touched.
+    Finishing a swap drops and creates objects on the live tables: it first waits, up to
+    ``lock_timeout`` seconds, for the sessions holding them, as a swap does.
     """
     pattern = re.compile(re.escape(live + _SCRATCH_INFIX) + r"([0-9a-f]{8})(o?)")
     tokens: dict[str, set[str]] = {}
@@ -757,7 +980,11 @@ def recover(client: Client, live: str) -> None:
         statements: list[bytes] = []
         marker = next((t for t in (swap.done, swap.pending) if t in scratch.tables), None)
         script = _marker_script(client, swap.scratch, marker, marker == swap.done)
+        step = f"finishing restore {token} of '{live}' that was killed"
+        outcome = "the next restore finishes it"
+        others = OtherSessions(client, live, lock_timeout)
         if script is not None:  # the swap began: finish it, whichever way the marker says
+            others.wait(step, outcome)
             statements += [line.encode() for line in _drop_programs(live, found[live])]
             statements.append(script)
             found[live] = Objects(tables=found[live].tables)
@@ -769,12 +996,16 @@ def recover(client: Client, live: str) -> None:
         ]
         with _process.private_file("", suffix=".sql") as path:
             path.write_bytes(b"\n".join(statements) + b"\n")  # still private: chmod-ed
-            client.load(
-                path,
-                live,
-                f"finishing restore {token} of '{live}' that was killed, and dropping "
-                f"its scratch databases {' and '.join(sorted(names))}",
-            )
+            try:
+                client.load(
+                    path,
+                    live,
+                    f"{step}, and dropping its scratch databases {' and '.join(sorted(names))}",
+                )
+            except OperationFailed as exc:
+                if _LOCK_WAIT_TIMEOUT.search(str(exc)):
+                    raise others.timed_out(step, outcome) from exc
+                raise
 
 
 def _marker_script(client: Client, scratch: str, marker: str | None, done: bool) -> bytes | None:
@@ -837,19 +1068,21 @@ class MySQLConnector:
         }
 
     def restore(self, db_alias: str, src: Path) -> None:
-        """Restore the MySQL/MariaDB database from src: load aside, then swap in."""
+        """Restore the MySQL/MariaDB database from src: load aside, then swap in, waiting for
+        other sessions' locks at most the policy's lock timeout."""
+        timeout = other_sessions.policy().lock_timeout
         with (
-            Client.open(db_alias) as client,
+            Client.open(db_alias, lock_wait=lock_wait_seconds(timeout)) as client,
             tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_work_root(src)) as workdir,
         ):
-            swap = Swap(client, client.database, Path(workdir), self.jobs)
+            swap = Swap(client, client.database, Path(workdir), self.jobs, lock_timeout=timeout)
             swap.check_names()
-            recover(client, swap.live)
+            recover(client, swap.live, timeout)
             swap.create()
             try:
                 swap.run(src)
             except BaseException:
-                if not swap.keep:
+                if not (swap.keep or swap.leave):
                     with contextlib.suppress(OperationFailed):  # the first error matters
                         swap.drop()
                 raise

@@ -15,10 +15,17 @@ Django gives it.
 
 The connection is made on the first query, with autocommit and utf8mb4 whatever the tools'
 charset (snapctl's queries carry names, which must survive whole), and a 10 s connect timeout
-so that a dead host fails the command instead of hanging it. Used again after a pause (a tool
-ran: a load can outlast the server's ``wait_timeout``), it is pinged first and, if the server
-dropped it, made anew: it holds no state between statements. A driver error becomes one line,
-``<what> failed: ERROR <code>: <message>``, like a program's, with the password masked.
+so that a dead host fails the command instead of hanging it. Used again after a pause (a
+tool ran: a load can outlast the server's ``wait_timeout``), it is pinged first and, if the
+server dropped it, made anew: it holds no state between statements. A driver error becomes one
+line, ``<what> failed: ERROR <code>: <message>``, like a program's, with the password masked.
+
+A restore's sessions, the driver's and the programs', start with ``SET SESSION
+lock_wait_timeout`` from the lock-timeout policy (``snapctl.other_sessions``): a DDL statement
+waiting for another session's metadata lock makes every new query of the application on that
+table queue behind it, and the server's default wait is a day (MariaDB) or a year (MySQL).
+With the bound, snapctl holds the application up at most that long, then fails with ERROR
+1205, which the restore turns into a message naming the sessions in the way.
 
 ``mysqlclient`` is imported only when connecting: the other commands never pay for it.
 """
@@ -146,15 +153,33 @@ def _driver() -> Any:
     return module
 
 
-def driver_failure(what: str, exc: BaseException, secrets: Sequence[str]) -> OperationFailed:
+class ServerError(OperationFailed):
+    """A driver error, with the server's error code (0 if none) for the callers that expect
+    one (a missing privilege, a lock wait timeout) and act on it."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def driver_failure(what: str, exc: BaseException, secrets: Sequence[str]) -> ServerError:
     """One line for a driver error, shaped like a program's: ``ERROR <code>: <message>``."""
     args = exc.args
-    if len(args) == 2 and isinstance(args[0], int) and args[0]:
+    code = args[0] if len(args) == 2 and isinstance(args[0], int) else 0
+    if code:
         detail = f"ERROR {args[0]}: {args[1]}"
     else:
         detail = " ".join(str(arg) for arg in args if arg not in ("", 0))
     detail = " ".join(_process.mask(detail, secrets).split())  # one line
-    return OperationFailed(f"{what} failed: {detail or 'the server connection was lost'}")
+    return ServerError(f"{what} failed: {detail or 'the server connection was lost'}", code)
+
+
+def lock_wait_seconds(lock_timeout: float) -> int:
+    """The server's ``lock_wait_timeout`` for the policy's lock timeout: whole seconds,
+    rounded down so that the application never queues behind snapctl longer than asked, and
+    at least 1, MySQL's minimum (MariaDB's 0 would fail at once on any lock, even that of a
+    query about to end)."""
+    return max(1, int(lock_timeout))
 
 
 # --- the programs -------------------------------------------------------------------------
@@ -177,24 +202,32 @@ class Tool:
         return int(match.group(1)) if match else 0
 
 
-def _load_args(database: str) -> list[str]:
+def _load_args(database: str, setup: str | None) -> list[str]:
     # --local-infile=0: a snapshot's script may not read this machine's files
     # (LOAD DATA LOCAL INFILE); --binary-mode already keeps it from running commands.
-    return [
+    args = [
         "--batch",
         "--binary-mode",
         "--local-infile=0",
         "--max-allowed-packet=1G",
         f"--database={database}",
     ]
+    # Run on connecting, and again if the client reconnects: before the script's first line.
+    return args + ([f"--init-command={setup}"] if setup else [])
 
 
 class Client:
     """One command's view of an alias: a driver connection for snapctl's own queries, the
-    dump program and the client program (each found on PATH once) for dumps and loads."""
+    dump program and the client program (each found on PATH once) for dumps and loads.
 
-    def __init__(self, alias: str, defaults: Path, settings: dict[str, Any]) -> None:
+    ``lock_wait``: seconds each session waits at most for another's metadata lock (a
+    restore's); None leaves the server's setting (a dump takes no such lock)."""
+
+    def __init__(
+        self, alias: str, defaults: Path, settings: dict[str, Any], lock_wait: int | None = None
+    ) -> None:
         self.alias = alias
+        self.lock_wait = lock_wait
         self.defaults = defaults
         self.database = str(settings.get("NAME") or "")
         self.password = str(settings.get("PASSWORD") or "")
@@ -210,18 +243,25 @@ class Client:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, alias: str) -> Iterator[Client]:
+    def open(cls, alias: str, lock_wait: int | None = None) -> Iterator[Client]:
         from snapctl.django_env import database_settings
 
         settings = database_settings(alias)
         if not settings.get("NAME"):
             raise ConfigurationError(f"database '{alias}' has no NAME")
         with _process.private_file(option_file_text(settings), suffix=".cnf") as defaults:
-            client = cls(alias, defaults, settings)
+            client = cls(alias, defaults, settings, lock_wait)
             try:
                 yield client
             finally:
                 client.close()
+
+    @property
+    def session_setup(self) -> str | None:
+        """The statement each session runs first: the bound on its waits for metadata locks."""
+        if self.lock_wait is None:
+            return None
+        return f"SET SESSION lock_wait_timeout = {self.lock_wait}"
 
     # --- snapctl's own queries, through the driver ---
 
@@ -238,6 +278,8 @@ class Client:
         }
         if self.ssl_mode:
             options["ssl_mode"] = self.ssl_mode
+        if self.session_setup:
+            options["init_command"] = self.session_setup  # on every connection, new ones too
         try:
             connection: _Connection = module.connect(**options)
         except module.Error as exc:
@@ -313,11 +355,12 @@ class Client:
     def load(self, script: Path, database: str, what: str) -> None:
         """Run a script (a dump's, or one holding a dump's parts) with the client program,
         which knows its ``DELIMITER`` lines and client commands."""
-        self.run(self.client_path, _load_args(database), what, stdin=script)
+        self.run(self.client_path, _load_args(database, self.session_setup), what, stdin=script)
 
     def load_parallel(self, scripts: Sequence[tuple[str, Path]], database: str, jobs: int) -> None:
         """Load ``(what, script)`` pairs, each in its own session, ``jobs`` at a time."""
-        argv = [self.client_path, f"--defaults-extra-file={self.defaults}", *_load_args(database)]
+        args = _load_args(database, self.session_setup)
+        argv = [self.client_path, f"--defaults-extra-file={self.defaults}", *args]
         _process.run_parallel(
             [_process.Job(argv, what, script) for what, script in scripts],
             limit=jobs,
