@@ -305,10 +305,12 @@ def test_wrong_password_and_server_down_are_one_line(mariadb_project: Project) -
         line = one_line(result.stderr)
         assert secret not in line and "Access denied" in line, line
 
-    for command in (("dump",), ("restore", "--yes")):  # nothing listens on port 1
+    name = mariadb_project.dump()  # by name: 'latest' means a snapshot of port 1's database
+    for command in (("dump",), ("restore", "--yes", name)):  # nothing listens on port 1
         result = mariadb_project.snapctl(*command, EXAMPLE_DB_PORT="1")
         assert result.returncode in (1, 2), result.stderr
-        assert "Can't connect" in one_line(result.stderr)
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and "Can't connect" in errors[0], result.stderr
 
 
 def test_dumpdata_connector_round_trip_and_atomic_failure(mariadb_project: Project) -> None:
@@ -899,3 +901,27 @@ def test_without_process_privilege_the_lock_timeout_still_bounds_the_wait(
     assert "ERROR 1205" in error and "--lock-timeout" in error and "is unchanged" in error
     assert mariadb_project.digest() == changed
     assert leftover_databases(db) == []
+
+
+def test_a_missing_database_on_dump_is_one_line(mariadb_project: Project) -> None:
+    result = mariadb_project.snapctl("dump", EXAMPLE_DB_NAME="snapctl_no_such_db")
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert "'snapctl_no_such_db'" in line and "does not exist" in line
+    assert "CREATE DATABASE" in line and "Traceback" not in result.stderr
+    assert mariadb_project.store_entries() == []
+
+
+def test_a_routine_of_another_account_names_the_grant(mariadb_project: Project) -> None:
+    """The dump tool refuses a routine it may not read: the line says which grant fixes it,
+    and with that grant the dump goes through."""
+    db = mariadb_project.extra["db"]
+    mariadb_admin(f"CREATE DEFINER='root'@'localhost' PROCEDURE {db.name}.by_root() SELECT 1")
+    refused = mariadb_project.snapctl("dump")
+    assert refused.returncode == 2, refused.stderr
+    line = one_line(refused.stderr)
+    assert "procedure `by_root`" in line
+    assert f"GRANT SELECT ON mysql.proc TO '{db.user}'@'" in line
+    grantee = line.split(" TO ", 1)[1].split(" ", 1)[0]
+    mariadb_admin(f"GRANT SELECT ON mysql.proc TO {grantee}")
+    mariadb_project.snapctl("dump", check=True)

@@ -1029,8 +1029,32 @@ def _work_root(src: Path) -> Path | None:
     (the snapshot store: the disk sized for dumps, and a pid-named directory there that a
     killed restore leaves is removed by the next dump), never inside a snapshot. Else the
     system's temporary directory."""
-    root = src.resolve().parent.parent
+    root = src.absolute().parent.parent  # not resolved: src may be a link to an open file
     return root if os.access(root, os.W_OK | os.X_OK) else None
+
+
+def _sql_text(value: str) -> str:
+    """A string literal for MySQL/MariaDB's SQL (backslashes and quotes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _unreadable_routine(
+    failure: OperationFailed, db_alias: str, account: str | None
+) -> ConfigurationError | None:
+    """The dump tool's refusal of a routine another account defined, as the grant that
+    fixes it; None for any other failure."""
+    found = re.search(r"insufficient privileges to SHOW CREATE (\w+) `([^`]*)`", str(failure))
+    if found is None:
+        return None
+    kind, routine = found.group(1).lower(), found.group(2)
+    user, _, host = (account or "").rpartition("@")
+    grantee = f"'{user}'@'{host}'" if user else "the user"
+    return ConfigurationError(
+        f"the dump of '{db_alias}' may not read {kind} `{routine}`, defined by another "
+        f"account; as an admin: GRANT SELECT ON mysql.proc TO {grantee} (MariaDB before "
+        "11.3; from 11.3 GRANT SHOW CREATE ROUTINE ON *.*, on MySQL 8.0.20 and later GRANT "
+        "SHOW_ROUTINE ON *.*)"
+    )
 
 
 class MySQLConnector:
@@ -1053,11 +1077,29 @@ class MySQLConnector:
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the MySQL/MariaDB database to dest as one consistent SQL script."""
         with Client.open(db_alias) as client:
-            rows = client.query("SELECT VERSION()", f"connecting to '{db_alias}'")
-            version = _text(rows[0][0]) if rows and rows[0] else None
+            rows = client.query(
+                "SELECT VERSION(), CURRENT_USER(), "
+                f"(SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
+                f"{_sql_text(client.database)})",
+                f"connecting to '{db_alias}'",
+            )
+            version, account, exists = _text(rows[0][0]), _text(rows[0][1]), rows[0][2]
+            if not exists:
+                raise ConfigurationError(
+                    f"database '{client.database}' of '{db_alias}' does not exist (or "
+                    f"{account} may not see it); create it (as an admin: CREATE DATABASE "
+                    f"`{client.database}`) or set DATABASES['{db_alias}']['NAME'] to the "
+                    "database to snapshot"
+                )
             dumper = client.dumper
             args = [*_dump_flags(dumper), f"--result-file={dest}", "--", client.database]
-            client.run(dumper.path, args, f"{Path(dumper.path).name} of '{db_alias}'")
+            try:
+                client.run(dumper.path, args, f"{Path(dumper.path).name} of '{db_alias}'")
+            except OperationFailed as exc:
+                grant = _unreadable_routine(exc, db_alias, account)
+                if grant is None:
+                    raise
+                raise grant from exc
         return {
             "format": "sql",
             "database": client.database,
