@@ -15,6 +15,19 @@ def artifact_of(project: Project, name: str) -> Path:
     return project.snapshots / name / "default.jsonl"
 
 
+def append_objects(project: Project, name: str, lines: str) -> None:
+    """Objects added to an uncompressed snapshot, its manifest made to agree (as a snapshot
+    taken on another engine, or with another version of the code, would)."""
+    path = artifact_of(project, name)
+    with open(path, "a") as artifact:
+        artifact.write(lines)
+    manifest_path = project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    size = path.stat().st_size
+    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def models_in(project: Project, name: str) -> set[str]:
     lines = artifact_of(project, name).read_text().splitlines()
     return {json.loads(line)["model"] for line in lines}
@@ -49,15 +62,8 @@ def test_objects_of_models_not_here_are_skipped_and_named(sqlite_project: Projec
     Wagtail's SQLite search index): the rest is restored, and stderr says what was not."""
     before = sqlite_project.digest()
     name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
-    path = artifact_of(sqlite_project, name)
     foreign = '{"model": "wagtailsearch.sqliteftsindexentry", "pk": %d, "fields": {}}\n'
-    with open(path, "a") as artifact:
-        artifact.writelines(foreign % pk for pk in (1, 2))
-    manifest_path = sqlite_project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    size = path.stat().st_size
-    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
-    manifest_path.write_text(json.dumps(manifest))
+    append_objects(sqlite_project, name, "".join(foreign % pk for pk in (1, 2)))
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
 
     restored = sqlite_project.snapctl("restore", "--yes", name)
@@ -107,14 +113,7 @@ def test_objects_with_fields_the_model_lacks_are_refused_up_front(sqlite_project
     """The same model with other fields on another engine (Wagtail's search index): exit 2,
     naming the model, its fields and the --exclude that gets past it; nothing touched."""
     name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
-    path = artifact_of(sqlite_project, name)
-    with open(path, "a") as artifact:
-        artifact.write('{"model": "shop.tag", "pk": 999, "fields": {"title_text": "x"}}\n')
-    manifest_path = sqlite_project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    size = path.stat().st_size
-    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
-    manifest_path.write_text(json.dumps(manifest))
+    append_objects(sqlite_project, name, '{"model": "shop.tag", "pk": 999, "fields": {"title_text": "x"}}\n')
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = sqlite_project.digest()
     refused = sqlite_project.snapctl("restore", "--yes", name)
