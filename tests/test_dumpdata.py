@@ -113,7 +113,8 @@ def test_objects_with_fields_the_model_lacks_are_refused_up_front(sqlite_project
     """The same model with other fields on another engine (Wagtail's search index): exit 2,
     naming the model, its fields and the --exclude that gets past it; nothing touched."""
     name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
-    append_objects(sqlite_project, name, '{"model": "shop.tag", "pk": 999, "fields": {"title_text": "x"}}\n')
+    extra_field = '{"model": "shop.tag", "pk": 999, "fields": {"title_text": "x"}}\n'
+    append_objects(sqlite_project, name, extra_field)
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = sqlite_project.digest()
     refused = sqlite_project.snapctl("restore", "--yes", name)
