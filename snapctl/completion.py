@@ -8,13 +8,14 @@ rather than printing into the user's shell.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
-    from snapctl.snapshots import Snapshot
+    from snapctl.snapshots import Snapshot, SnapshotStore
 
 
 def _param(ctx: typer.Context, name: str) -> Any:
@@ -49,23 +50,35 @@ def aliases(ctx: typer.Context, incomplete: str) -> list[str]:
 def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Snapshot names, newest first, each with its time and databases as help."""
     try:
-        from snapctl.snapshots import SnapshotStore, store_root
-
-        directory = _param(ctx, "directory")
-        needs_django = directory is None and not os.environ.get("SNAPCTL_DIR")
-        if needs_django:
-            _load_settings(ctx)
-        store = SnapshotStore(
-            store_root(Path(directory) if directory else None, settings_loaded=needs_django),
-            shared=_shared_store(ctx, settings_loaded=needs_django),
-        )
-        return [
-            (value, help)
-            for value, help in _references(store.snapshots())
-            if value.startswith(incomplete)
-        ]
+        with tempfile.TemporaryDirectory(prefix="snapctl-") as scratch:
+            store = _store(ctx, Path(scratch))
+            return [
+                (value, help)
+                for value, help in _references(store.snapshots())
+                if value.startswith(incomplete)
+            ]
     except Exception:
         return []
+
+
+def _store(ctx: typer.Context, scratch: Path) -> SnapshotStore:
+    """The store the command would use, chosen as it chooses (``--dir``, ``SNAPCTL_DIR``,
+    ``--storage`` or ``SNAPSHOTS["STORAGE"]``, then the settings' directory); a remote one
+    reads its manifests into ``scratch``."""
+    from snapctl.snapshots import SnapshotStore, store_root
+
+    directory, storage = _param(ctx, "directory"), _param(ctx, "storage")
+    if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
+        root = store_root(Path(directory) if directory else None, settings_loaded=False)
+        return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=False))
+    _load_settings(ctx)
+    from snapctl.remote import RemoteStore, configured_storage
+
+    found = configured_storage(storage)
+    if found is not None:
+        return RemoteStore(*found[:2], scratch, found[2])
+    root = store_root(None, settings_loaded=True)
+    return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=True))
 
 
 def _references(snapshots: list[Snapshot]) -> list[tuple[str, str]]:

@@ -414,3 +414,13 @@ def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str)
     assert shown.returncode == 3
     assert len(shown.stderr.splitlines()) == 1, shown.stderr
     assert f"{manifest} is larger than {MAX_MANIFEST} bytes" in shown.stderr
+
+
+def test_completion_offers_the_buckets_snapshots(remote: Project) -> None:
+    """Completion reads the store the command would: the bucket SNAPSHOTS['STORAGE'] names."""
+    from test_completion import bash_complete, need
+
+    need("bash")
+    name = remote.dump("--label", "inbucket")
+    env = {k: v for k, v in remote.env.items() if k.startswith(("EXAMPLE_", "SNAPCTL_"))}
+    assert bash_complete("snapctl restore ", **env) == [name, "latest", "inbucket"]
