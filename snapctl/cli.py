@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -327,11 +328,16 @@ def _ask(question: str) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _out_console() -> Console:
     """Tables on stdout; in a pipe they keep whole lines instead of wrapping at 80 columns."""
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+    # No markup: names, versions and metadata come from manifests, and "[/x]" in one
+    # would be read as markup (and fail the whole table).
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 1000)
 
 
 def _human_size(size: int, server_size: int = 0) -> str:
@@ -632,7 +638,8 @@ def show(
     console.print(table)
     for a in snap.artifacts.values():
         details = ", ".join(f"{k}={v}" for k, v in sorted(a.metadata.items()))
-        console.print(f"{a.alias}: {details or 'no metadata'}")
+        # Metadata is any JSON a connector returned: its control characters are not sent.
+        console.print(f"{a.alias}: {_CONTROL.sub('?', details) or 'no metadata'}")
 
 
 @app.command(cls=SnapctlCommand)

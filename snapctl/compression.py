@@ -188,6 +188,10 @@ class _HashingReader:
         return self.sha256.hexdigest()
 
 
+# A new file, never one already there nor through a link someone planted in its place.
+_NEW_PRIVATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def decompress(src: BinaryIO, name: str, dest: Path, method: str, limit: int | None = None) -> str:
     """Write the artifact open as ``src`` (called ``name``) decompressed to a new private
     file ``dest``, at most ``limit`` bytes; return the sha256 of ``src`` as read.
@@ -196,7 +200,7 @@ def decompress(src: BinaryIO, name: str, dest: Path, method: str, limit: int | N
     the artifact both verifies it and makes the private copy that is restored, so what is
     restored is exactly what was hashed, whatever happens to the stored file meanwhile.
     """
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(dest, _NEW_PRIVATE_FILE, 0o600)
     with open(fd, "wb") as writer:
         reader = _HashingReader(src)
         for chunk in _unpacked(cast(BinaryIO, reader), name, method, limit):

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A database alias or connector name is shown in messages and tables: printable, one line.
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,100}")
 
@@ -29,9 +30,13 @@ def mapping(data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
 
 
 def text(data: dict[str, Any], key: str, where: str = "") -> str:
+    """A string without control characters: it is printed to terminals (an escape sequence
+    could retitle or rewrite the screen) and into tables."""
     value = _get(data, key, where)
-    if not isinstance(value, str) or "\0" in value:
+    if not isinstance(value, str):
         raise MalformedManifest(f"{where}{key} is not a string")
+    if _CONTROL.search(value):
+        raise MalformedManifest(f"{where}{key} holds control characters")
     return value
 
 

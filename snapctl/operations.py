@@ -423,8 +423,12 @@ def _snapshot_to_restore(
 
 
 def _scratch_dir(store: SnapshotStore) -> str | None:
-    """Unpack next to the snapshots (same disk, sized for dumps) when that is writable."""
-    return str(store.root) if os.access(store.root, os.W_OK) else None
+    """Unpack next to the snapshots (same disk, sized for dumps) when that is writable and
+    the user's alone; in a shared store, where others could rename the scratch directory
+    and plant links in its place, in the private temporary directory instead."""
+    if store.shared or not os.access(store.root, os.W_OK):
+        return None
+    return str(store.root)
 
 
 def restore(

@@ -63,6 +63,13 @@ def is_snapshot_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+def _label_of(name: str) -> str | None:
+    """The label a snapshot's name carries: all of it after the time, never a tail of it
+    (``b`` is not the label of ``...Z-fooZ-b``)."""
+    match = _NAME.fullmatch(name)
+    return match.group(2) if match else None
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One database alias inside a snapshot."""
@@ -665,14 +672,14 @@ class SnapshotStore:
         if reference is None or reference == LATEST:
             return True
         names = self.names()
-        return reference not in names and any(n.endswith(f"Z-{reference}") for n in names)
+        return reference not in names and any(_label_of(n) == reference for n in names)
 
     def newest(self, reference: str | None, accept: Callable[[Snapshot], bool]) -> Snapshot | None:
         """The newest snapshot ``reference`` (``latest`` or a label) may mean that ``accept``
         takes, None if none does. A damaged one met on the way is an error, as for
         ``latest``: never a quiet step back past it."""
         for name in self.names():
-            if reference in (None, LATEST) or name.endswith(f"Z-{reference}"):
+            if reference in (None, LATEST) or _label_of(name) == reference:
                 snapshot = self.load(name)
                 if accept(snapshot):
                     return snapshot
@@ -701,7 +708,7 @@ class SnapshotStore:
             return names[0]
         if reference in names:
             return reference
-        labelled = [name for name in names if name.endswith(f"Z-{reference}")]
+        labelled = [name for name in names if _label_of(name) == reference]
         if labelled:
             return labelled[0]  # a label means the newest snapshot carrying it
         matches = [name for name in names if name.startswith(reference)]

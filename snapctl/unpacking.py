@@ -53,7 +53,10 @@ class Unpacking:
         self._error: BaseException | None = None
         self._can_punch = True
         self._punched_to = 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A new file: never one already there, nor through a link planted in its place.
+        self._fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         self._thread = threading.Thread(target=self._run, name="snapctl-unpack", daemon=True)
 
     def __enter__(self) -> Unpacking:

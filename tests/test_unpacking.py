@@ -185,3 +185,28 @@ def test_bytes_changed_after_verification_fail_the_unpacking(tmp_path: Path) -> 
             unpacking.wait_done()
     with unpacking_of(packed(tmp_path, data), tmp_path / "again", verified) as unpacking:
         assert unpacking.wait_done() == len(data)  # the same bytes pass
+
+
+def test_unpacking_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    """A name planted where the private copy goes (a link to a file of the user's) is never
+    followed nor truncated: both ways of unpacking make a new file or fail."""
+    target = tmp_path / "authorized_keys"
+    target.write_text("kept\n")
+    artifact = packed(tmp_path, content(MiB))
+    for name in ("copy", "followed"):
+        (tmp_path / name).symlink_to(target)
+    with open(artifact, "rb") as stored, pytest.raises(FileExistsError):
+        compression.decompress(stored, artifact.name, tmp_path / "copy", "zstd")
+    with open(artifact, "rb") as stored, pytest.raises(FileExistsError):
+        Unpacking(stored, artifact.name, tmp_path / "followed", "zstd")
+    assert target.read_text() == "kept\n"
+
+
+def test_a_shared_store_unpacks_in_the_private_temporary_directory(tmp_path: Path) -> None:
+    """Others can write a shared store: they could swap the scratch directory for one of
+    theirs. Scratch goes there only for the user's own store."""
+    from snapctl.operations import _scratch_dir
+    from snapctl.snapshots import SnapshotStore
+
+    assert _scratch_dir(SnapshotStore(tmp_path)) == str(tmp_path)
+    assert _scratch_dir(SnapshotStore(tmp_path, shared=True)) is None

@@ -470,9 +470,11 @@ def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
         (_set("databases.default.sha256", "x" * 64), "sha256 is not a sha256 digest"),
         (_set("databases.default.file", "default.sqlite3"), "ending as its compression"),
         (_set("databases.default.connector", "sqlite"), "connector is not an object"),
-        (_set("databases.default.connector.name", "a\nb"), "is not a plain name"),
+        (_set("databases.default.connector.name", "a/b"), "is not a plain name"),
         (_set("databases.default.metadata", [1]), "metadata is not an object"),
         (_set("label", 7), "label is not a string"),
+        (_set("databases.default.engine", "x\x1b]0;retitled\x07"), "control characters"),
+        (_set("databases.default.database.name", "x\x1b[2J"), "control characters"),
     ],
 )
 def test_every_manifest_field_is_checked_when_the_snapshot_is_read(
@@ -512,3 +514,27 @@ def test_latest_list_and_prune_agree_on_which_snapshot_is_newest(
     assert shown["name"] == newer
     dry = json.loads(sqlite_project.snapctl("prune", "--keep", "1", "--dry-run", "--json").stdout)
     assert dry["would_delete"] == [older]
+
+
+def test_text_in_a_manifest_is_never_read_as_markup(sqlite_project: Project) -> None:
+    """Square brackets are plain text in a version or a database name: list and show print
+    them as they are instead of failing the whole store."""
+    name = sqlite_project.dump()
+    manifest_path = sqlite_project.snapshots / name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["django_version"] = "[/y]"
+    manifest["databases"]["default"]["database"]["name"] = "/srv/[bold]db"
+    manifest["databases"]["default"]["metadata"]["note"] = "[bold]\x1b[2Jx"
+    manifest_path.write_text(json.dumps(manifest))
+    listed = sqlite_project.snapctl("list")
+    assert listed.returncode == 0 and "default ([bold]db)" in listed.stdout, listed.stderr
+    shown = sqlite_project.snapctl("show", name)
+    assert shown.returncode == 0 and "Django [/y]" in shown.stdout, shown.stderr
+    assert "\x1b" not in shown.stdout and "note=[bold]?[2Jx" in shown.stdout
+
+
+def test_a_label_is_never_matched_by_its_tail(sqlite_project: Project) -> None:
+    longer = sqlite_project.dump("--label", "fooZ-b")
+    assert sqlite_project.snapctl("show", "fooZ-b", "--json", check=True).stdout.count(longer)
+    refused = sqlite_project.snapctl("restore", "--yes", "b")
+    assert refused.returncode == 2 and "no snapshot 'b'" in refused.stderr, refused.stderr

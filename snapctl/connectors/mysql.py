@@ -1025,11 +1025,11 @@ def _marker_script(client: Client, scratch: str, marker: str | None, done: bool)
 
 
 def _work_root(src: Path) -> Path | None:
-    """Where a restore's scratch files go: the directory holding the artifact's directory
-    (the snapshot store: the disk sized for dumps, and a pid-named directory there that a
-    killed restore leaves is removed by the next dump), never inside a snapshot. Else the
+    """Where a restore's scratch files go: beside ``src``, in the private scratch directory
+    snapctl gives the artifact (on the store's disk, sized for dumps, or the temporary
+    directory for a shared store; removed with it), never inside a snapshot. Else the
     system's temporary directory."""
-    root = src.absolute().parent.parent  # not resolved: src may be a link to an open file
+    root = src.absolute().parent  # not resolved: src may be a link to an open file
     return root if os.access(root, os.W_OK | os.X_OK) else None
 
 
