@@ -593,20 +593,27 @@ def test_a_snapshot_script_touches_no_other_file(sqlite_project: Project, tmp_pa
 
 # Another process in a read transaction on the database (a `manage.py shell`, a report):
 # prints "ready", then keeps the transaction open for HOLD seconds.
+# With "write", an exclusive write transaction instead (a long data migration, say).
 HOLDER = """
 import sqlite3, sys, time
 connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN")
-connection.execute("SELECT count(*) FROM shop_tag").fetchone()
+if sys.argv[3] == "write":
+    connection.execute("BEGIN EXCLUSIVE")
+    connection.execute("UPDATE shop_tag SET name = name")
+else:
+    connection.execute("BEGIN")
+    connection.execute("SELECT count(*) FROM shop_tag").fetchone()
 print("ready", flush=True)
 time.sleep(float(sys.argv[2]))
 connection.execute("COMMIT")
 """
 
 
-def hold_a_transaction(project: Project, seconds: float) -> subprocess.Popen[str]:
+def hold_a_transaction(
+    project: Project, seconds: float, kind: str = "read"
+) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, project.env["EXAMPLE_DB_NAME"], str(seconds)],
+        [sys.executable, "-c", HOLDER, project.env["EXAMPLE_DB_NAME"], str(seconds), kind],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -623,16 +630,18 @@ def read_count(project: Project) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("compress", ["zstd", "none"])
+@pytest.mark.parametrize(
+    ("compress", "kind"), [("zstd", "read"), ("none", "read"), ("zstd", "write")]
+)
 def test_a_transaction_of_another_process_is_waited_for_a_bounded_time(
-    sqlite_project: Project, compress: str
+    sqlite_project: Project, compress: str, kind: str
 ) -> None:
     """Said on stderr with who holds it, given up after --lock-timeout with the database
     unchanged, and the application's new readers never locked out for longer."""
     name = sqlite_project.dump("--compress", compress)
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = sqlite_project.digest()
-    holder = hold_a_transaction(sqlite_project, 60)
+    holder = hold_a_transaction(sqlite_project, 60, kind)
     try:
         started = time.monotonic()
         restoring = subprocess.Popen(
@@ -644,7 +653,8 @@ def test_a_transaction_of_another_process_is_waited_for_a_bounded_time(
             text=True,
         )
         time.sleep(1)
-        reader_waited = read_count(sqlite_project)
+        # A writer's exclusive lock keeps readers out whatever snapctl does: only then.
+        reader_waited = read_count(sqlite_project) if kind == "read" else 0.0
         _, stderr = restoring.communicate(timeout=60)
         took = time.monotonic() - started
     finally:

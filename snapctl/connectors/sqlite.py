@@ -53,17 +53,22 @@ def database_path(db_alias: str) -> Path:
     return Path(name).expanduser().resolve()
 
 
-def _connect(path: Path, mode: str, *, immutable: bool = False) -> sqlite3.Connection:
+class _Locked(OperationFailed):
+    """Another connection holds the database locked."""
+
+
+def _connect(
+    path: Path, mode: str, *, immutable: bool = False, timeout: float = _BUSY_TIMEOUT_SECONDS
+) -> sqlite3.Connection:
     uri = f"{path.as_uri()}?mode={mode}" + ("&immutable=1" if immutable else "")
     try:
-        connection = sqlite3.connect(
-            uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
-        )
+        connection = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
         connection.execute("SELECT 1 FROM sqlite_master LIMIT 1")
     except sqlite3.DatabaseError as exc:
         if mode in ("rw", "ro") and not path.exists():
             raise ConfigurationError(f"SQLite database {path} does not exist") from exc
-        raise OperationFailed(f"cannot open SQLite database {path}: {exc}") from exc
+        failed = _Locked if "locked" in str(exc) else OperationFailed
+        raise failed(f"cannot open SQLite database {path}: {exc}") from exc
     return connection
 
 
@@ -248,11 +253,16 @@ def _open_target(db_alias: str) -> sqlite3.Connection:
     """The live database a restore writes, created if it does not exist yet."""
     path = database_path(db_alias)
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = _connect(path, "rwc")
-    # A locked step returns at once to the backup's callback (_BoundedWait), which says
-    # what it waits for and bounds the wait, rather than blocking silently in SQLite.
-    target.execute(f"PRAGMA busy_timeout = {int(_LOCK_RETRY_SECONDS * 1000)}")
-    return target
+    waiting = _BoundedWait(db_alias, path)
+    while True:
+        # A short busy timeout: a lock returns at once to _BoundedWait (here, and as the
+        # backup's callback), which says what it waits for and bounds the wait, rather than
+        # SQLite blocking silently.
+        try:
+            return _connect(path, "rwc", timeout=_LOCK_RETRY_SECONDS)
+        except _Locked:
+            waiting(_LOCKED_STATUSES[0], 0, 0)
+            time.sleep(_LOCK_RETRY_SECONDS)
 
 
 @contextlib.contextmanager
