@@ -73,17 +73,34 @@ def test_objects_of_models_not_here_are_skipped_and_named(sqlite_project: Projec
     assert sqlite_project.digest()["tables"] == before["tables"]
 
 
-def test_restore_can_leave_out_a_model(sqlite_project: Project) -> None:
-    before = sqlite_project.digest()["tables"]
+def test_restore_leaves_an_excluded_models_rows_as_they_are(sqlite_project: Project) -> None:
+    """--exclude on restore: that model's table keeps its current rows (a user kept across
+    the restore), every other table gets the snapshot's."""
     name = sqlite_project.dump("--connector", "dumpdata")
-    restored = sqlite_project.snapctl("restore", "--yes", "--exclude", "shop.OrderLine", name)
+    wanted = sqlite_project.digest()["tables"]
+    changes = (
+        "from shop.models import Order, Tag; Tag.objects.create(name='snapctl-new'); "
+        "Order.objects.all().delete()"
+    )
+    sqlite_project.manage("shell", "-c", changes)
+    current_tags = sqlite_project.digest()["tables"]["shop_tag"]
+    restored = sqlite_project.snapctl("restore", "--yes", "--exclude", "shop.Tag", name)
     assert restored.returncode == 0, restored.stderr
     after = sqlite_project.digest()["tables"]
-    assert after["shop_orderline"]["rows"] == [] != before["shop_orderline"]["rows"]
-    assert "of shop.orderline" in restored.stderr
-    assert {t: rows for t, rows in after.items() if t != "shop_orderline"} == {
-        t: rows for t, rows in before.items() if t != "shop_orderline"
+    assert after["shop_tag"] == current_tags != wanted["shop_tag"]  # kept, with the new tag
+    assert {t: rows for t, rows in after.items() if t != "shop_tag"} == {
+        t: rows for t, rows in wanted.items() if t != "shop_tag"
     }
+
+
+def test_a_line_that_is_no_object_is_refused(sqlite_project: Project) -> None:
+    name = sqlite_project.dump("--connector", "dumpdata", "--compress", "none")
+    append_objects(sqlite_project, name, "not json\n")
+    before = sqlite_project.digest()
+    refused = sqlite_project.snapctl("restore", "--yes", name)
+    assert refused.returncode == 3 and "is not an object of a model" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    assert sqlite_project.digest() == before
 
 
 def test_content_types_load_before_everything_else(sqlite_project: Project, tmp_path: Path) -> None:

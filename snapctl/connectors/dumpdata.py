@@ -5,12 +5,13 @@ time instead of holding the whole database in memory. It covers the tables of in
 (not tables Django does not know), with primary keys as they were, so foreign keys need no
 natural keys.
 
-Restore empties those tables first (flush without post-migrate signals, so contenttypes and
-permissions are not recreated under other ids) and loads the snapshot, all inside one
-transaction: on engines with transactional DDL and DELETE-based flush a failure leaves the
-database as it was. On MySQL/MariaDB, whose flush TRUNCATEs (an implicit commit), the tables
-are emptied with DELETE instead, so a failed load rolls back there too (InnoDB tables); the
-AUTO_INCREMENT counters are then set to highest id + 1 after the commit.
+Restore empties those tables first (as flush does, without post-migrate signals, so
+contenttypes and permissions are not recreated under other ids; excluded models' tables keep
+their rows) and loads the snapshot, all inside one transaction: on engines with
+transactional DDL and DELETE-based flush a failure leaves the database as it was. On
+MySQL/MariaDB, whose flush TRUNCATEs (an implicit commit), the tables are emptied with
+DELETE instead, so a failed load rolls back there too (InnoDB tables); the AUTO_INCREMENT
+counters are then set to highest id + 1 after the commit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snapctl.errors import ConfigurationError, OperationFailed
+from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.notices import notice
 
 
@@ -41,20 +42,29 @@ def _excluded(label: str, exclude: Sequence[str]) -> bool:
     return any(entry == app or entry.lower() == f"{app}.{model}".lower() for entry in exclude)
 
 
-def _model_labels(exclude: Sequence[str]) -> list[str]:
-    """Every concrete model but those excluded, with the auto-created many-to-many through
-    models that dumpdata leaves out by default (see _exact_jsonl): those of an excluded
-    model go with it."""
+def _models(exclude: Sequence[str], *, excluded: bool) -> list[Any]:
+    """The concrete models, with the auto-created many-to-many through models that dumpdata
+    leaves out by default (see _exact_jsonl), that ``exclude`` leaves out (``excluded``) or
+    keeps: a through model goes with the model that declares the field."""
     from django.apps import apps
 
-    labels = []
+    chosen = []
     for model in apps.get_models(include_auto_created=True):
-        owner = model._meta.auto_created  # a through model goes with its model
+        owner = model._meta.auto_created
         label = owner._meta.label if isinstance(owner, type) else model._meta.label
-        if model._meta.proxy or _excluded(label, exclude):
-            continue
-        labels.append(model._meta.label)
-    return labels
+        if not model._meta.proxy and _excluded(label, exclude) == excluded:
+            chosen.append(model)
+    return chosen
+
+
+def _model_labels(exclude: Sequence[str]) -> list[str]:
+    """What a dump covers: every model that ``exclude`` keeps."""
+    return [model._meta.label for model in _models(exclude, excluded=False)]
+
+
+def _kept_tables(exclude: Sequence[str]) -> frozenset[str]:
+    """The tables of excluded models: a restore leaves their rows as they are."""
+    return frozenset(model._meta.db_table for model in _models(exclude, excluded=True))
 
 
 def _check_labels(exclude: Sequence[str]) -> None:
@@ -90,17 +100,26 @@ def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> d
     skipped: dict[str, int] = {}
     later = dest.with_name(dest.name + ".later")
     with open(src, "rb") as reader, open(dest, "wb") as first, open(later, "wb") as rest:
-        for line in reader:
+        for number, line in enumerate(reader, 1):
             label, fields = _model_of(line)
+            if not label:
+                raise IntegrityError(
+                    f"line {number} of the snapshot of '{db_alias}' is not an object of a "
+                    "model; it is damaged or crafted, restore another snapshot"
+                )
             if label not in verdicts:
                 try:
                     model = apps.get_model(label)
                 except (LookupError, ValueError):
-                    verdicts[label] = False
+                    verdicts[label] = False  # not installed here: another engine's model
                 else:
-                    verdicts[label] = (
-                        not _excluded(model._meta.label, exclude) and model._meta.db_table in tables
-                    )
+                    verdicts[label] = not _excluded(model._meta.label, exclude)
+                    if verdicts[label] and model._meta.db_table not in tables:
+                        raise ConfigurationError(
+                            f"table {model._meta.db_table} of {model._meta.label} does not "
+                            f"exist in '{db_alias}': migrate it first, or leave the model "
+                            f"out with --exclude {model._meta.label}"
+                        )
                     field_names[label] = frozenset(
                         field.name for field in model._meta.get_fields(include_hidden=True)
                     )
@@ -117,8 +136,8 @@ def _loadable(db_alias: str, src: Path, dest: Path, exclude: Sequence[str]) -> d
 
 
 def _model_of(line: bytes) -> tuple[str, list[str]]:
-    """The ``model`` of one JSON Lines object and the names of its fields; a line without
-    them is loaddata's to refuse."""
+    """The ``model`` of one JSON Lines object and the names of its fields; "" for a line
+    that is no such object."""
     try:
         data = json.loads(line)
     except ValueError:
@@ -149,15 +168,29 @@ def _is_mysql(db_alias: str) -> bool:
     return bool(connections[db_alias].vendor == "mysql")
 
 
-def _flushed_tables(db_alias: str) -> list[str]:
-    """The tables Django's flush would empty."""
+def _flushed_tables(db_alias: str, kept: frozenset[str] = frozenset()) -> list[str]:
+    """The tables Django's flush would empty, but those ``kept``."""
     from django.db import connections
 
     introspection = connections[db_alias].introspection
-    return sorted(introspection.django_table_names(only_existing=True, include_views=False))
+    tables = introspection.django_table_names(only_existing=True, include_views=False)
+    return sorted(table for table in tables if table not in kept)
 
 
-def _delete_all_mysql(db_alias: str) -> None:
+def _flush(db_alias: str, kept: frozenset[str]) -> None:
+    """Empty the tables as Django's flush does (its own statements for the engine, sequences
+    reset), but those ``kept``; inside the caller's transaction, without post-migrate
+    signals, so contenttypes and permissions are not recreated under other ids."""
+    from django.core.management.color import no_style
+    from django.db import connections
+
+    connection = connections[db_alias]
+    tables = _flushed_tables(db_alias, kept)
+    statements = connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
+    connection.ops.execute_sql_flush(statements)
+
+
+def _delete_all_mysql(db_alias: str, kept: frozenset[str]) -> None:
     """Empty the tables with DELETE, which stays inside the transaction: Django's flush uses
     TRUNCATE on MySQL, which commits on its own and would make a failed load irreversible."""
     from django.db import connections
@@ -166,7 +199,7 @@ def _delete_all_mysql(db_alias: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET FOREIGN_KEY_CHECKS = 0")  # a session setting, no implicit commit
         try:
-            for table in _flushed_tables(db_alias):
+            for table in _flushed_tables(db_alias, kept):
                 cursor.execute(f"DELETE FROM {connection.ops.quote_name(table)}")
         finally:
             cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
@@ -245,16 +278,11 @@ class DjangoDumpDataConnector:
             skipped = _loadable(db_alias, src, fixture, self.exclude)
             try:
                 with transaction.atomic(using=db_alias):
+                    kept = _kept_tables(self.exclude)  # excluded models keep their rows
                     if _is_mysql(db_alias):
-                        _delete_all_mysql(db_alias)
+                        _delete_all_mysql(db_alias, kept)
                     else:
-                        call_command(
-                            "flush",
-                            database=db_alias,
-                            interactive=False,
-                            inhibit_post_migrate=True,
-                            verbosity=0,
-                        )
+                        _flush(db_alias, kept)
                     call_command("loaddata", str(fixture), database=db_alias, verbosity=0)
             except Exception as exc:
                 raise OperationFailed(
@@ -263,10 +291,8 @@ class DjangoDumpDataConnector:
             if _is_mysql(db_alias):
                 _reset_auto_increment_mysql(db_alias)
         if skipped:
-            left_out = ", ".join(
-                f"{count} of {label or '(no model)'}" for label, count in sorted(skipped.items())
-            )
+            left_out = ", ".join(f"{count} of {label}" for label, count in sorted(skipped.items()))
             notice(
-                f"restored '{db_alias}' without objects of excluded models, models not "
-                f"installed here or tables missing here: {left_out}"
+                f"restored '{db_alias}' without the objects of excluded models and of models "
+                f"not installed here: {left_out}"
             )
