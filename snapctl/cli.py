@@ -811,6 +811,13 @@ def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Only print what would be deleted.")
     ] = False,
+    any_database: Annotated[
+        bool,
+        typer.Option(
+            "--any-database",
+            help="Count and delete snapshots of other databases sharing the store too.",
+        ),
+    ] = False,
     yes: YesOption = False,
     directory: DirOption = None,
     storage: StorageOption = None,
@@ -820,10 +827,20 @@ def prune(
     quiet: QuietOption = False,
 ) -> None:
     """Delete all but the newest N snapshots; prints the name of each one that goes."""
+    from snapctl import django_env, operations
+
     if not dry_run:
         _require_confirmation(yes, "prune removes snapshots for good")
     store = _store(ctx, directory, settings, pythonpath, storage)
-    names = [s.name for s in store.prune_plan(keep, alias)]
+    # Another site's snapshots in a shared store are not this project's to prune: which
+    # databases are the project's, its settings say, when they can be found (--dir alone
+    # needs none: then every snapshot counts).
+    if not any_database and not django_env.settings_loaded():
+        with contextlib.suppress(SnapctlError):
+            _load_settings(ctx, settings, pythonpath)
+    ours = not any_database and django_env.settings_loaded()
+    accept = operations.of_these_databases if ours else (lambda snapshot: True)
+    names = [s.name for s in store.prune_plan(keep, alias, accept)]
     if names and not dry_run and not yes:
         _ask(f"Delete {len(names)} snapshot(s), keeping the newest {keep}?")
     _remove(

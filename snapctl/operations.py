@@ -401,6 +401,13 @@ def _foreign(snapshot: Snapshot, aliases: Sequence[str]) -> list[str]:
     ]
 
 
+def of_these_databases(snapshot: Snapshot) -> bool:
+    """Whether the snapshot was taken of this project's databases (as the settings now say;
+    an older snapshot that records none counts as theirs): what ``prune`` counts in a store
+    that other sites share."""
+    return not _foreign(snapshot, [])
+
+
 def _snapshot_to_restore(
     store: SnapshotStore, reference: str | None, aliases: Sequence[str], from_any: bool
 ) -> Snapshot:

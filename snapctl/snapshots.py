@@ -771,12 +771,20 @@ class SnapshotStore:
             raise OperationFailed(f"cannot delete snapshot {name}: {exc.strerror}") from exc
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def prune_plan(self, keep: int, alias: str | None = None) -> list[Snapshot]:
-        """The snapshots ``prune --keep`` removes: all but the newest ``keep`` (of those
-        holding ``alias``, if given). Unreadable snapshots are never chosen."""
+    def prune_plan(
+        self,
+        keep: int,
+        alias: str | None = None,
+        accept: Callable[[Snapshot], bool] = lambda snapshot: True,
+    ) -> list[Snapshot]:
+        """The snapshots ``prune --keep`` removes: all but the newest ``keep`` of those that
+        ``accept`` takes (the project's own databases', say) and that hold ``alias``, if
+        given. Unreadable snapshots are never chosen."""
         if keep < 0:
             raise ConfigurationError("--keep must be 0 or more")
-        candidates = [s for s in self.snapshots() if alias is None or alias in s.artifacts]
+        candidates = [
+            s for s in self.snapshots() if (alias is None or alias in s.artifacts) and accept(s)
+        ]
         return candidates[keep:]
 
 

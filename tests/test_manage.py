@@ -247,3 +247,25 @@ def test_latest_means_the_newest_snapshot_of_the_database_restored(
     refused = third.snapctl("restore", "--yes")
     assert refused.returncode == 2 and "--from-any" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1
+
+
+def test_prune_counts_only_this_projects_database_in_a_shared_store(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    """Two sites share a store: one's `prune --keep 1` keeps its newest and never touches
+    the other's snapshots; --any-database counts them all."""
+    other_db = tmp_path / "other.sqlite3"
+    shutil.copy(sqlite_project.env["EXAMPLE_DB_NAME"], other_db)
+    other = Project(
+        env={**sqlite_project.env, "EXAMPLE_DB_NAME": str(other_db)},
+        snapshots=sqlite_project.snapshots,
+    )
+    own = [sqlite_project.dump() for _ in range(2)]
+    theirs = [other.dump() for _ in range(2)]
+
+    pruned = json.loads(sqlite_project.snapctl("prune", "--keep", "1", "--yes", "--json").stdout)
+    assert pruned["deleted"] == [own[0]]
+    assert sqlite_project.store_entries() == sorted([own[1], *theirs])
+
+    dry = sqlite_project.snapctl("prune", "--keep", "1", "--any-database", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["would_delete"] == [theirs[0], own[1]]
