@@ -65,6 +65,19 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     LEDGER.bytes_lost += lost
 
 
+# A test using one of these needs a server: it belongs to the server tier.
+SERVER_FIXTURES = frozenset({"postgres_server", "mariadb_server", "s3_endpoint"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tiers: servers (by the fixtures a test uses), faults (by its file)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+        if item.path.name.startswith("test_faults"):
+            item.add_marker(pytest.mark.faults)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if LEDGER.injected or LEDGER.checked:
         terminalreporter.write_line(
