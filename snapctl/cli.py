@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -256,47 +255,25 @@ def _store(
     pythonpath: list[str] | None = None,
     storage: str | None = None,
 ) -> SnapshotStore:
-    """The snapshot store: --dir, else --storage, else SNAPCTL_DIR, else what settings say.
-    The settings are loaded only if the answer must come from them."""
-    from snapctl.snapshots import SnapshotStore, store_root
+    """The snapshot store, chosen as store_choice.py says; a remote one's local scratch space
+    is removed when the command ends."""
+    from snapctl.store_choice import choose_store
 
-    if directory is not None and storage:
-        raise ConfigurationError("use either --dir or --storage, not both")
-    if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
-        root = store_root(directory, settings_loaded=False)
-        return SnapshotStore(root, shared=_shared_store(ctx))
-    _load_settings(ctx, settings, pythonpath)
-    return _remote_store(ctx, storage) or SnapshotStore(
-        store_root(None, settings_loaded=True), shared=_shared_store(ctx)
+    def scratch() -> Path:
+        import shutil
+        import tempfile
+
+        made = Path(tempfile.mkdtemp(prefix="snapctl-"))
+        ctx.call_on_close(lambda: shutil.rmtree(made, ignore_errors=True))
+        return made
+
+    return choose_store(
+        directory,
+        storage,
+        shared_flag=_state(ctx).shared_store,
+        load_settings=lambda: _load_settings(ctx, settings, pythonpath),
+        scratch=scratch,
     )
-
-
-def _shared_store(ctx: typer.Context) -> bool:
-    """--shared-store, else SNAPSHOTS["SHARED_STORE"] when the settings are loaded (by the
-    command, as dump and restore do, even when --dir names the store)."""
-    if _state(ctx).shared_store:
-        return True
-    from snapctl import django_env
-
-    if not django_env.settings_loaded():
-        return False
-    return bool(django_env.snapshot_settings().get("SHARED_STORE", False))
-
-
-def _remote_store(ctx: typer.Context, storage: str | None) -> SnapshotStore | None:
-    """A store in a Django storage, with local scratch space removed when the command ends."""
-    import shutil
-    import tempfile
-
-    from snapctl.remote import RemoteStore, configured_storage
-
-    found = configured_storage(storage)
-    if found is None:
-        return None
-    scratch = Path(tempfile.mkdtemp(prefix="snapctl-"))
-    ctx.call_on_close(lambda: shutil.rmtree(scratch, ignore_errors=True))
-    backend, prefix, label = found
-    return RemoteStore(backend, prefix, scratch, label)
 
 
 def _is_quiet(ctx: typer.Context, quiet: bool) -> bool:
@@ -326,9 +303,6 @@ def _ask(question: str) -> None:
     if not answer:
         typer.echo("Nothing changed.", err=True)
         raise typer.Exit(EXIT_FAILED)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _out_console() -> Console:
@@ -613,6 +587,8 @@ def show(
         return
     from rich.table import Table
 
+    from snapctl.manifest_fields import CONTROL_CHARACTERS
+
     console = _out_console()
     console.print(f"Snapshot  {snap.name}")
     console.print(f"Path      {store.location(snap.name)}")
@@ -639,7 +615,8 @@ def show(
     for a in snap.artifacts.values():
         details = ", ".join(f"{k}={v}" for k, v in sorted(a.metadata.items()))
         # Metadata is any JSON a connector returned: its control characters are not sent.
-        console.print(f"{a.alias}: {_CONTROL.sub('?', details) or 'no metadata'}")
+        printable = CONTROL_CHARACTERS.sub("?", details)
+        console.print(f"{a.alias}: {printable or 'no metadata'}")
 
 
 @app.command(cls=SnapctlCommand)

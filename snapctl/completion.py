@@ -7,7 +7,6 @@ rather than printing into the user's shell.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,23 +61,18 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 
 
 def _store(ctx: typer.Context, scratch: Path) -> SnapshotStore:
-    """The store the command would use, chosen as it chooses (``--dir``, ``SNAPCTL_DIR``,
-    ``--storage`` or ``SNAPSHOTS["STORAGE"]``, then the settings' directory); a remote one
-    reads its manifests into ``scratch``."""
-    from snapctl.snapshots import SnapshotStore, store_root
+    """The store the command would use (store_choice.py); a remote one reads its manifests
+    into ``scratch``."""
+    from snapctl.store_choice import choose_store
 
-    directory, storage = _param(ctx, "directory"), _param(ctx, "storage")
-    if directory is not None or (not storage and os.environ.get("SNAPCTL_DIR")):
-        root = store_root(Path(directory) if directory else None, settings_loaded=False)
-        return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=False))
-    _load_settings(ctx)
-    from snapctl.remote import RemoteStore, configured_storage
-
-    found = configured_storage(storage)
-    if found is not None:
-        return RemoteStore(*found[:2], scratch, found[2])
-    root = store_root(None, settings_loaded=True)
-    return SnapshotStore(root, shared=_shared_store(ctx, settings_loaded=True))
+    directory = _param(ctx, "directory")
+    return choose_store(
+        Path(directory) if directory else None,
+        _param(ctx, "storage"),
+        shared_flag=bool(_param(ctx, "shared_store")),
+        load_settings=lambda: _load_settings(ctx),
+        scratch=lambda: scratch,
+    )
 
 
 def _references(snapshots: list[Snapshot]) -> list[tuple[str, str]]:
@@ -104,17 +98,6 @@ def compressions(incomplete: str) -> list[str]:
     from snapctl.compression import SUFFIXES
 
     return [method for method in SUFFIXES if method.startswith(incomplete)]
-
-
-def _shared_store(ctx: typer.Context, *, settings_loaded: bool) -> bool:
-    """As the command would take it: --shared-store, or SNAPSHOTS["SHARED_STORE"]."""
-    if _param(ctx, "shared_store"):
-        return True
-    if not settings_loaded:
-        return False
-    from snapctl.django_env import snapshot_settings
-
-    return bool(snapshot_settings().get("SHARED_STORE", False))
 
 
 def connectors(incomplete: str) -> list[str]:

@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters: a terminal would act on them (retitle, clear, rewrite the screen).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A database alias or connector name is shown in messages and tables: printable, one line.
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,100}")
 
@@ -35,7 +36,7 @@ def text(data: dict[str, Any], key: str, where: str = "") -> str:
     value = _get(data, key, where)
     if not isinstance(value, str):
         raise MalformedManifest(f"{where}{key} is not a string")
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise MalformedManifest(f"{where}{key} holds control characters")
     return value
 

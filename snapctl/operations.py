@@ -416,7 +416,8 @@ def _snapshot_to_restore(
     two sites sharing a store, an engine switched by an environment variable); a name or
     prefix, or ``--from-any``, takes any snapshot, and the restore then says so."""
     snapshot = store.resolve(reference)
-    if from_any or not store.means_newest(reference) or not _foreign(snapshot, aliases):
+    # Cheapest first: a remote store lists its snapshots anew for means_newest.
+    if from_any or not _foreign(snapshot, aliases) or not store.means_newest(reference):
         return snapshot
     found = store.newest(reference, lambda candidate: not _foreign(candidate, aliases))
     if found is None:
