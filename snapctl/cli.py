@@ -8,47 +8,54 @@ imported only inside the commands that need it, so --help and completion stay fa
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
+import inspect
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from snapctl import __version__, completion
+from snapctl import __version__, completion, rendering
 from snapctl.errors import (
     EXIT_FAILED,
     EXIT_INTEGRITY,
     ConfigurationError,
     ConfirmationRequired,
     SnapctlError,
-    SnapshotNotFound,
 )
 from snapctl.plain_values import use_plain_values
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from snapctl.operations import RestorePlan
     from snapctl.progress import TerminalProgress
-    from snapctl.snapshots import Snapshot, SnapshotStore
+    from snapctl.snapshots import SnapshotStore
 
 
 @dataclass
 class State:
-    """The options given before the command name."""
+    """The options every command shares, given before the command name or after it (the
+    command's settings module wins; its --pythonpath directories come first)."""
 
     settings: str | None = None
     pythonpath: tuple[str, ...] = ()
     traceback: bool = False
     quiet: bool = False
     shared_store: bool = False
+    directory: Path | None = None
+    storage: str | None = None
+
+    def add_command_options(self, options: dict[str, Any]) -> None:
+        self.settings = options.pop("settings", None) or self.settings
+        self.pythonpath = tuple(options.pop("pythonpath", None) or ()) + self.pythonpath
+        self.quiet = bool(options.pop("quiet", False)) or self.quiet
+        self.directory = options.pop("directory", None)
+        self.storage = options.pop("storage", None)
 
 
 def _show_tracebacks(ctx: typer.Context) -> bool:
@@ -140,6 +147,11 @@ PythonpathOption = Annotated[
 ]
 
 
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
+]
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -148,9 +160,7 @@ def main_options(
     show_traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the full traceback on errors.")
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
-    ] = False,
+    quiet: QuietOption = False,
     shared_store: Annotated[
         bool,
         typer.Option(
@@ -172,26 +182,6 @@ def main_options(
     ctx.obj = State(settings, tuple(pythonpath or ()), show_traceback, quiet, shared_store)
 
 
-# Options shared by several commands.
-ExcludeOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--exclude",
-        "-x",
-        metavar="APP[.MODEL]",
-        help="dumpdata: leave out this app or model (repeatable).",
-    ),
-]
-AliasOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--alias",
-        "-a",
-        metavar="ALIAS",
-        help="Database alias from DATABASES (repeatable).",
-        autocompletion=completion.aliases,
-    ),
-]
 DirOption = Annotated[
     Path | None,
     typer.Option(
@@ -213,10 +203,72 @@ StorageOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-QuietOption = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Print nothing but results and errors.")
+
+
+def _shared(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+# Declared once, added to every command by @command; their values go to the State.
+EVERY_COMMAND = (
+    _shared("settings", SettingsOption, None),
+    _shared("pythonpath", PythonpathOption, None),
+    _shared("quiet", QuietOption, False),
+)
+STORE_COMMANDS = (_shared("directory", DirOption, None), _shared("storage", StorageOption, None))
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def command(name: str | None = None, *, store: bool = False) -> Callable[[Command], Command]:
+    """Register a command with the options every command shares (and, for one that reads a
+    snapshot ``store``, --dir and --storage), declared once: the command's own parameters
+    are its own, and _load_settings, _store and _say read the shared ones from the State."""
+
+    def register(run: Command) -> Command:
+        shared = EVERY_COMMAND + (STORE_COMMANDS if store else ())
+        own = inspect.signature(run, eval_str=True)
+
+        @functools.wraps(run)
+        def with_shared_options(**values: Any) -> None:
+            _state(values["ctx"]).add_command_options(
+                {param.name: values.pop(param.name) for param in shared}
+            )
+            run(**values)
+
+        signature = own.replace(parameters=[*own.parameters.values(), *shared])
+        with_shared_options.__signature__ = signature  # type: ignore[attr-defined]
+        with_shared_options.__annotations__ = {
+            param.name: param.annotation for param in signature.parameters.values()
+        }
+        app.command(name, cls=SnapctlCommand)(with_shared_options)
+        return run
+
+    return register
+
+
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        "-x",
+        metavar="APP[.MODEL]",
+        help="dumpdata: leave out this app or model (repeatable).",
+    ),
 ]
+AliasOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--alias",
+        "-a",
+        metavar="ALIAS",
+        help="Database alias from DATABASES (repeatable).",
+        autocompletion=completion.aliases,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 YesOption = Annotated[
     bool,
     typer.Option("--yes", "-y", "--no-input", help="Do not ask for confirmation."),
@@ -233,28 +285,22 @@ SnapshotArgument = Annotated[
 
 
 def _state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, State) else State()
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
 
 
-def _load_settings(ctx: typer.Context, settings: str | None, pythonpath: list[str] | None) -> None:
-    """Load the project's settings with the command's --settings/--pythonpath, else the
-    global ones. The app registry waits until a connector needs it (see django_env)."""
+def _load_settings(ctx: typer.Context) -> None:
+    """Load the project's settings (--settings, --pythonpath). The app registry waits until a
+    connector needs it (see django_env)."""
     from snapctl.django_env import DjangoOptions, load_settings
 
     state = _state(ctx)
-    load_settings(
-        DjangoOptions(settings or state.settings, tuple(pythonpath or ()) + state.pythonpath)
-    )
+    load_settings(DjangoOptions(state.settings, state.pythonpath))
 
 
-def _store(
-    ctx: typer.Context,
-    directory: Path | None,
-    settings: str | None = None,
-    pythonpath: list[str] | None = None,
-    storage: str | None = None,
-) -> SnapshotStore:
+def _store(ctx: typer.Context) -> SnapshotStore:
     """The snapshot store, chosen as store_choice.py says; a remote one's local scratch space
     is removed when the command ends."""
     from snapctl.store_choice import choose_store
@@ -267,22 +313,19 @@ def _store(
         ctx.call_on_close(lambda: shutil.rmtree(made, ignore_errors=True))
         return made
 
+    state = _state(ctx)
     return choose_store(
-        directory,
-        storage,
-        shared_flag=_state(ctx).shared_store,
-        load_settings=lambda: _load_settings(ctx, settings, pythonpath),
+        state.directory,
+        state.storage,
+        shared_flag=state.shared_store,
+        load_settings=lambda: _load_settings(ctx),
         scratch=scratch,
     )
 
 
-def _is_quiet(ctx: typer.Context, quiet: bool) -> bool:
-    return quiet or _state(ctx).quiet
-
-
-def _say(ctx: typer.Context, quiet: bool, message: str) -> None:
+def _say(ctx: typer.Context, message: str) -> None:
     """A message for the person at the terminal: stderr, and not with --quiet."""
-    if not _is_quiet(ctx, quiet):
+    if not _state(ctx).quiet:
         typer.echo(message, err=True)
 
 
@@ -305,56 +348,10 @@ def _ask(question: str) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _out_console() -> Console:
-    """Tables on stdout; in a pipe they keep whole lines instead of wrapping at 80 columns."""
-    from rich.console import Console
-
-    # No markup: names, versions and metadata come from manifests, and "[/x]" in one
-    # would be read as markup (and fail the whole table).
-    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 1000)
-
-
-def _human_size(size: int, server_size: int = 0) -> str:
-    """A size for people, with what connectors keep on the server beside it."""
-    from rich.filesize import decimal
-
-    return decimal(size) + (f" + {decimal(server_size)} on the server" if server_size else "")
-
-
-def _age(created: datetime) -> str:
-    seconds = max(0, int((datetime.now(timezone.utc) - created).total_seconds()))
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= length:
-            return f"{seconds // length}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
-    """The documented JSON shape of a snapshot (README, "JSON output")."""
-    return {
-        "name": snapshot.name,
-        "path": store.location(snapshot.name),
-        "created": snapshot.created.isoformat(),
-        "label": snapshot.label,
-        "size": snapshot.size,
-        "server_size": snapshot.server_size,
-        "snapctl_version": snapshot.snapctl_version,
-        "django_version": snapshot.django_version,
-        "databases": {
-            alias: {"alias": alias, **artifact.to_json()}
-            for alias, artifact in snapshot.artifacts.items()
-        },
-    }
-
-
 @contextlib.contextmanager
-def _progress(ctx: typer.Context, quiet: bool) -> Iterator[TerminalProgress | None]:
+def _progress(ctx: typer.Context) -> Iterator[TerminalProgress | None]:
     """A live progress display when stderr is a terminal, else nothing."""
-    if _is_quiet(ctx, quiet) or not sys.stderr.isatty():
+    if _state(ctx).quiet or not sys.stderr.isatty():
         yield None
         return
     from snapctl.progress import TerminalProgress
@@ -364,7 +361,7 @@ def _progress(ctx: typer.Context, quiet: bool) -> Iterator[TerminalProgress | No
         yield progress
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def dump(
     ctx: typer.Context,
     alias: AliasOption = None,
@@ -375,8 +372,6 @@ def dump(
         str | None,
         typer.Option("--label", "-l", metavar="LABEL", help="A label appended to the name."),
     ] = None,
-    directory: DirOption = None,
-    storage: StorageOption = None,
     compress: Annotated[
         str,
         typer.Option(
@@ -405,10 +400,7 @@ def dump(
         ),
     ] = None,
     exclude: ExcludeOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
@@ -416,10 +408,10 @@ def dump(
 
     if label is not None:
         validate_label(label)
-    _load_settings(ctx, settings, pythonpath)
+    _load_settings(ctx)
     aliases = operations.select_aliases(alias or [], all_aliases)
-    store = _store(ctx, directory, storage=storage)
-    with _progress(ctx, quiet) as progress:
+    store = _store(ctx)
+    with _progress(ctx) as progress:
         snapshot = operations.dump(
             store,
             aliases,
@@ -431,27 +423,23 @@ def dump(
             progress=progress,
         )
     if as_json:
-        _print_json(_snapshot_json(store, snapshot))
+        rendering.print_json(rendering.snapshot_json(store, snapshot))
     else:
         typer.echo(snapshot.name)
     dumped = ", ".join(
-        f"{a.alias} ({a.connector}, {_human_size(a.size)})" for a in snapshot.artifacts.values()
+        f"{a.alias} ({a.connector}, {rendering.human_size(a.size)})"
+        for a in snapshot.artifacts.values()
     )
-    _say(ctx, quiet, f"Dumped {dumped} into {store.location(snapshot.name)}")
+    _say(ctx, f"Dumped {dumped} into {store.location(snapshot.name)}")
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def restore(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
     alias: AliasOption = None,
-    directory: DirOption = None,
-    storage: StorageOption = None,
     yes: YesOption = False,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
     lock_timeout: Annotated[
         int | None,
         typer.Option(
@@ -483,21 +471,21 @@ def restore(
     from snapctl.django_env import database_settings
 
     _require_confirmation(yes, "restore replaces the current data")
-    _load_settings(ctx, settings, pythonpath)
-    store = _store(ctx, directory, storage=storage)
+    _load_settings(ctx)
+    store = _store(ctx)
     plan = operations.plan_restore(
         store, snapshot, alias or [], from_any=from_any, exclude=exclude or ()
     )
     for note in plan.notes:
-        _say(ctx, quiet, f"snapctl: {note}")
+        _say(ctx, f"snapctl: {note}")
 
-    with _progress(ctx, quiet) as progress:
+    with _progress(ctx) as progress:
 
         def notice(message: str) -> None:
             if progress is not None:  # above the live display, not through it
                 progress.display.console.print(f"snapctl: {message}", markup=False)
             else:
-                _say(ctx, quiet, f"snapctl: {message}")
+                _say(ctx, f"snapctl: {message}")
 
         notices.configure(notice)
         other_sessions.configure(
@@ -520,221 +508,89 @@ def restore(
 
         operations.restore(store, plan, confirm, progress=progress)
     if as_json:
-        _print_json({"snapshot": plan.snapshot.name, "restored": plan.aliases})
+        rendering.print_json(rendering.restored_json(plan.snapshot, plan.aliases))
     else:
         typer.echo(plan.snapshot.name)
-    _say(ctx, quiet, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}")
+    _say(ctx, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}")
 
 
-@app.command("list", cls=SnapctlCommand)
+@command("list", store=True)
 def list_snapshots(
     ctx: typer.Context,
     alias: AliasOption = None,
-    directory: DirOption = None,
-    storage: StorageOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
 ) -> None:
     """List the snapshots, newest first."""
-    store = _store(ctx, directory, settings, pythonpath, storage)
+    store = _store(ctx)
     wanted = set(alias or ())
     snapshots = [s for s in store.snapshots() if not wanted or wanted & set(s.artifacts)]
     if as_json:
-        _print_json([_snapshot_json(store, s) for s in snapshots])
-        return
-    if not snapshots:
-        _say(ctx, quiet, f"No snapshots in {store.where}")
-        return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "CREATED (UTC)", "AGE", "DATABASES", "ENGINES", "CONNECTORS"):
-        table.add_column(column)
-    table.add_column("SIZE", justify="right")
-    table.add_column("COMPRESSION")
-    for snap in snapshots:
-        artifacts = list(snap.artifacts.values())
-        table.add_row(
-            snap.name,
-            f"{snap.created:%Y-%m-%d %H:%M:%S}",
-            _age(snap.created),
-            ", ".join(f"{a.alias} ({a.database_name})" for a in artifacts),
-            ", ".join(sorted({a.vendor for a in artifacts})),
-            ", ".join(sorted({a.connector for a in artifacts})),
-            _human_size(snap.size, snap.server_size),
-            ", ".join(sorted({a.compression for a in artifacts})),
-        )
-    _out_console().print(table)
+        rendering.print_json([rendering.snapshot_json(store, s) for s in snapshots])
+    elif snapshots:
+        rendering.print_snapshots(snapshots)
+    else:
+        _say(ctx, f"No snapshots in {store.where}")
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def show(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
-    directory: DirOption = None,
-    storage: StorageOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a snapshot's manifest: when, what, with which connectors and versions."""
-    store = _store(ctx, directory, settings, pythonpath, storage)
+    store = _store(ctx)
     snap = store.resolve(snapshot)
     if as_json:
-        _print_json(_snapshot_json(store, snap))
-        return
-    from rich.table import Table
-
-    from snapctl.manifest_fields import CONTROL_CHARACTERS
-
-    console = _out_console()
-    console.print(f"Snapshot  {snap.name}")
-    console.print(f"Path      {store.location(snap.name)}")
-    console.print(f"Created   {snap.created:%Y-%m-%d %H:%M:%S} UTC ({_age(snap.created)})")
-    console.print(f"Label     {snap.label or '-'}")
-    console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
-    console.print(f"Size      {_human_size(snap.size, snap.server_size)} ({snap.size} bytes)")
-    console.print()
-    table = Table(box=None, pad_edge=False)
-    for column in ("ALIAS", "DATABASE", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):
-        table.add_column(column, justify="right" if column == "SIZE" else "left")
-    for a in snap.artifacts.values():
-        table.add_row(
-            a.alias,
-            a.database_name,
-            f"{a.connector} ({a.connector_source})",
-            a.engine,
-            a.server_version or "-",
-            a.file,
-            _human_size(a.size, a.server_size),
-            a.sha256[:16],
-        )
-    console.print(table)
-    for a in snap.artifacts.values():
-        details = ", ".join(f"{k}={v}" for k, v in sorted(a.metadata.items()))
-        # Metadata is any JSON a connector returned: its control characters are not sent.
-        printable = CONTROL_CHARACTERS.sub("?", details)
-        console.print(f"{a.alias}: {printable or 'no metadata'}")
+        rendering.print_json(rendering.snapshot_json(store, snap))
+    else:
+        rendering.print_snapshot(store, snap)
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def verify(
     ctx: typer.Context,
     snapshot: SnapshotArgument = None,
     all_snapshots: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
-    directory: DirOption = None,
-    storage: StorageOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
 ) -> None:
     """Recompute every checksum of a snapshot (the newest by default) or of --all."""
+    from snapctl import maintenance
+
     if all_snapshots and snapshot:
         raise ConfigurationError("give a snapshot or --all, not both")
-    store = _store(ctx, directory, settings, pythonpath, storage)
-    names = store.names() if all_snapshots else [store.resolve_name(snapshot)]
-    if not names:  # nothing checked is not "all checksums match"
-        raise SnapshotNotFound(f"no snapshots in {store.where}; nothing to verify")
-    results = {}
-    with _progress(ctx, quiet) as progress:
-        for name in names:
-            with progress.track(f"Verifying {name}") if progress else contextlib.nullcontext():
-                results[name] = store.verify(name) or _external_problems(
-                    ctx, store, name, settings, pythonpath
-                )
-    bad = {name: problems for name, problems in results.items() if problems}
+    store = _store(ctx)
+    names = maintenance.names_to_verify(store, snapshot, all_snapshots)
+    with _progress(ctx) as progress:
+        results = maintenance.verify(store, names, lambda: _load_settings(ctx), progress)
     if as_json:
-        _print_json([{"name": n, "ok": not p, "problems": p} for n, p in results.items()])
+        rendering.print_json(rendering.verified_json(results))
     else:
-        width = max(len(name) for name in results)  # labels make names of many lengths
-        for name, problems in results.items():
-            typer.echo(f"{name:<{width}}  {'ok' if not problems else 'DAMAGED'}")
-    for problems in bad.values():
-        for problem in problems:
-            typer.echo(f"snapctl: error: {problem}", err=True)
+        rendering.print_verified(results)
+    bad = [problem for problems in results.values() for problem in problems]
+    for problem in bad:
+        typer.echo(f"snapctl: error: {problem}", err=True)
     if bad:
         raise typer.Exit(EXIT_INTEGRITY)
-    _say(ctx, quiet, f"Verified {len(results)} snapshot(s): all checksums match")
-
-
-def _external_problems(
-    ctx: typer.Context,
-    store: SnapshotStore,
-    name: str,
-    settings: str | None,
-    pythonpath: list[str] | None,
-) -> list[str]:
-    """What connectors find wrong with data a snapshot keeps outside its files."""
-    from snapctl import operations
-
-    snapshot = store.load(name)
-    try:
-        if not _settings_for_hooks(ctx, snapshot, settings, pythonpath):
-            return []
-    except ConfigurationError as exc:
-        return [f"snapshot {name}: its server-side data cannot be checked: {exc}"]
-    return operations.external_problems(store, snapshot)
-
-
-def _settings_for_hooks(
-    ctx: typer.Context,
-    snapshot: Snapshot,
-    settings: str | None,
-    pythonpath: list[str] | None,
-) -> bool:
-    """Load the settings if the snapshot's connectors may keep data elsewhere (``check`` and
-    ``forget`` hooks): an installed one that has hooks (then settings that cannot be loaded
-    are an error), or one not installed, which the settings may configure by that name
-    (without settings there is nothing to find). Returns whether hooks may apply."""
-    from snapctl import operations
-
-    if operations.needs_project(snapshot):
-        _load_settings(ctx, settings, pythonpath)
-        return True
-    if not operations.may_use_settings(snapshot):
-        return False
-    try:
-        _load_settings(ctx, settings, pythonpath)
-    except ConfigurationError:
-        return False
-    return True
+    _say(ctx, f"Verified {len(results)} snapshot(s): all checksums match")
 
 
 def _remove(
-    ctx: typer.Context,
-    store: SnapshotStore,
-    names: list[str],
-    *,
-    as_json: bool,
-    dry_run: bool,
-    settings: str | None,
-    pythonpath: list[str] | None,
+    ctx: typer.Context, store: SnapshotStore, names: list[str], *, as_json: bool, dry_run: bool
 ) -> None:
-    """Delete (or, for a dry run, only list) snapshots, letting their connectors release
-    what they keep elsewhere first."""
-    from snapctl import operations
-
-    def release(name: str) -> None:
-        try:
-            snapshot = store.load(name)
-        except SnapctlError:
-            return  # a broken manifest names nothing to release
-        if _settings_for_hooks(ctx, snapshot, settings, pythonpath):
-            operations.forget(store, snapshot)  # if this fails, the snapshot stays
+    """Delete (or, for a dry run, only list) snapshots and print what went."""
+    from snapctl import maintenance
 
     if not dry_run:
-        store.delete(names, before=release)
+        maintenance.delete(store, names, lambda: _load_settings(ctx))
     if as_json:
-        _print_json({"deleted": [] if dry_run else names, "would_delete": names if dry_run else []})
+        rendering.print_json(rendering.removed_json(names, dry_run=dry_run))
     else:
         for name in names:
             typer.echo(name)
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def delete(
     ctx: typer.Context,
     snapshots: Annotated[
@@ -747,26 +603,19 @@ def delete(
         ),
     ],
     yes: YesOption = False,
-    directory: DirOption = None,
-    storage: StorageOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
 ) -> None:
     """Delete snapshots; prints the name of each one deleted."""
     _require_confirmation(yes, "delete removes snapshots for good")
-    store = _store(ctx, directory, settings, pythonpath, storage)
+    store = _store(ctx)
     names = list(dict.fromkeys(store.resolve_name(ref) for ref in snapshots))
     if not yes:
         _ask(f"Delete {len(names)} snapshot(s): {', '.join(names)}?")
-    _remove(
-        ctx, store, names, as_json=as_json, dry_run=False, settings=settings, pythonpath=pythonpath
-    )
-    _say(ctx, quiet, f"Deleted {len(names)} snapshot(s) from {store.where}")
+    _remove(ctx, store, names, as_json=as_json, dry_run=False)
+    _say(ctx, f"Deleted {len(names)} snapshot(s) from {store.where}")
 
 
-@app.command(cls=SnapctlCommand)
+@command(store=True)
 def prune(
     ctx: typer.Context,
     keep: Annotated[
@@ -796,76 +645,36 @@ def prune(
         ),
     ] = False,
     yes: YesOption = False,
-    directory: DirOption = None,
-    storage: StorageOption = None,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
     as_json: JsonOption = False,
-    quiet: QuietOption = False,
 ) -> None:
     """Delete all but the newest N snapshots; prints the name of each one that goes."""
-    from snapctl import django_env, operations
+    from snapctl import maintenance
 
     if not dry_run:
         _require_confirmation(yes, "prune removes snapshots for good")
-    store = _store(ctx, directory, settings, pythonpath, storage)
-    # Another site's snapshots in a shared store are not this project's to prune: which
-    # databases are the project's, its settings say, when they can be found (--dir alone
-    # needs none: then every snapshot counts).
-    if not any_database and not django_env.settings_loaded():
-        with contextlib.suppress(SnapctlError):
-            _load_settings(ctx, settings, pythonpath)
-    ours = not any_database and django_env.settings_loaded()
-    accept = operations.of_these_databases if ours else (lambda snapshot: True)
-    names = [s.name for s in store.prune_plan(keep, alias, accept)]
+    store = _store(ctx)
+    names = maintenance.prune_candidates(
+        store, keep, alias, any_database=any_database, load_settings=lambda: _load_settings(ctx)
+    )
     if names and not dry_run and not yes:
         _ask(f"Delete {len(names)} snapshot(s), keeping the newest {keep}?")
-    _remove(
-        ctx,
-        store,
-        names,
-        as_json=as_json,
-        dry_run=dry_run,
-        settings=settings,
-        pythonpath=pythonpath,
-    )
+    _remove(ctx, store, names, as_json=as_json, dry_run=dry_run)
     done = "Would delete {} snapshot(s), keeping" if dry_run else "Deleted {} snapshot(s), kept"
-    _say(ctx, quiet, f"{done.format(len(names))} the newest {keep}")
+    _say(ctx, f"{done.format(len(names))} the newest {keep}")
 
 
-@app.command("list-connectors", cls=SnapctlCommand)
-def list_connectors(
-    ctx: typer.Context,
-    settings: SettingsOption = None,
-    pythonpath: PythonpathOption = None,
-    as_json: JsonOption = False,
-) -> None:
+@command("list-connectors")
+def list_connectors(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the installed connectors, where each comes from, and the aliases it serves."""
     from snapctl import connector_listing
     from snapctl.registry import FALLBACK
 
-    _load_settings(ctx, settings, pythonpath)
+    _load_settings(ctx)
     rows = connector_listing.rows()
     if as_json:
-        _print_json([row.to_json() for row in rows])
-        return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "SOURCE", "ENGINES", "ALIASES", "BINARIES"):
-        table.add_column(column)
-    for row in rows:
-        binaries = (
-            "ok" if not row.missing_binaries else "missing " + ", ".join(row.missing_binaries)
-        )
-        table.add_row(
-            row.name,
-            row.source,
-            ", ".join(row.engines) or ("any" if row.name == FALLBACK else "by name only"),
-            ", ".join(f"{a} ({why})" for a, why in row.aliases.items()) or "-",
-            binaries if row.binaries else "-",
-        )
-    _out_console().print(table)
+        rendering.print_json(rendering.connectors_json(rows))
+    else:
+        rendering.print_connectors(rows, FALLBACK)
 
 
 def main() -> None:
