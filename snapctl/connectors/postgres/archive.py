@@ -75,9 +75,6 @@ def archive_owners(pg_restore: str, src: Path) -> set[str]:
     return owners
 
 
-# Counts what an in-place restore would not drop (see in_place_is_exact): in the schemas a
-
-
 def check_archive(
     path: Path,
     message: str = "not a pg_dump custom-format archive; it cannot be restored by the "
