@@ -456,7 +456,7 @@ def test_kill_9_during_dump_and_restore(bulky: Case, faults: FaultLedger) -> Non
 # dropped.
 SWAP_KILLER = """
 import os, runpy, signal, sys
-from snapctl.connectors import postgres
+from snapctl.connectors.postgres import swap as postgres
 real_swap = postgres.swap
 def swap(*args, **kwargs):
     if "{moment}" == "before":

@@ -24,7 +24,7 @@ import pytest
 from conftest import EXAMPLE, Project, ServerDatabase, clean_env, mariadb_admin
 
 from snapctl.compression import file_sha256
-from snapctl.connectors.mysql_session import option_file_text
+from snapctl.connectors.mysql.option_file import option_file_text
 
 # Objects that are not rows: the snapshot must bring them back; the digest cannot see them.
 SCHEMA_OBJECTS = """
@@ -497,7 +497,7 @@ def synthetic_dump(pad: int) -> bytes:
 def test_split_dump_keeps_every_line_in_its_place(tmp_path: Path) -> None:
     """Every line lands in exactly one segment (the header aside, copied to each), rows
     whole and in order, wherever the 1 MiB read blocks fall and however long a line is."""
-    from snapctl.connectors.mysql import split_dump
+    from snapctl.connectors.mysql.dump_splitter import split_dump
 
     prelude = b"-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n\n--\n"  # up to a header
     block = 1 << 20  # what the splitter reads at once
@@ -611,7 +611,7 @@ def test_driver_session_reconnects_after_a_pause_and_fails_in_one_line(
     """The server drops snapctl's connection while a tool runs (wait_timeout, a restart):
     the next query, after a pause, is made on a new connection. A failing statement is one
     line, the server's error with its code, and is not retried."""
-    from snapctl.connectors import mysql_session
+    from snapctl.connectors.mysql import session as mysql_session
     from snapctl.errors import OperationFailed
 
     settings = {"NAME": mariadb_db.name, "USER": mariadb_db.user, "PORT": mariadb_db.port,

@@ -28,7 +28,7 @@ from test_postgres import (
     user_sql,
 )
 
-from snapctl.connectors import pg_template
+from snapctl.connectors.postgres import template as pg_template
 from snapctl.errors import ConfigurationError, IntegrityError
 
 CONNECTOR = ("--connector", "postgres-template")
@@ -45,7 +45,7 @@ from pathlib import Path
 import django
 
 django.setup()
-from snapctl.connectors.pg_template import PostgresTemplateConnector
+from snapctl.connectors.postgres.template import PostgresTemplateConnector
 from snapctl.errors import SnapctlError
 
 try:

@@ -25,7 +25,7 @@ import pytest
 from conftest import Project, ServerDatabase, _project, clean_env, psql_admin
 
 from snapctl.compression import file_sha256
-from snapctl.connectors import postgres
+from snapctl.connectors.postgres import connection, programs
 from snapctl.errors import ConfigurationError
 
 # Objects that are not rows: the snapshot must bring them back, and the digest cannot see them.
@@ -253,20 +253,20 @@ def test_settings_become_the_childs_libpq_environment() -> None:
                     "sslkey": "/k.pem", "passfile": "/pgpass", "connect_timeout": 3,
                     "pool": True, "server_side_binding": True},
     }  # fmt: skip
-    env = postgres.libpq_environment(settings)
+    env = connection.libpq_environment(settings)
     assert env == {
         "PGDATABASE": "shop", "PGUSER": "app", "PGHOST": "/run/pg", "PGPORT": "5433",
         "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/ca.pem", "PGSSLCERT": "/c.pem",
         "PGSSLKEY": "/k.pem", "PGPASSFILE": "/pgpass", "PGCONNECT_TIMEOUT": "3",
         "PGAPPNAME": os.environ.get("PGAPPNAME", "snapctl"),
     }  # fmt: skip
-    service = postgres.libpq_environment({"NAME": "", "OPTIONS": {"service": "shop"}})
+    service = connection.libpq_environment({"NAME": "", "OPTIONS": {"service": "shop"}})
     assert service["PGSERVICE"] == "shop" and "PGDATABASE" not in service
     with pytest.raises(ConfigurationError):
-        postgres.libpq_environment({"NAME": "", "OPTIONS": {}})
+        connection.libpq_environment({"NAME": "", "OPTIONS": {}})
     with pytest.raises(ConfigurationError):
-        postgres.libpq_environment({"NAME": "x", "OPTIONS": {"sslpassword": "p"}})
-    assert postgres._passfile_line("a:b\\c") == "*:*:*:*:a\\:b\\\\c\n"
+        connection.libpq_environment({"NAME": "x", "OPTIONS": {"sslpassword": "p"}})
+    assert connection._passfile_line("a:b\\c") == "*:*:*:*:a\\:b\\\\c\n"
 
 
 def _wrappers(directory: Path, log: Path) -> None:
@@ -462,7 +462,7 @@ def test_versions_come_from_the_archive_header(postgres_project: Project) -> Non
 def old_pg_restore(tmp_path: Path) -> dict[str, str]:
     """PATH with a pg_restore first that calls itself 15.13, the last 15 before pg_restore
     began its SQL with \\restrict (CVE-2025-8714), and otherwise is the real one."""
-    real = postgres.client_program("pg_restore")
+    real = programs.client_program("pg_restore")
     fake = tmp_path / "old-client" / "pg_restore"
     fake.parent.mkdir()
     fake.write_text(
@@ -516,7 +516,7 @@ def test_which_pg_restore_restricts_meta_commands(tmp_path: Path, shown: str, sa
     fake = tmp_path / "pg_restore"
     fake.write_text(f"#!/bin/sh\necho '{shown}'\n")
     fake.chmod(0o755)
-    assert postgres.restricts_meta_commands(str(fake))[0] is safe
+    assert programs.restricts_meta_commands(str(fake))[0] is safe
 
 
 # --- other sessions: named before the load, announced when ended, waited for at most the

@@ -262,7 +262,7 @@ def test_sqlite_dump_and_restore_import_only_what_they_use(
 def test_postgres_programs_skip_debians_wrapper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from snapctl.connectors import postgres
+    from snapctl.connectors.postgres import programs as postgres
 
     wrapper = tmp_path / "share" / "pg_wrapper"
     wrapper.parent.mkdir()
@@ -293,7 +293,7 @@ def test_postgres_programs_skip_debians_wrapper(
     [("15.10 (Debian 15.10-1.pgdg120+1)", 150010), ("9.6.24", 90624), ("17beta1", 170000)],
 )
 def test_postgres_version_numbers_from_text(text: str, number: int) -> None:
-    from snapctl.connectors.postgres import version_num
+    from snapctl.connectors.postgres.programs import version_num
 
     assert version_num(text) == number
 
@@ -315,7 +315,7 @@ def _archive_header(version: tuple[int, int], server: str, dumper: str) -> bytes
 
 @pytest.mark.parametrize("version", [(1, 14), (1, 15), (1, 16)])
 def test_postgres_versions_from_an_archive_header(version: tuple[int, int]) -> None:
-    from snapctl.connectors.postgres import archive_versions
+    from snapctl.connectors.postgres.archive import archive_versions
 
     header = _archive_header(version, "14.11 (Debian 14.11-1)", "16.2")
     assert archive_versions(header) == ("14.11 (Debian 14.11-1)", "pg_dump (PostgreSQL) 16.2")

@@ -1,26 +1,7 @@
-"""snapctl's own queries on a PostgreSQL server, through the driver Django uses.
-
-Versions, privileges, other sessions, the swap and leftovers are a statement or two each.
-Through psycopg (3, else psycopg2, the order Django prefers) they cost a millisecond on a
-connection made once per database per command, where each run of ``psql`` costs 10-20 ms, and
-a restore made six. Only the dump and the loads use the programs (pg_dump, pg_restore, and
-psql for an in-place restore's script).
-
-The driver gets the same libpq keywords that the programs get as environment variables, so
-both reach the same server as the same role, and the password in memory: never on a command
-line, in the environment or in a message. Libpq still reads the ``PG*`` variables of this
-process for anything the settings leave unset, as the programs do.
-
-The database being dumped or restored is never held open between statements: a session of
-ours there would block the swap's rename and a template copy. Each statement on it gets a
-connection of its own; connections to other databases (the maintenance database a swap runs
-from) are kept until :meth:`Sessions.close`, which the swap calls before its long load, or
-until one is lost.
-
-Each connection's server process is remembered (:attr:`Sessions.pids`): the server ends a
-closed connection's process a moment later, and until then it is listed among the sessions
-on the database, where a restore must not take it for somebody else's.
-"""
+"""snapctl's own queries on a PostgreSQL server, through the driver Django uses (psycopg 3,
+else psycopg2): a millisecond each on a connection made once per database per command, where
+each run of ``psql`` costs 10-20 ms. The database being dumped or restored is never held open
+between statements. Why, and how the password is kept: docs/postgres.md."""
 
 from __future__ import annotations
 

@@ -1,34 +1,7 @@
 """One command's sessions with a MySQL/MariaDB server: snapctl's own queries through one
-mysqlclient connection, the dump and the loads of dump scripts through the client programs.
-
-Both read one private 0600 option file written from the DATABASES settings (what goes into it
-is described in ``snapctl.connectors.mysql``): the programs as ``--defaults-extra-file``, their
-first argument, and the driver as ``read_default_file`` with the ``[client]`` group. The
-client libraries under mysqlclient (MariaDB Connector/C, libmysqlclient) read that syntax as
-the programs do (``!include``, quoted values, the same escapes), so the driver reaches the same
-server (a socket path, a host and port) as the same account, and the password is on no command
-line, in no environment and in no message. The driver reads only that file, as Django's own
-connection reads only ``read_default_file``; the programs also read the global option files
-(my.cnf, ~/.my.cnf) before it, which matters only for what the settings and the project's file
-leave unset. OPTIONS ``ssl_mode``, which no MariaDB program reads, goes to the driver as
-Django gives it.
-
-The connection is made on the first query, with autocommit and utf8mb4 whatever the tools'
-charset (snapctl's queries carry names, which must survive whole), and a 10 s connect timeout
-so that a dead host fails the command instead of hanging it. Used again after a pause (a
-tool ran: a load can outlast the server's ``wait_timeout``), it is pinged first and, if the
-server dropped it, made anew: it holds no state between statements. A driver error becomes one
-line, ``<what> failed: ERROR <code>: <message>``, like a program's, with the password masked.
-
-A restore's sessions, the driver's and the programs', start with ``SET SESSION
-lock_wait_timeout`` from the lock-timeout policy (``snapctl.other_sessions``): a DDL statement
-waiting for another session's metadata lock makes every new query of the application on that
-table queue behind it, and the server's default wait is a day (MariaDB) or a year (MySQL).
-With the bound, snapctl holds the application up at most that long, then fails with ERROR
-1205, which the restore turns into a message naming the sessions in the way.
-
-``mysqlclient`` is imported only when connecting: the other commands never pay for it.
-"""
+mysqlclient connection (imported only when connecting), the dump and the loads of scripts
+through the client programs, both reading one private option file. Each restore session
+bounds its waits for metadata locks (``lock_wait_timeout``). See docs/mysql.md."""
 
 from __future__ import annotations
 
@@ -43,84 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from snapctl.connectors import _process
+from snapctl.connectors.mysql.option_file import option_file_text, ssl_mode
 from snapctl.errors import ConfigurationError, OperationFailed
 
 _PACKAGE_HINT = "the MariaDB or MySQL client (e.g. apt install mariadb-client)"
-# Connection charsets that are subsets of utf8mb4: reading through them could lose characters.
-_UTF8_SUBSETS = {"utf8", "utf8mb3"}
-_SSL_MODES = ("DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY")
+
+
 CONNECT_TIMEOUT = 10  # seconds
 IDLE_CHECK = 1.0  # seconds unused after which the connection is pinged before a query
-
-
-# --- the option file --------------------------------------------------------------------
-
-
-def _option_value(value: object) -> str:
-    """A value for an option file: quoted so ``#``, quotes and spaces stay part of it."""
-    text = str(value)
-    for raw, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        text = text.replace(raw, escaped)
-    return f'"{text}"'
-
-
-def _include_line(path: object) -> str:
-    text = str(Path(str(path)).expanduser())
-    if "\n" in text or "\r" in text:
-        raise ConfigurationError("OPTIONS['read_default_file'] must be a plain file path")
-    if not Path(text).is_file():
-        raise ConfigurationError(f"OPTIONS['read_default_file'] {text} does not exist")
-    return f"!include {text}"
-
-
-def _client_options(settings: dict[str, Any]) -> dict[str, object]:
-    """The [client] options for DATABASES settings, empty ones left out so files win."""
-    options = settings.get("OPTIONS") or {}
-    host = str(settings.get("HOST") or "")
-    charset = str(options.get("charset") or "utf8mb4")
-    values: dict[str, object] = {
-        "user": settings.get("USER"),
-        "password": settings.get("PASSWORD"),
-        "socket": host if host.startswith("/") else options.get("unix_socket"),
-        "host": None if host.startswith("/") else host,
-        "port": settings.get("PORT"),
-        "default-character-set": "utf8mb4" if charset in _UTF8_SUBSETS else charset,
-    }
-    ssl = options.get("ssl") or {}
-    if not isinstance(ssl, dict):
-        raise ConfigurationError("OPTIONS['ssl'] must be a dict with ca, cert, key")
-    for key in ("ca", "cert", "key", "capath", "cipher"):
-        values[f"ssl-{key}"] = ssl.get(key)
-    if options.get("ssl_mode"):
-        values["loose-ssl-mode"] = options["ssl_mode"]  # MySQL only; MariaDB skips loose-*
-    return {key: value for key, value in values.items() if value not in (None, "")}
-
-
-def option_file_text(settings: dict[str, Any]) -> str:
-    """The whole option file: the project's own file first, then the settings over it."""
-    lines = []
-    read_default_file = (settings.get("OPTIONS") or {}).get("read_default_file")
-    if read_default_file:
-        lines.append(_include_line(read_default_file))
-    lines.append("[client]")
-    for key, value in _client_options(settings).items():
-        lines.append(f"{key}={_option_value(value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _ssl_mode(settings: dict[str, Any]) -> str | None:
-    value = (settings.get("OPTIONS") or {}).get("ssl_mode")
-    if not value:
-        return None
-    mode = str(value).upper()
-    if mode not in _SSL_MODES:
-        raise ConfigurationError(
-            f"OPTIONS['ssl_mode'] {value!r} is not one of {', '.join(_SSL_MODES)}"
-        )
-    return mode
-
-
-# --- the driver ---------------------------------------------------------------------------
 
 
 class _Cursor(Protocol):
@@ -182,9 +85,6 @@ def lock_wait_seconds(lock_timeout: float) -> int:
     return max(1, int(lock_timeout))
 
 
-# --- the programs -------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Tool:
     """One client program and what its ``--version`` says."""
@@ -231,7 +131,7 @@ class Client:
         self.defaults = defaults
         self.database = str(settings.get("NAME") or "")
         self.password = str(settings.get("PASSWORD") or "")
-        self.ssl_mode = _ssl_mode(settings)
+        self.ssl_mode = ssl_mode(settings)
         # Both found now, so that a missing one fails the command before it changes anything.
         self.dumper_path = _process.find_binary(
             "mariadb-dump", "mysqldump", package_hint=_PACKAGE_HINT
