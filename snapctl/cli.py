@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from snapctl.operations import RestorePlan
     from snapctl.progress import TerminalProgress
-    from snapctl.snapshots import Snapshot, SnapshotStore
+    from snapctl.store import Snapshot, SnapshotStore
 
 
 @dataclass
@@ -255,9 +255,9 @@ def _store(
     pythonpath: list[str] | None = None,
     storage: str | None = None,
 ) -> SnapshotStore:
-    """The snapshot store, chosen as store_choice.py says; a remote one's local scratch space
+    """The snapshot store, chosen as store/config.py says; a remote one's local scratch space
     is removed when the command ends."""
-    from snapctl.store_choice import choose_store
+    from snapctl.store import choose_store
 
     def scratch() -> Path:
         import shutil
@@ -412,7 +412,7 @@ def dump(
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
-    from snapctl.snapshots import validate_label
+    from snapctl.store import validate_label
 
     if label is not None:
         validate_label(label)
@@ -587,7 +587,7 @@ def show(
         return
     from rich.table import Table
 
-    from snapctl.manifest_fields import CONTROL_CHARACTERS
+    from snapctl.store.manifest_fields import CONTROL_CHARACTERS
 
     console = _out_console()
     console.print(f"Snapshot  {snap.name}")

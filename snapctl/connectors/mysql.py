@@ -119,7 +119,7 @@ from snapctl import other_sessions
 from snapctl.connectors import _process
 from snapctl.connectors.mysql_session import Client, ServerError, Tool, lock_wait_seconds
 from snapctl.errors import ConfigurationError, OperationFailed
-from snapctl.snapshots import scratch_prefix
+from snapctl.store import scratch_prefix
 
 _SCRATCH_INFIX = "_snapctl_"
 # Smaller scripts load whole, in one session: splitting them and starting a session per part
