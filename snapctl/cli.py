@@ -34,7 +34,7 @@ from snapctl.plain_values import use_plain_values
 if TYPE_CHECKING:
     from snapctl.operations import RestorePlan
     from snapctl.progress import TerminalProgress
-    from snapctl.snapshots import SnapshotStore
+    from snapctl.store import SnapshotStore
 
 
 @dataclass
@@ -301,9 +301,9 @@ def _load_settings(ctx: typer.Context) -> None:
 
 
 def _store(ctx: typer.Context) -> SnapshotStore:
-    """The snapshot store, chosen as store_choice.py says; a remote one's local scratch space
+    """The snapshot store, chosen as store/config.py says; a remote one's local scratch space
     is removed when the command ends."""
-    from snapctl.store_choice import choose_store
+    from snapctl.store import choose_store
 
     def scratch() -> Path:
         import shutil
@@ -404,7 +404,7 @@ def dump(
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
-    from snapctl.snapshots import validate_label
+    from snapctl.store import validate_label
 
     if label is not None:
         validate_label(label)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from snapctl.snapshots import Snapshot, SnapshotStore
+    from snapctl.store import Snapshot, SnapshotStore
 
 
 def _param(ctx: typer.Context, name: str) -> Any:
@@ -61,9 +61,9 @@ def snapshots(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 
 
 def _store(ctx: typer.Context, scratch: Path) -> SnapshotStore:
-    """The store the command would use (store_choice.py); a remote one reads its manifests
+    """The store the command would use (store/config.py); a remote one reads its manifests
     into ``scratch``."""
-    from snapctl.store_choice import choose_store
+    from snapctl.store import choose_store
 
     directory = _param(ctx, "directory")
     return choose_store(
@@ -78,7 +78,7 @@ def _store(ctx: typer.Context, scratch: Path) -> SnapshotStore:
 def _references(snapshots: list[Snapshot]) -> list[tuple[str, str]]:
     """What a snapshot can be named by: each name (newest first), ``latest`` and each label
     (the newest snapshot carrying it), with what they stand for as help."""
-    from snapctl.snapshots import LATEST
+    from snapctl.store import LATEST
 
     def described(snapshot: Snapshot) -> str:
         return f"{snapshot.created:%Y-%m-%d %H:%M} {', '.join(snapshot.artifacts)}"

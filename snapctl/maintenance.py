@@ -14,7 +14,7 @@ from collections.abc import Callable
 from snapctl import operations
 from snapctl.errors import ConfigurationError, SnapctlError, SnapshotNotFound
 from snapctl.progress import NoProgress, Progress
-from snapctl.snapshots import Snapshot, SnapshotStore
+from snapctl.store import Snapshot, SnapshotStore
 
 LoadSettings = Callable[[], None]
 

@@ -24,7 +24,7 @@ from snapctl.errors import (
     SnapshotNotFound,
 )
 from snapctl.progress import NoProgress, Progress, file_size, read_position
-from snapctl.snapshots import (
+from snapctl.store import (
     LATEST,
     Artifact,
     PendingSnapshot,

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from snapctl.connector_listing import ConnectorRow
-    from snapctl.snapshots import Snapshot, SnapshotStore
+    from snapctl.store import Snapshot, SnapshotStore
 
 
 def print_json(data: Any) -> None:
@@ -129,7 +129,7 @@ def print_snapshot(store: SnapshotStore, snap: Snapshot) -> None:
     """``show``: the manifest, a row per database, then each connector's metadata."""
     from rich.table import Table
 
-    from snapctl.manifest_fields import CONTROL_CHARACTERS
+    from snapctl.store.manifest_fields import CONTROL_CHARACTERS
 
     console = _console()
     console.print(f"Snapshot  {snap.name}")

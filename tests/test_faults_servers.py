@@ -41,7 +41,7 @@ from conftest import (
     psql_admin,
 )
 
-from snapctl.snapshots import SnapshotStore
+from snapctl.store import SnapshotStore
 
 ENGINES = ["postgres", "mariadb"]
 BULK_ROWS, BULK_WIDTH = 200, 1000  # 200 rows of 32 kB: a dump of 1-2 s on a CI machine

@@ -12,14 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snapctl.errors import ConfigurationError, IntegrityError, SnapshotNotFound
-from snapctl.snapshots import (
-    FORMAT_VERSION,
-    MANIFEST,
-    SnapshotStore,
-    is_snapshot_name,
-    snapshot_name,
-    validate_label,
-)
+from snapctl.store import SnapshotStore, is_snapshot_name, snapshot_name, validate_label
+from snapctl.store.manifest import FORMAT_VERSION, MANIFEST
 
 moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)

@@ -383,7 +383,7 @@ def test_delete_never_follows_a_key_out_of_the_snapshot(remote: Project, s3_endp
 
 
 def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str) -> None:
-    from snapctl.snapshots import MAX_MANIFEST
+    from snapctl.store.manifest import MAX_MANIFEST
 
     name = remote.dump()
     bucket = remote.extra["bucket"]

@@ -206,7 +206,7 @@ def test_a_shared_store_unpacks_in_the_private_temporary_directory(tmp_path: Pat
     """Others can write a shared store: they could swap the scratch directory for one of
     theirs. Scratch goes there only for the user's own store."""
     from snapctl.operations import _scratch_dir
-    from snapctl.snapshots import SnapshotStore
+    from snapctl.store import SnapshotStore
 
     assert _scratch_dir(SnapshotStore(tmp_path)) == str(tmp_path)
     assert _scratch_dir(SnapshotStore(tmp_path, shared=True)) is None

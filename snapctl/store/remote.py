@@ -1,18 +1,7 @@
-"""Snapshots kept in a Django storage backend (S3 through django-storages, or any other).
-
-The layout is the local one under a prefix: ``<prefix>/<name>/<artifact>`` and
-``<prefix>/<name>/manifest.json``. A snapshot is assembled in a local scratch directory as
-usual, then its artifacts are uploaded (streamed from their files; S3 sends large ones in
-parts) and the manifest last: only a snapshot whose manifest exists is listed, so an upload
-that dies part-way is never seen. Restore downloads the artifacts into the scratch directory,
-streaming, each stopped past the size its manifest records, and verifies their checksums
-there before any database is touched. Deleting removes the manifest first, so a half-deleted
-snapshot is invisible too, then every object under the snapshot's prefix.
-
-The store's lock is keyed by what the store is (backend, bucket, endpoint, prefix), not by
-the scratch directory, which is each process's own.
-
-Credentials stay in the storage's own configuration; snapctl never prints them.
+"""Snapshots kept in a Django storage (S3 through django-storages, or any other): the layout
+of a local store under a prefix, the manifest uploaded last and deleted first. How and why:
+docs/store.md, "Remote stores". Credentials stay in the storage's own configuration; snapctl
+never prints them.
 """
 
 from __future__ import annotations
@@ -23,18 +12,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from snapctl import locks
-from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
-from snapctl.snapshots import (
-    MANIFEST,
-    MAX_MANIFEST,
-    Snapshot,
-    SnapshotStore,
-    _parse_manifest,
-    is_snapshot_name,
-)
+from snapctl.errors import IntegrityError, OperationFailed
+from snapctl.store.manifest import MANIFEST, MAX_MANIFEST, Snapshot, read_manifest
+from snapctl.store.names import is_snapshot_name
 
 CHUNK = 1024 * 1024
-DEFAULT_PREFIX = "snapshots"
 # Where the backends that Django and django-storages ship live (see _backend_path).
 _BACKEND_MODULES = ("storages.backends.", "django.core.files.storage.")
 
@@ -82,12 +64,14 @@ def _copy_at_most(source: Any, dest: BinaryIO, limit: int) -> bool:
     return True
 
 
-class RemoteStore(SnapshotStore):
-    """A store in a Django storage; ``root`` is local scratch space for this process."""
+class StorageBackend:
+    """Snapshots in a Django ``storage`` under ``prefix``, read and written through the local
+    directory ``scratch`` (the store's ``root``, this process's own); ``label`` names the
+    store in messages."""
 
     def __init__(self, storage: Any, prefix: str, scratch: Path, label: str) -> None:
-        super().__init__(scratch)
         self.storage = storage
+        self.scratch = scratch
         self.prefix = prefix.strip("/")
         self.label = label
 
@@ -112,8 +96,8 @@ class RemoteStore(SnapshotStore):
         }
 
     def lock(self, *, shared: bool) -> contextlib.AbstractContextManager[None]:
-        """By the store's identity, not by ``root``: that is this process's own scratch, where
-        a prune would never see a restore in another process reading the same bucket."""
+        """By the store's identity, not by ``scratch``: that is this process's own, where a
+        prune would never see a restore in another process reading the same bucket."""
         return locks.identity_lock(self.identity(), label=self.label, shared=shared)
 
     @property
@@ -124,7 +108,7 @@ class RemoteStore(SnapshotStore):
         return f"{self.label}/{name}"
 
     def taken(self, name: str) -> bool:
-        return super().taken(name) or self._exists(self._key(name, MANIFEST))
+        return (self.scratch / name).exists() or self._exists(self._key(name, MANIFEST))
 
     def _exists(self, key: str) -> bool:
         try:
@@ -188,7 +172,7 @@ class RemoteStore(SnapshotStore):
             )
 
     def load(self, name: str) -> Snapshot:
-        local = self.root / name
+        local = self.scratch / name
         local.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not (local / MANIFEST).exists():
             self._download(
@@ -197,7 +181,7 @@ class RemoteStore(SnapshotStore):
                 MAX_MANIFEST,
                 "the most a manifest can be",
             )
-        return _parse_manifest(local)
+        return read_manifest(local)
 
     def fetch(self, snapshot: Snapshot) -> None:
         for artifact in snapshot.artifacts.values():
@@ -223,13 +207,15 @@ class RemoteStore(SnapshotStore):
             raise
         shutil.rmtree(snapshot.path, ignore_errors=True)  # the scratch copy has done its job
 
-    def _delete(self, name: str) -> None:
+    def delete(self, name: str) -> None:
+        """The manifest first, which makes the snapshot invisible, then every object under
+        its prefix."""
         try:
             self.storage.delete(self._key(name, MANIFEST))  # invisible from here on
             self._delete_tree(self._key(name))
         except Exception as exc:
             raise self._failed(f"deleting {name}", exc) from exc
-        shutil.rmtree(self.root / name, ignore_errors=True)
+        shutil.rmtree(self.scratch / name, ignore_errors=True)
 
     def _delete_tree(self, directory: str) -> None:
         """Every object under ``directory``, in nested folders too: S3 has no folders, only
@@ -241,38 +227,3 @@ class RemoteStore(SnapshotStore):
             for file in filter(_plain_name, files):
                 self.storage.delete(f"{current}/{file}")
             pending.extend(f"{current}/{folder}" for folder in filter(_plain_name, folders))
-
-
-def configured_storage(requested: str | None) -> tuple[Any, str, str] | None:
-    """The storage named by ``--storage`` or ``SNAPSHOTS["STORAGE"]``, the prefix in it and a
-    label for messages; None when snapshots stay in a local directory.
-
-    ``SNAPSHOTS["STORAGE"]`` is the name of an entry in Django's ``STORAGES``, or a dict like
-    one (``{"BACKEND": ..., "OPTIONS": {...}}``); ``SNAPSHOTS["STORAGE_PREFIX"]`` is the
-    folder inside it (default ``snapshots``).
-    """
-    from django.core.files.storage import InvalidStorageError, storages
-
-    from snapctl.django_env import require_apps, snapshot_settings
-
-    snapshots = snapshot_settings()
-    choice = requested or snapshots.get("STORAGE")
-    if not choice:
-        return None
-    # A storage backend is a plugin like any other: it may expect django.setup() to have run.
-    require_apps()
-    prefix = str(snapshots.get("STORAGE_PREFIX", DEFAULT_PREFIX))
-    try:
-        if isinstance(choice, dict):
-            storage = storages.create_storage(choice)
-        else:
-            storage = storages[str(choice)]
-    except InvalidStorageError as exc:
-        raise ConfigurationError(
-            f"no storage '{choice}' in settings.STORAGES; add it or fix SNAPSHOTS['STORAGE']"
-        ) from exc
-    except ImportError as exc:
-        raise ConfigurationError(f"the snapshot storage cannot be loaded: {exc}") from exc
-    bucket = getattr(storage, "bucket_name", None)
-    where = f"s3://{bucket}" if bucket else f"storage '{choice}'"
-    return storage, prefix, f"{where}/{prefix}".rstrip("/")
