@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapctl import registry
+from snapctl.connectors.api import capabilities_of
 
 
 @dataclass
@@ -32,16 +33,17 @@ class ConnectorRow:
         }
 
 
-def _row(name: str, source: str, dist: str | None, obj: Any) -> ConnectorRow:
+def _row(name: str, source: str, dist: str | None, obj: object) -> ConnectorRow:
     cls = obj if isinstance(obj, type) else type(obj)
+    capabilities = capabilities_of(obj)
     return ConnectorRow(
         name=name,
         source=source,
         distribution=dist,
         class_path=f"{cls.__module__}:{cls.__qualname__}",
-        engines=registry.engines_of(obj),
-        binaries=tuple(str(b) for b in getattr(obj, "binaries", ()) or ()),
-        missing_binaries=registry.missing_binaries(obj),
+        engines=capabilities.engines,
+        binaries=capabilities.binaries,
+        missing_binaries=registry.missing_binaries(capabilities),
     )
 
 
