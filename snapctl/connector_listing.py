@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from snapctl import registry
+from snapctl.connectors.api import capabilities_of
 
 
 @dataclass
@@ -19,29 +19,18 @@ class ConnectorRow:
     missing_binaries: list[str]
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> why it serves it
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "distribution": self.distribution,
-            "class": self.class_path,
-            "engines": list(self.engines),
-            "binaries": list(self.binaries),
-            "binaries_missing": self.missing_binaries,
-            "aliases": self.aliases,
-        }
 
-
-def _row(name: str, source: str, dist: str | None, obj: Any) -> ConnectorRow:
+def _row(name: str, source: str, dist: str | None, obj: object) -> ConnectorRow:
     cls = obj if isinstance(obj, type) else type(obj)
+    capabilities = capabilities_of(obj)
     return ConnectorRow(
         name=name,
         source=source,
         distribution=dist,
         class_path=f"{cls.__module__}:{cls.__qualname__}",
-        engines=registry.engines_of(obj),
-        binaries=tuple(str(b) for b in getattr(obj, "binaries", ()) or ()),
-        missing_binaries=registry.missing_binaries(obj),
+        engines=capabilities.engines,
+        binaries=capabilities.binaries,
+        missing_binaries=registry.missing_binaries(capabilities),
     )
 
 

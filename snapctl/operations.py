@@ -13,9 +13,16 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from snapctl import compression, locks, registry
+from snapctl.connectors.api import (
+    Capabilities,
+    Hook,
+    KeepsDataOutside,
+    RestoresWhileUnpacking,
+    TakesExclusions,
+)
 from snapctl.errors import (
     ConfigurationError,
     IntegrityError,
@@ -59,28 +66,29 @@ def _vendor(alias: str) -> str:
     return database_vendor(alias)
 
 
-def _start_apps_for(connectors: Sequence[object]) -> None:
+def _start_apps_for(connectors: Sequence[registry.LoadedConnector]) -> None:
     """Populate Django's app registry if any of ``connectors`` needs models; the built-in
     SQLite, PostgreSQL and MySQL connectors read only the settings."""
-    if any(registry.needs_app_registry(connector) for connector in connectors):
+    if any(loaded.capabilities.needs_app_registry for loaded in connectors):
         from snapctl.django_env import require_apps
 
         require_apps()
 
 
-def _add_exclusions(name: str, connector: Any, exclude: Sequence[str]) -> None:
+def _add_exclusions(name: str, loaded: registry.LoadedConnector, exclude: Sequence[str]) -> None:
     """``--exclude`` for a connector that takes exclusions (its ``exclude`` attribute)."""
     if not exclude:
         return
-    if not hasattr(connector, "exclude"):
+    if not loaded.capabilities.takes_exclusions:
         raise ConfigurationError(
             f"connector '{name}' takes no exclusions; --exclude is for the dumpdata connector"
         )
-    connector.exclude = (*connector.exclude, *exclude)
+    taking = cast(TakesExclusions, loaded.connector)
+    taking.exclude = (*taking.exclude, *exclude)
 
 
-def _check_binaries(choice_name: str, connector: object) -> None:
-    missing = registry.missing_binaries(connector)
+def _check_binaries(choice_name: str, capabilities: Capabilities) -> None:
+    missing = registry.missing_binaries(capabilities)
     if missing:
         raise ConfigurationError(
             f"connector '{choice_name}' needs {', '.join(missing)} on PATH; install the "
@@ -134,9 +142,9 @@ def dump(
     progress = progress or NoProgress()
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
-        _check_binaries(choice.name, choice.connector)
-        _add_exclusions(choice.name, choice.connector, exclude)
-    _start_apps_for([choice.connector for choice in choices])
+        _check_binaries(choice.name, choice.capabilities)
+        _add_exclusions(choice.name, choice.loaded, exclude)
+    _start_apps_for([choice.loaded for choice in choices])
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label) as pending,
@@ -151,7 +159,7 @@ def dump(
             for done, paths in dumped:
                 written = next((path for path in paths if path.exists()), paths[-1])
                 with contextlib.suppress(Exception):
-                    _call_hook(done.connector, "forget", done.alias, written)
+                    _call_hook(done.loaded, "forget", done.alias, written)
             raise
 
 
@@ -166,7 +174,7 @@ def _dump_one(
     """Dump one alias into the pending snapshot, then compress and record it."""
     from snapctl.django_env import database_settings
 
-    extension = str(getattr(choice.connector, "extension", "dump"))
+    extension = choice.capabilities.extension
     raw = pending.scratch_path(choice.alias, extension)
     final = pending.final_path(raw, method)
     from snapctl.django_env import database_identity
@@ -181,9 +189,7 @@ def _dump_one(
     }
     # Compressed as it arrives, beside the dump, when the connector allows it and the
     # compression keeps up: no second pass over a raw file.
-    streamed = getattr(choice.connector, "dump_to_pipe", False) and compression.keeps_up(
-        method, level
-    )
+    streamed = choice.capabilities.dump_to_pipe and compression.keeps_up(method, level)
     receiving = pending.receive(raw, method, level) if streamed else contextlib.nullcontext()
     with receiving as received:
         with progress.track(f"Dumping {choice.alias}", file_size(final if received else raw)):
@@ -222,45 +228,45 @@ def _check_metadata(choice: registry.Choice, metadata: dict[str, Any]) -> None:
         ) from exc
 
 
-def connector_for_restore(alias: str, artifact: Artifact) -> Any:
+def connector_for_restore(alias: str, artifact: Artifact) -> registry.LoadedConnector:
     """The connector the manifest names, by name only: the one configured for the alias if
     it has that name, else the installed or configured one of that name. A name nothing
     here answers to is a usage error: install it first."""
     current = registry.choose(alias)
     if current.name == artifact.connector:
-        return current.connector
-    found = registry.find(artifact.connector)
+        return current.loaded
+    found = registry.resolve(artifact.connector)
     if found is None:
         raise ConfigurationError(
             f"the snapshot of '{alias}' was taken with connector '{artifact.connector}' "
             f"({artifact.connector_source}), which is not installed here; install it first"
         )
-    return registry.instantiate(found, f"connector '{artifact.connector}'")
+    return found.load()
 
 
-# Optional connector methods for data kept outside the artifact (a server-side copy, say):
-#   check(db_alias, src)  raise IntegrityError if that data is gone or damaged
-#   forget(db_alias, src) release it when its snapshot is deleted
-HOOKS = ("check", "forget")
+# The hooks of connectors that keep data outside the artifact (api.KeepsDataOutside).
+HOOKS: tuple[Hook, ...] = ("check", "forget")
 
 
-def _call_hook(connector: Any, hook: str, alias: str, src: Path) -> None:
-    method = getattr(connector, hook, None)
-    if callable(method):
-        with _connector_errors(hook, registry.connector_name(connector), alias):
+def _call_hook(loaded: registry.LoadedConnector, hook: Hook, alias: str, src: Path) -> None:
+    capabilities = loaded.capabilities
+    if capabilities.has_hook(hook):
+        outside = cast(KeepsDataOutside, loaded.connector)
+        method = outside.check if hook == "check" else outside.forget
+        with _connector_errors(hook, capabilities.name, alias):
             method(alias, src)
 
 
-def _hook_owners(snapshot: Snapshot, hook: str) -> list[Artifact]:
+def _hook_owners(snapshot: Snapshot, hook: Hook) -> list[Artifact]:
     """The artifacts whose connector has ``hook``, found by name, without starting Django."""
     owners = []
     for artifact in snapshot.artifacts.values():
         try:
-            found = registry.find(artifact.connector)
+            found = registry.resolve(artifact.connector)
+            if found is not None and found.capabilities.has_hook(hook):
+                owners.append(artifact)
         except ConfigurationError:
             continue  # cannot be loaded: restore reports that; nothing to call here
-        if found is not None and callable(getattr(found, hook, None)):
-            owners.append(artifact)
     return owners
 
 
@@ -277,17 +283,17 @@ def may_use_settings(snapshot: Snapshot) -> bool:
     )
 
 
-def _hook_connector(artifact: Artifact) -> Any:
+def _hook_connector(artifact: Artifact) -> registry.LoadedConnector:
     try:
-        connector = connector_for_restore(artifact.alias, artifact)
+        loaded = connector_for_restore(artifact.alias, artifact)
     except ConfigurationError:
         # The alias may be gone from DATABASES; the connector alone may still do it.
-        found = registry.find(artifact.connector)
+        found = registry.resolve(artifact.connector)
         if found is None:
             raise
-        connector = registry.instantiate(found, f"connector '{artifact.connector}'")
-    _start_apps_for([connector])
-    return connector
+        loaded = found.load()
+    _start_apps_for([loaded])
+    return loaded
 
 
 @contextlib.contextmanager
@@ -328,7 +334,7 @@ def forget(store: SnapshotStore, snapshot: Snapshot) -> None:
 class RestorePlan:
     snapshot: Snapshot
     aliases: list[str]
-    connectors: dict[str, Any]
+    connectors: dict[str, registry.LoadedConnector]
     # Said before the restore: the snapshot is of another database than the one restored.
     notes: list[str] = field(default_factory=list)
 
@@ -355,16 +361,16 @@ def plan_restore(
                 f"snapshot {snapshot.name} holds no database '{alias}'; it holds: {held}"
             )
         database_settings(alias)
-        connector = connector_for_restore(alias, artifact)
+        loaded = connector_for_restore(alias, artifact)
         vendor = _vendor(alias)
-        if artifact.vendor != vendor and not getattr(connector, "portable", False):
+        if artifact.vendor != vendor and not loaded.capabilities.portable:
             raise IntegrityError(
                 f"snapshot {snapshot.name} holds a {artifact.vendor} database for '{alias}', "
                 f"which is {vendor} here; restore it into a {artifact.vendor} database"
             )
-        _check_binaries(artifact.connector, connector)
-        _add_exclusions(artifact.connector, connector, exclude)
-        connectors[alias] = connector
+        _check_binaries(artifact.connector, loaded.capabilities)
+        _add_exclusions(artifact.connector, loaded, exclude)
+        connectors[alias] = loaded
     _start_apps_for(list(connectors.values()))
     notes = [
         f"snapshot {snapshot.name} was taken of {_described(snapshot.artifacts[alias].database)} "
@@ -473,7 +479,9 @@ def _verify_and_restore(
         contextlib.ExitStack() as opened,
     ):
         # What each selected alias restores from: a private copy made while verifying, or,
-        # for a connector that follows the unpacking, the artifact held open since verified.
+        # for a connector that follows the unpacking (see unpacking.py), the artifact held
+        # open since verified, uncompressed ones too: it then reads the open file it
+        # verified (SQLite would open a path, and a link to the open file, by name).
         private: dict[str, Path] = {}
         followed: dict[str, BinaryIO] = {}
         for alias, artifact in snapshot.artifacts.items():
@@ -481,7 +489,7 @@ def _verify_and_restore(
             problem = size_problem(snapshot, artifact, stored)
             if problem:  # known before a byte is read
                 raise IntegrityError(problem)
-            if alias in plan.aliases and not _follows_unpacking(plan.connectors[alias]):
+            if alias in plan.aliases and not plan.connectors[alias].capabilities.follows_unpacking:
                 private[alias] = Path(scratch) / _unpacked_name(artifact)
                 digest = _verify_into(private[alias], store, artifact, stored, progress)
             else:
@@ -496,16 +504,17 @@ def _verify_and_restore(
             _call_hook(plan.connectors[alias], "check", alias, path)
         confirm(plan)
         for alias in plan.aliases:
-            connector = plan.connectors[alias]
-            errors = _connector_errors("restore", registry.connector_name(connector), alias)
+            loaded = plan.connectors[alias]
+            errors = _connector_errors("restore", loaded.capabilities.name, alias)
             if alias in followed:  # its bytes are counted as the unpacking reads them
                 artifact, stored = snapshot.artifacts[alias], followed[alias]
                 stored.seek(0)
                 with progress.track(f"Restoring {alias}", *_reading(stored, artifact)), errors:
-                    _restore_following(connector, alias, artifact, stored, scratch)
+                    following = cast(RestoresWhileUnpacking, loaded.connector)
+                    _restore_following(following, alias, artifact, stored, scratch)
             else:
                 with progress.track(f"Restoring {alias}"), errors:
-                    connector.restore(alias, private[alias])
+                    loaded.connector.restore(alias, private[alias])
 
 
 def _verify_into(
@@ -532,7 +541,11 @@ def _reading(stored: BinaryIO, artifact: Artifact) -> tuple[Callable[[], int], i
 
 
 def _restore_following(
-    connector: Any, alias: str, artifact: Artifact, stored: BinaryIO, scratch: str
+    connector: RestoresWhileUnpacking,
+    alias: str,
+    artifact: Artifact,
+    stored: BinaryIO,
+    scratch: str,
 ) -> None:
     """Restore while unpacking the open, verified artifact, which is hashed again as it is
     read: whoever can write it cannot change what is restored. What is copied is dropped
@@ -565,12 +578,3 @@ def _unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int
             f"which has {free} free; make room, no database was touched"
         )
     return artifact.unpacked_size
-
-
-def _follows_unpacking(connector: Any) -> bool:
-    """Whether the connector restores from the artifact while it is unpacked (see
-    unpacking.py) rather than after, uncompressed artifacts too: it then reads the open
-    file it verified (SQLite would open a path, and a link to the open file, by name).
-    Not for connectors with a ``check`` hook, which needs the unpacked file before the
-    restore is confirmed."""
-    return hasattr(connector, "restore_while_unpacking") and not hasattr(connector, "check")

@@ -7,6 +7,9 @@ Highest first:
 3. a plugin (entry-point group ``snapctl.connectors``) whose ``engines`` match the ENGINE;
 4. the built-in ENGINE mapping (registered through the same entry-point group);
 5. the dumpdata fallback.
+
+A name becomes a connector in one place, :func:`resolve`; what a connector can do is read
+once, by ``connectors.api.capabilities_of``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from functools import cache
 from importlib import metadata
 from typing import Any
 
-from snapctl.connectors.protocols import DatabaseConnector
+from snapctl.connectors.api import (
+    Capabilities,
+    DatabaseConnector,
+    capabilities_of,
+    is_connector,
+)
 from snapctl.errors import ConfigurationError
 
 GROUP = "snapctl.connectors"
@@ -53,14 +61,34 @@ class RegisteredConnector:
 
 
 @dataclass(frozen=True)
+class LoadedConnector:
+    """A connector instance and its capabilities, read once."""
+
+    connector: DatabaseConnector
+    capabilities: Capabilities
+
+    @classmethod
+    def of(cls, connector: DatabaseConnector) -> LoadedConnector:
+        return cls(connector, capabilities_of(connector))
+
+
+@dataclass(frozen=True)
 class Choice:
     """The connector serving one alias, and why it was chosen."""
 
     alias: str
-    connector: DatabaseConnector
+    loaded: LoadedConnector
     name: str
     source: str
     reason: str
+
+    @property
+    def connector(self) -> DatabaseConnector:
+        return self.loaded.connector
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.loaded.capabilities
 
     @property
     def class_path(self) -> str:
@@ -124,28 +152,16 @@ def registered() -> dict[str, RegisteredConnector]:
     return found
 
 
-def connector_name(connector: object) -> str:
-    cls = connector if isinstance(connector, type) else type(connector)
-    return str(getattr(cls, "name", None) or cls.__name__)
-
-
-def needs_app_registry(connector: object) -> bool:
-    """Whether the connector needs Django's app registry (models) before it runs. Only a
-    connector that says ``needs_app_registry = False`` does without: one written for the
-    reference API expects ``django.setup()`` to have run."""
-    return bool(getattr(connector, "needs_app_registry", True))
-
-
 def engines_of(connector: object) -> tuple[str, ...]:
-    return tuple(getattr(connector, "engines", ()) or ())
+    return capabilities_of(connector).engines
 
 
-def missing_binaries(connector: object) -> list[str]:
+def missing_binaries(capabilities: Capabilities) -> list[str]:
     """The programs a connector needs that are not on PATH (``a|b`` means either)."""
     missing = []
-    for spec in getattr(connector, "binaries", ()) or ():
-        if not any(shutil.which(name) for name in str(spec).split("|")):
-            missing.append(str(spec).replace("|", " or "))
+    for spec in capabilities.binaries:
+        if not any(shutil.which(name) for name in spec.split("|")):
+            missing.append(spec.replace("|", " or "))
     return missing
 
 
@@ -158,20 +174,21 @@ def instantiate(obj: Any, what: str) -> DatabaseConnector:
             obj = _with_apps(cls)
         except Exception as exc:
             raise ConfigurationError(f"{what}: cannot create {cls.__name__}(): {exc}") from exc
-    if not (callable(getattr(obj, "dump", None)) and callable(getattr(obj, "restore", None))):
+    if not is_connector(obj):
         raise ConfigurationError(f"{what}: {obj!r} has no dump() and restore() methods")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
-def _from_setting(value: Any, alias: str) -> tuple[DatabaseConnector, str]:
+def _from_setting(value: Any, alias: str) -> tuple[LoadedConnector, str]:
+    """The connector ``SNAPSHOTS["DATABASE_CONNECTORS"]`` sets for ``alias``, and its name."""
     what = f"SNAPSHOTS['DATABASE_CONNECTORS']['{alias}']"
     if isinstance(value, str):
-        entry = registered().get(value)
-        if entry is not None:
-            return instantiate(entry.load(), what), entry.name
+        found = resolve(value, in_settings=False)
+        if found is not None:
+            return LoadedConnector.of(instantiate(found.target, what)), found.name
         value = import_object(value)
-    connector = instantiate(value, what)
-    return connector, connector_name(connector)
+    loaded = LoadedConnector.of(instantiate(value, what))
+    return loaded, loaded.capabilities.name
 
 
 def settings_overrides() -> dict[str, Any]:
@@ -184,30 +201,54 @@ def settings_overrides() -> dict[str, Any]:
     return overrides
 
 
-def find(name: str) -> Any | None:
-    """The connector (class or instance) called ``name``: an installed one, else one the
-    project's settings configure (when they are loaded), else None. Only ever by name: a
-    snapshot's manifest is input from outside, and the import path it records is never
-    imported."""
+@dataclass(frozen=True)
+class Found:
+    """A connector found by its name: an installed class, or a configured instance."""
+
+    target: Any  # the class (installed) or the instance (configured in the settings)
+    name: str
+    entry: RegisteredConnector | None  # None: configured in the settings
+
+    @property
+    def source(self) -> str:
+        return self.entry.source if self.entry is not None else "settings"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities_of(self.target)
+
+    def load(self) -> LoadedConnector:
+        """An instance (of the class found), with its capabilities."""
+        return LoadedConnector.of(instantiate(self.target, f"connector '{self.name}'"))
+
+
+def resolve(name: str, *, in_settings: bool = True) -> Found | None:
+    """The connector called ``name``: an installed one, else (``in_settings``) one the
+    project's settings configure (when they are loaded), else None. The one place a name
+    becomes a connector, and the only way: a snapshot's manifest is input from outside, and
+    the import path it records is never imported."""
     entry = registered().get(name)
     if entry is not None:
-        return entry.load()
+        return Found(entry.load(), entry.name, entry)
+    if not in_settings:
+        return None
     from snapctl.django_env import settings_loaded
 
     if settings_loaded():
         for alias, value in settings_overrides().items():
-            connector, configured_name = _from_setting(value, str(alias))
+            loaded, configured_name = _from_setting(value, str(alias))
             if configured_name == name:
-                return connector
+                return Found(loaded.connector, name, None)
     return None
 
 
-def by_name(name: str) -> tuple[DatabaseConnector, RegisteredConnector]:
-    entry = registered().get(name)
-    if entry is None:
+def by_name(name: str) -> Found:
+    """The installed connector called ``name`` (``--connector``), or a usage error."""
+    found = resolve(name, in_settings=False)
+    if found is None:
         known = ", ".join(sorted(registered()))
         raise ConfigurationError(f"unknown connector '{name}'; installed connectors: {known}")
-    return instantiate(entry.load(), f"connector '{name}'"), entry
+    return found
 
 
 # The ENGINE fragments snapctl's own connectors claim, known without importing them: finding
@@ -228,8 +269,8 @@ def _claims(entry: RegisteredConnector) -> tuple[str, ...]:
     return engines_of(entry.load())
 
 
-def class_for_engine(engine: str) -> tuple[type[Any], RegisteredConnector, str]:
-    """The class serving ``engine`` by steps 3-5, with its entry and the reason."""
+def name_for_engine(engine: str) -> tuple[str, str]:
+    """The name of the connector serving ``engine`` by steps 3-5, and the reason."""
     entries = sorted(registered().values(), key=lambda e: e.name)
     for want_builtin, reason in ((False, "plugin"), (True, "engine")):
         matches = [
@@ -245,9 +286,14 @@ def class_for_engine(engine: str) -> tuple[type[Any], RegisteredConnector, str]:
                 "SNAPSHOTS['DATABASE_CONNECTORS']"
             )
         if matches:
-            return matches[0].load(), matches[0], reason
-    fallback = registered()[FALLBACK]
-    return fallback.load(), fallback, "fallback"
+            return matches[0].name, reason
+    return FALLBACK, "fallback"
+
+
+def class_for_engine(engine: str) -> type[Any]:
+    """The class serving ``engine`` by steps 3-5."""
+    found = by_name(name_for_engine(engine)[0])
+    return found.target  # type: ignore[no-any-return]
 
 
 def choose(alias: str, requested: str | None = None) -> Choice:
@@ -257,12 +303,11 @@ def choose(alias: str, requested: str | None = None) -> Choice:
     engine = str(database_settings(alias).get("ENGINE", ""))
     overrides = settings_overrides()
     if alias in overrides:
-        connector, name = _from_setting(overrides[alias], alias)
-        return Choice(alias, connector, name, "settings", "settings")
+        loaded, name = _from_setting(overrides[alias], alias)
+        return Choice(alias, loaded, name, "settings", "settings")
     if requested:
-        connector, entry = by_name(requested)
-        return Choice(alias, connector, entry.name, entry.source, "--connector")
-    cls, entry, reason = class_for_engine(engine)
-    return Choice(
-        alias, instantiate(cls, f"connector '{entry.name}'"), entry.name, entry.source, reason
-    )
+        found, reason = by_name(requested), "--connector"
+    else:
+        name, reason = name_for_engine(engine)
+        found = by_name(name)
+    return Choice(alias, found.load(), found.name, found.source, reason)

@@ -14,7 +14,7 @@ def get_connector_class(engine: str) -> type[Any]:
     """
     from snapctl.registry import class_for_engine
 
-    return class_for_engine(engine)[0]
+    return class_for_engine(engine)
 
 
 def get_connector_for_alias(db_alias: str) -> DatabaseConnector:
