@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, IN_CI, ROOT, Project, clean_env
+from helpers import EXAMPLE, EXIT_OK, IN_CI, ROOT, Project, clean_env
 
 
 def _generator():  # type: ignore[no-untyped-def]
@@ -67,6 +67,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
     return [c for c in result.stdout.splitlines() if c]
 
 
+@pytest.mark.e2e  # runs snapctl as a process
 def test_bash_completes_commands_and_options() -> None:
     need("bash")
     assert bash_complete("snapctl re") == ["restore"]
@@ -112,6 +113,7 @@ def test_fish_completes(sqlite_project: Project) -> None:
     assert candidates == ["restore", "default", name, "latest"], result.stdout + result.stderr
 
 
+@pytest.mark.e2e  # runs snapctl as a process
 def test_zsh_completes_at_a_real_prompt(tmp_path: Path) -> None:
     """Drive an interactive zsh in tmux and press Tab, as a person would."""
     need("zsh")
@@ -156,6 +158,7 @@ def test_zsh_completes_at_a_real_prompt(tmp_path: Path) -> None:
         subprocess.run(["tmux", "-S", socket, "kill-server"], env=env, capture_output=True)
 
 
+@pytest.mark.e2e  # runs snapctl as a process
 def test_completing_commands_and_options_does_not_import_django() -> None:
     for words, cword in (("snapctl re", "1"), ("snapctl dump --", "2")):
         result = subprocess.run(
@@ -166,7 +169,7 @@ def test_completing_commands_and_options_does_not_import_django() -> None:
             text=True,
             timeout=60,
         )
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == EXIT_OK, result.stderr
         assert result.stdout.split()  # it did complete something
         imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
         assert "snapctl.cli" in imported

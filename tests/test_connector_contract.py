@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Project
+from helpers import EXIT_USAGE, ROOT, Project
 
 from snapctl.connectors import api, contract_docs
 from snapctl.errors import ConfigurationError
@@ -104,7 +104,7 @@ def test_each_hook_and_unpacking_alone() -> None:
 
 def test_builtin_connectors_say_what_they_can() -> None:
     import snapctl
-    from snapctl.connectors.pg_template import PostgresTemplateConnector
+    from snapctl.connectors.postgres.template import PostgresTemplateConnector
 
     sqlite = api.capabilities_of(snapctl.SQLiteConnector())
     assert sqlite.follows_unpacking and sqlite.extension == "sqlite3"
@@ -198,7 +198,7 @@ def test_a_connector_with_wrong_attributes_fails_the_dump_in_one_line(
     result = sqlite_project.snapctl(
         "--settings", "careless_settings", "--pythonpath", str(tmp_path), "dump"
     )
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert result.stderr.count("\n") == 1
     assert "connector 'CarelessConnector'" in result.stderr
     assert "binaries must be a tuple of strings, not 'sqlite3'" in result.stderr

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Project
-
-from snapctl.compression import file_sha256
+from helpers import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, Project, resign
 
 
 def artifact_of(project: Project, name: str) -> Path:
@@ -21,11 +19,7 @@ def append_objects(project: Project, name: str, lines: str) -> None:
     path = artifact_of(project, name)
     with open(path, "a") as artifact:
         artifact.write(lines)
-    manifest_path = project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    size = path.stat().st_size
-    manifest["databases"]["default"].update(sha256=file_sha256(path), size=size, unpacked_size=size)
-    manifest_path.write_text(json.dumps(manifest))
+    resign(project.snapshots / name, unpacked_size=path.stat().st_size)
 
 
 def models_in(project: Project, name: str) -> set[str]:
@@ -50,10 +44,10 @@ def test_dump_leaves_out_excluded_models_and_their_links(sqlite_project: Project
 
 def test_an_exclusion_must_name_something_and_suit_the_connector(sqlite_project: Project) -> None:
     typo = sqlite_project.snapctl("dump", "--connector", "dumpdata", "--exclude", "shop.Prodcut")
-    assert typo.returncode == 2 and "shop.Prodcut" in typo.stderr
+    assert typo.returncode == EXIT_USAGE and "shop.Prodcut" in typo.stderr
     assert len(typo.stderr.splitlines()) == 1
     other = sqlite_project.snapctl("dump", "--exclude", "shop.Product")  # the sqlite connector
-    assert other.returncode == 2 and "dumpdata" in other.stderr
+    assert other.returncode == EXIT_USAGE and "dumpdata" in other.stderr
     assert sqlite_project.store_entries() == []
 
 
@@ -68,7 +62,7 @@ def test_objects_of_models_not_here_are_skipped_and_named(sqlite_project: Projec
 
     restored = sqlite_project.snapctl("restore", "--yes", name)
 
-    assert restored.returncode == 0, restored.stderr
+    assert restored.returncode == EXIT_OK, restored.stderr
     assert "2 of wagtailsearch.sqliteftsindexentry" in restored.stderr
     assert sqlite_project.digest()["tables"] == before["tables"]
 
@@ -85,7 +79,7 @@ def test_restore_leaves_an_excluded_models_rows_as_they_are(sqlite_project: Proj
     sqlite_project.manage("shell", "-c", changes)
     current_tags = sqlite_project.digest()["tables"]["shop_tag"]
     restored = sqlite_project.snapctl("restore", "--yes", "--exclude", "shop.Tag", name)
-    assert restored.returncode == 0, restored.stderr
+    assert restored.returncode == EXIT_OK, restored.stderr
     after = sqlite_project.digest()["tables"]
     assert after["shop_tag"] == current_tags != wanted["shop_tag"]  # kept, with the new tag
     assert {t: rows for t, rows in after.items() if t != "shop_tag"} == {
@@ -98,7 +92,7 @@ def test_a_line_that_is_no_object_is_refused(sqlite_project: Project) -> None:
     append_objects(sqlite_project, name, "not json\n")
     before = sqlite_project.digest()
     refused = sqlite_project.snapctl("restore", "--yes", name)
-    assert refused.returncode == 3 and "is not an object of a model" in refused.stderr
+    assert refused.returncode == EXIT_INTEGRITY and "is not an object of a model" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1
     assert sqlite_project.digest() == before
 
@@ -135,7 +129,7 @@ def test_objects_with_fields_the_model_lacks_are_refused_up_front(sqlite_project
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = sqlite_project.digest()
     refused = sqlite_project.snapctl("restore", "--yes", name)
-    assert refused.returncode == 2, refused.stderr
+    assert refused.returncode == EXIT_USAGE, refused.stderr
     assert "title_text" in refused.stderr and "--exclude shop.Tag" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1
     assert sqlite_project.digest() == before

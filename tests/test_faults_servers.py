@@ -31,14 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from helpers import (
     EXAMPLE,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
     FaultLedger,
     Project,
     ServerDatabase,
     clean_env,
     mariadb_admin,
+    one_error_line,
     psql_admin,
+    start_snapctl,
 )
 
 from snapctl.store import SnapshotStore
@@ -259,10 +264,9 @@ class Run:
 
 
 def spawn(project: Project, *args: str, **popen: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "snapctl", *args],
-        cwd=EXAMPLE,
-        env=popen.pop("env", project.env),
+    return start_snapctl(
+        popen.pop("env", project.env),
+        *args,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -300,16 +304,9 @@ def spread(count: int, duration: float, start: float = 0.1) -> list[float]:
     return [duration * start + width * (i + RNG.random()) for i in range(count)]
 
 
-def one_error_line(run: Run) -> str:
-    lines = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("snapctl: error: "), lines[0]
-    return lines[0]
-
-
 def snapctl_json(project: Project, *args: str) -> Any:
     result = project.snapctl(*args, "--json")
-    assert result.returncode in (0, 3), result.stderr
+    assert result.returncode in (EXIT_OK, EXIT_INTEGRITY), result.stderr
     return json.loads(result.stdout)
 
 
@@ -366,7 +363,7 @@ def kill_dumps(case: Case, faults: FaultLedger, seconds: float, completed: set[s
         case.server.settle(case.db)
         faults.injected += run.returncode is None
         if run.returncode is not None:
-            assert run.returncode == 0, run.stderr
+            assert run.returncode == EXIT_OK, run.stderr
             completed.add(run.stdout.strip())
         outcomes.append(f"{delay:.2f}s {'killed' if run.returncode is None else 'done'}")
         assert faults.check(HEALTHY, store_state(project, completed))
@@ -385,7 +382,7 @@ def kill_restores(
     database is always exactly A or B afterwards."""
     project, db, server = case.project, case.db, case.server
     first = finish(spawn(project, "restore", "--yes", names["A"]), time.monotonic())
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == EXIT_OK, first.stderr
     assert faults.check(digests["A"], project.digest())
     current, outcomes, strays = "A", [], []
     for i, delay in enumerate(spread(RESTORE_TRIALS, first.seconds * 1.1, start=0.3)):
@@ -393,7 +390,7 @@ def kill_restores(
         run = kill_after(project, delay, i % 2 == 1, "restore", "--yes", names[target])
         server.settle(db)
         faults.injected += run.returncode is None
-        assert run.returncode in (None, 0), run.stderr
+        assert run.returncode in (None, EXIT_OK), run.stderr
         assert faults.check(True, server.accepts_connections(db)), f"trial {i}: refusing"
         now = project.digest()
         found = next((state for state, digest in digests.items() if digest == now), None)
@@ -419,7 +416,7 @@ def kill_restores(
     assert faults.check([], temporary_entries(project))
     assert faults.check(strays, server.strays(db))
     restored = project.snapctl("restore", "--yes", names[current])
-    assert restored.returncode == 0, restored.stderr
+    assert restored.returncode == EXIT_OK, restored.stderr
     assert faults.check(digests[current], project.digest())
     assert faults.check([], server.strays(db))
     report(
@@ -435,7 +432,7 @@ def test_kill_9_during_dump_and_restore(bulky: Case, faults: FaultLedger) -> Non
     project = bulky.project
     digests = {"A": project.digest()}
     first = finish(spawn(project, "dump", "--label", "A"), time.monotonic())
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == EXIT_OK, first.stderr
     names = {"A": first.stdout.strip()}
     completed = {names["A"]}
     kill_dumps(bulky, faults, first.seconds, completed)
@@ -526,12 +523,12 @@ def test_postgres_kill_around_the_swap(
         )
         assert faults.check(True, accepting)
         assert faults.check(changed if moment == "before" else snapshot, state)
-        assert faults.check([0, 0], [r.returncode for r in after])
+        assert faults.check([EXIT_OK, EXIT_OK], [r.returncode for r in after])
         assert faults.check(state, postgres_project.digest())
         assert faults.check(keep, server.strays(db))  # the scratch database, and only it, gone
         # The postgres-template snapshot survived whole: it restores.
         restored = postgres_project.snapctl("restore", "--yes", template_snapshot)
-        assert restored.returncode == 0, restored.stderr
+        assert restored.returncode == EXIT_OK, restored.stderr
         assert faults.check(snapshot, postgres_project.digest())
         assert faults.check(keep, server.strays(db))
     finally:
@@ -654,7 +651,7 @@ def test_mariadb_client_killed_right_after_the_rename(
         assert faults.check(2, len(then))  # the second's, killed before its swap
 
         restored = mariadb_project.snapctl("restore", "--yes", name)
-        assert restored.returncode == 0, restored.stderr
+        assert restored.returncode == EXIT_OK, restored.stderr
         assert faults.check(snapshot, mariadb_project.digest())
         assert faults.check(objects, mariadb_objects(db))
         assert faults.check(sorted(alike), server.strays(db))
@@ -679,7 +676,7 @@ def kill_sessions_during(case: Case, restoring: bool, *args: str) -> tuple[Run, 
 def clear_failure(run: Run) -> str:
     """The one error line of a failed run, naming what failed, with no Python exception
     leaking through (``ValueError: ...``), as a bug inside snapctl would show."""
-    line = one_error_line(run)
+    line = one_error_line(run.stderr)
     assert "failed" in line or "was killed by" in line, line
     assert not re.search(r"\b[A-Z][a-z]\w*(Error|Exception): ", line), line
     return line
@@ -697,12 +694,12 @@ def test_lost_server_session_fails_cleanly(bulky: Case, faults: FaultLedger) -> 
     # and the likelier still on a loaded machine): try again.
     for _ in range(TRIES_TO_SEE_A_SESSION):
         dumped, killed = kill_sessions_during(bulky, False, "dump")
-        if killed or dumped.returncode != 0:
+        if killed or dumped.returncode != EXIT_OK:
             break
         shutil.rmtree(project.snapshots / dumped.stdout.strip())
     faults.injected += killed > 0
     assert killed, "the dump's session was never seen"
-    assert dumped.returncode == 1, dumped.stderr
+    assert dumped.returncode == EXIT_FAILED, dumped.stderr
     report(f"{server.name} dump, session killed: {clear_failure(dumped)}")
     assert faults.check([name], project.store_entries())  # nothing kept
 
@@ -710,11 +707,11 @@ def test_lost_server_session_fails_cleanly(bulky: Case, faults: FaultLedger) -> 
         bulky.sql(CHANGES + BULK_CHANGES)
         before = project.digest()
         restored, killed = kill_sessions_during(bulky, True, "restore", "--yes", name)
-        if killed and restored.returncode != 0:
+        if killed and restored.returncode != EXIT_OK:
             break
     faults.injected += killed > 0
     assert killed, "the restore's session was never seen"
-    assert restored.returncode == 1, restored.stderr
+    assert restored.returncode == EXIT_FAILED, restored.stderr
     report(f"{server.name} restore, session killed: {clear_failure(restored)}")
     assert faults.check(before, project.digest())
     assert faults.check([], server.strays(db))
@@ -750,7 +747,7 @@ def test_full_disk_then_two_restores_at_once(case: Case, faults: FaultLedger) ->
         line = clear_failure(run)
         report(f"{server.name} {args[0]} on a full disk: exit {run.returncode}: {line}")
         assert "unexpected error" not in line
-        assert run.returncode == 1
+        assert run.returncode == EXIT_FAILED
         assert faults.check(entries, project.store_entries())  # no snapshot, no leftover
     assert faults.check(changed, project.digest())
     assert faults.check([], server.strays(db))
@@ -760,10 +757,11 @@ def test_full_disk_then_two_restores_at_once(case: Case, faults: FaultLedger) ->
     runs = [finish(proc, started) for proc in procs]
     faults.injected += 1
     codes = sorted(proc.returncode for proc in procs)
-    assert codes in ([0, 0], [0, 1]), [run.stderr for run in runs]
+    assert codes in ([EXIT_OK, EXIT_OK], [EXIT_OK, EXIT_FAILED]), [run.stderr for run in runs]
     for run in runs:
-        if run.returncode == 1:
-            assert "another snapctl is restoring into database 'default'" in one_error_line(run)
+        if run.returncode == EXIT_FAILED:
+            line = one_error_line(run.stderr)
+            assert "another snapctl is restoring into database 'default'" in line
     report(f"{server.name} two restores at once: exit codes {codes}")
     assert faults.check(snapshot, project.digest())
     assert faults.check([], server.strays(db))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, FaultLedger, Project
+from helpers import EXAMPLE, EXIT_FAILED, EXIT_OK, FaultLedger, Project, start_snapctl
 
 TRIALS = 8
 
@@ -31,10 +31,9 @@ def content_hash(path: Path) -> str:
 
 
 def spawn(project: Project, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "snapctl", *args],
-        cwd=EXAMPLE,
-        env=project.env,
+    return start_snapctl(
+        project.env,
+        *args,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -64,13 +63,13 @@ def test_killed_dumps_never_leave_a_snapshot(big_project: Project, faults: Fault
         faults.injected += 1
     listed = json.loads(big_project.snapctl("list", "--json", check=True).stdout)
     for snapshot in listed:
-        assert faults.check(0, big_project.snapctl("verify", snapshot["name"]).returncode)
+        assert faults.check(EXIT_OK, big_project.snapctl("verify", snapshot["name"]).returncode)
     # Any snapshot listed is whole; the killed ones that finished before the kill count too.
     assert all(s["name"].endswith(("-whole", "-killed")) for s in listed)
     name = big_project.dump("--label", "after")
     leftovers = [e for e in big_project.store_entries() if e.startswith(".tmp-")]
     assert leftovers == []  # the next dump removed what the killed ones left
-    assert big_project.snapctl("verify", name).returncode == 0
+    assert big_project.snapctl("verify", name).returncode == EXIT_OK
 
 
 def test_killed_restores_leave_old_or_new_never_a_mix(
@@ -128,7 +127,7 @@ def on_a_full_disk(project: Project, *args: str) -> subprocess.CompletedProcess[
 def test_full_disk_while_dumping(big_project: Project, faults: FaultLedger, compress: str) -> None:
     result = on_a_full_disk(big_project, "dump", "--compress", compress)
     faults.injected += 1
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     said = result.stderr.lower()
     assert "too large" in said or "full" in said or "disk i/o error" in said
@@ -145,7 +144,7 @@ def test_full_disk_while_unpacking_touches_nothing(
     before = content_hash(path)
     result = on_a_full_disk(big_project, "restore", "--yes")
     faults.injected += 1
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     # The restore follows the unpacking; its one write transaction is rolled back.
     assert "unpacking" in result.stderr and "File too large" in result.stderr
     assert "database unchanged" in result.stderr

@@ -3,11 +3,10 @@ forget() when the snapshot is deleted or pruned."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from helpers import EXIT_FAILED, EXIT_INTEGRITY, Project, manifest_of
 
 SETTINGS = '''
 import json
@@ -72,7 +71,7 @@ def outside(sqlite_project: Project, tmp_path: Path) -> tuple[Project, Path]:
 
 
 def key_of(project: Project, name: str) -> str:
-    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
+    manifest = manifest_of(project.snapshots / name)
     return str(manifest["databases"]["default"]["metadata"]["key"])
 
 
@@ -87,8 +86,8 @@ def test_check_guards_verify_and_restore(outside: tuple[Project, Path]) -> None:
     verified = project.snapctl("verify")
     restored = project.snapctl("restore", "--yes")
 
-    assert verified.returncode == 3 and "outside copy" in verified.stderr
-    assert restored.returncode == 3 and "outside copy" in restored.stderr
+    assert verified.returncode == EXIT_INTEGRITY and "outside copy" in verified.stderr
+    assert restored.returncode == EXIT_INTEGRITY and "outside copy" in restored.stderr
     assert project.digest() == current
 
 
@@ -109,6 +108,6 @@ def test_forget_on_delete_and_prune(outside: tuple[Project, Path]) -> None:
 def test_a_failed_dump_releases_what_it_kept_outside(outside: tuple[Project, Path]) -> None:
     project, store = outside
     result = project.snapctl("dump", BROKEN="1")
-    assert result.returncode == 1 and "not JSON" in result.stderr
+    assert result.returncode == EXIT_FAILED and "not JSON" in result.stderr
     assert list(store.iterdir()) == []  # the copy outside was released
     assert project.store_entries() == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Project
+from helpers import Project
 
 ARTIFACT = {
     "alias": str,

@@ -1,15 +1,30 @@
-"""Managing snapshots from scripts: list, show, verify, delete, prune; JSON, quiet, exit codes."""
+"""Managing snapshots from scripts: list, show, verify, delete, prune; JSON, quiet, exit codes.
+
+What needs only the store runs in-process on a store crafted by hand (``--dir``); what needs
+real snapshots or a project runs snapctl as a process on the example project.
+"""
 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from helpers import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    Ran,
+    craft_snapshot,
+    new_store,
+    run_on_store,
+    store_entries,
+)
 
 
 @pytest.fixture
@@ -23,8 +38,27 @@ def three(sqlite_project: Project) -> tuple[Project, list[str]]:
     return sqlite_project, names
 
 
-def json_of(project: Project, *args: str) -> object:
-    result = project.snapctl(*args, "--json", check=True)
+@pytest.fixture
+def crafted(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A store with three snapshots, oldest first, as ``three``: plain, labelled 'nightly',
+    gzip; crafted by hand."""
+    store = new_store(tmp_path)
+    data = random.Random(0).randbytes(4096)  # incompressible: artifacts of a few kB
+    names = [
+        craft_snapshot(store, content=data),
+        craft_snapshot(store, content=data, label="nightly"),
+        craft_snapshot(store, content=data, compress="gzip"),
+    ]
+    return store, names
+
+
+def json_of(project: Project | Path, *args: str) -> object:
+    """``snapctl ARGS --json`` as a process in ``project``, or in-process on a store."""
+    if isinstance(project, Path):
+        result: Ran | subprocess.CompletedProcess[str] = run_on_store(project, *args, "--json")
+        assert result.returncode == EXIT_OK, result.stderr
+    else:
+        result = project.snapctl(*args, "--json", check=True)
     # What a script would do: parse with the standard tool.
     subprocess.run(
         [sys.executable, "-m", "json.tool"],
@@ -92,10 +126,10 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
     assert "dumpdata" in table[1] and "kB" in table[1] and "ago" in table[1]
 
 
-def test_list_filters_by_alias(three: tuple[Project, list[str]]) -> None:
-    project, _ = three
-    assert json_of(project, "list", "--alias", "other") == []
-    assert len(json_of(project, "list", "--alias", "default")) == 3  # type: ignore[arg-type]
+def test_list_filters_by_alias(crafted: tuple[Path, list[str]]) -> None:
+    store, _ = crafted
+    assert json_of(store, "list", "--alias", "other") == []
+    assert len(json_of(store, "list", "--alias", "default")) == 3  # type: ignore[arg-type]
 
 
 def test_show_by_name_label_prefix_and_latest(three: tuple[Project, list[str]]) -> None:
@@ -110,73 +144,78 @@ def test_show_by_name_label_prefix_and_latest(three: tuple[Project, list[str]]) 
     assert names[1] in text and "sqlite (built-in)" in text and "page_size=" in text
 
 
-def test_verify_names_each_damaged_artifact(three: tuple[Project, list[str]]) -> None:
-    project, names = three
-    report = project.snapctl("verify", "--all", check=True).stdout.splitlines()
+def test_verify_names_each_damaged_artifact(crafted: tuple[Path, list[str]]) -> None:
+    store, names = crafted
+    verified = run_on_store(store, "verify", "--all")
+    assert verified.returncode == EXIT_OK, verified.stderr
+    report = verified.stdout.splitlines()
     assert [line.split() for line in report] == [
         [names[2], "ok"],
         [names[1], "ok"],
         [names[0], "ok"],
     ]
     assert len({line.index(" ok") for line in report}) == 1  # one column, labels or not
-    damaged = project.snapshots / names[1] / "default.sqlite3.zst"
+    damaged = store / names[1] / "default.sqlite3.zst"
     data = bytearray(damaged.read_bytes())
     data[10] ^= 0x01
     damaged.write_bytes(bytes(data))
-    truncated = project.snapshots / names[0] / "default.sqlite3.zst"
+    truncated = store / names[0] / "default.sqlite3.zst"
     truncated.write_bytes(truncated.read_bytes()[:100])
 
-    result = project.snapctl("verify", "--all")
+    result = run_on_store(store, "verify", "--all")
 
-    assert result.returncode == 3
+    assert result.returncode == EXIT_INTEGRITY
     errors = result.stderr.splitlines()
     assert len(errors) == 2
     assert names[1] in errors[0] and "sha256" in errors[0] and "default.sqlite3.zst" in errors[0]
     assert names[0] in errors[1] and "100 bytes" in errors[1]
-    report = json.loads(project.snapctl("verify", "--all", "--json").stdout)
+    report = json.loads(run_on_store(store, "verify", "--all", "--json").stdout)
     assert [r["ok"] for r in report] == [True, False, False]
-    assert project.snapctl("verify", names[2]).returncode == 0
-    assert project.snapctl("verify", "nightly").returncode == 3
+    assert run_on_store(store, "verify", names[2]).returncode == EXIT_OK
+    assert run_on_store(store, "verify", "nightly").returncode == EXIT_INTEGRITY
 
 
-def test_delete_needs_yes_without_a_terminal(three: tuple[Project, list[str]]) -> None:
-    project, names = three
-    refused = project.snapctl("delete", "nightly")
-    assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert len(json_of(project, "list")) == 3  # type: ignore[arg-type]
+def test_delete_needs_yes_without_a_terminal(crafted: tuple[Path, list[str]]) -> None:
+    store, names = crafted
+    refused = run_on_store(store, "delete", "nightly")
+    assert refused.returncode == EXIT_USAGE and "--yes" in refused.stderr
+    assert len(json_of(store, "list")) == 3  # type: ignore[arg-type]
 
-    deleted = project.snapctl("delete", "nightly", names[0], "--yes", check=True)
+    deleted = run_on_store(store, "delete", "nightly", names[0], "--yes")
+    assert deleted.returncode == EXIT_OK, deleted.stderr
 
     assert deleted.stdout.split() == [names[1], names[0]]
-    assert [s["name"] for s in json_of(project, "list")] == [names[2]]  # type: ignore[attr-defined]
-    assert project.store_entries() == [names[2]]
+    assert [s["name"] for s in json_of(store, "list")] == [names[2]]  # type: ignore[attr-defined]
+    assert store_entries(store) == [names[2]]
 
 
-def test_prune_keeps_the_newest(three: tuple[Project, list[str]]) -> None:
-    project, names = three
-    dry = json_of(project, "prune", "--keep", "1", "--dry-run")
+def test_prune_keeps_the_newest(crafted: tuple[Path, list[str]]) -> None:
+    store, names = crafted
+    dry = json_of(store, "prune", "--keep", "1", "--dry-run")
     assert dry == {"deleted": [], "would_delete": [names[1], names[0]]}
-    said = project.snapctl("prune", "--keep", "1", "--dry-run", check=True).stderr
-    assert said == "Would delete 2 snapshot(s), keeping the newest 1\n"
-    assert len(json_of(project, "list")) == 3  # type: ignore[arg-type]
+    said = run_on_store(store, "prune", "--keep", "1", "--dry-run")
+    assert said.returncode == EXIT_OK, said.stderr
+    assert said.stderr == "Would delete 2 snapshot(s), keeping the newest 1\n"
+    assert len(json_of(store, "list")) == 3  # type: ignore[arg-type]
 
-    assert (
-        project.snapctl("prune", "--keep", "2", "--alias", "other", "--yes", check=True).stdout
-        == ""
-    )
-    gone = project.snapctl("prune", "--keep", "2", "--yes", check=True)
+    other = run_on_store(store, "prune", "--keep", "2", "--alias", "other", "--yes")
+    assert other.returncode == EXIT_OK and other.stdout == "", other.stderr
+    gone = run_on_store(store, "prune", "--keep", "2", "--yes")
+    assert gone.returncode == EXIT_OK, gone.stderr
     assert gone.stdout.split() == [names[0]]
-    assert [s["name"] for s in json_of(project, "list")] == names[:0:-1]  # type: ignore[attr-defined]
+    assert [s["name"] for s in json_of(store, "list")] == names[:0:-1]  # type: ignore[attr-defined]
 
 
-def test_prune_never_touches_a_dump_in_progress(sqlite_project: Project) -> None:
-    name = sqlite_project.dump()
-    in_progress = sqlite_project.snapshots / ".tmp-1-abcd"  # pid 1 is always alive
+def test_prune_never_touches_a_dump_in_progress(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    name = craft_snapshot(store)
+    in_progress = store / ".tmp-1-abcd"  # pid 1 is always alive
     in_progress.mkdir()
     (in_progress / "default.sqlite3").write_bytes(b"partial")
-    sqlite_project.snapctl("prune", "--keep", "0", "--yes", check=True)
+    pruned = run_on_store(store, "prune", "--keep", "0", "--yes")
+    assert pruned.returncode == EXIT_OK, pruned.stderr
     assert in_progress.is_dir()
-    assert name not in {p.name for p in sqlite_project.snapshots.iterdir()}
+    assert name not in {p.name for p in store.iterdir()}
 
 
 def test_quiet_prints_only_results(sqlite_project: Project) -> None:
@@ -187,7 +226,7 @@ def test_quiet_prints_only_results(sqlite_project: Project) -> None:
     before_command = sqlite_project.snapctl("-q", "restore", "--yes", check=True)
     assert before_command.stderr == "" and before_command.stdout.strip()
     failing = sqlite_project.snapctl("-q", "restore", "missing", "--yes")
-    assert failing.returncode == 2 and failing.stderr.startswith("snapctl: error:")
+    assert failing.returncode == EXIT_USAGE and failing.stderr.startswith("snapctl: error:")
 
 
 def test_dir_option_needs_no_django_settings(sqlite_project: Project, tmp_path: Path) -> None:
@@ -245,7 +284,7 @@ def test_latest_means_the_newest_snapshot_of_the_database_restored(
         snapshots=sqlite_project.snapshots,
     )
     refused = third.snapctl("restore", "--yes")
-    assert refused.returncode == 2 and "--from-any" in refused.stderr
+    assert refused.returncode == EXIT_USAGE and "--from-any" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1
 
 

@@ -21,9 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE, Project, ServerDatabase, clean_env, mariadb_admin
+from helpers import (
+    EXAMPLE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    ServerDatabase,
+    clean_env,
+    mariadb_admin,
+    one_line,
+    resign,
+    uncompressed_artifact,
+)
 
-from snapctl.compression import file_sha256
 from snapctl.connectors.mysql.option_file import option_file_text
 
 # Objects that are not rows: the snapshot must bring them back; the digest cannot see them.
@@ -96,40 +107,18 @@ def leftover_databases(db: ServerDatabase) -> list[str]:
     return mariadb_admin(f"SHOW DATABASES LIKE '{db.name}%snapctl%'").split()
 
 
-def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
 def next_tag_id(project: Project) -> int:
     """Insert a tag through Django and return its id: the counter must be usable."""
     code = "from shop.models import Tag; print(Tag.objects.create(name='  after  ').pk)"
     return int(project.manage("shell", "-c", code).split()[-1])  # after the shell's banner
 
 
-def artifact_path(project: Project, name: str) -> Path:
-    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
-    artifact = manifest["databases"]["default"]
-    assert artifact["compression"] == "none"
-    return project.snapshots / name / artifact["file"]
-
-
-def resign(project: Project, name: str) -> None:
-    """Rewrite the manifest's checksum and size after an edit, so verification passes."""
-    manifest_path = project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    path = artifact_path(project, name)
-    manifest["databases"]["default"].update(sha256=file_sha256(path), size=path.stat().st_size)
-    manifest_path.write_text(json.dumps(manifest))
-
-
 def insert_before_last(project: Project, name: str, edit: bytes, marker: bytes) -> None:
-    path = artifact_path(project, name)
+    path = uncompressed_artifact(project.snapshots / name)
     data = path.read_bytes()
     at = data.rindex(marker)
     path.write_bytes(data[:at] + edit + data[at:])
-    resign(project, name)
+    resign(project.snapshots / name)
 
 
 def test_round_trip_is_exact(mariadb_project: Project) -> None:
@@ -176,7 +165,7 @@ def test_failed_load_leaves_database_unchanged(mariadb_project: Project) -> None
 
     result = mariadb_project.snapctl("restore", "--yes")
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     line = one_line(result.stderr)
     assert "Duplicate entry" in line and "unchanged" in line
     assert mariadb_project.digest() == changed
@@ -197,7 +186,7 @@ def test_failure_after_swap_puts_previous_database_back(mariadb_project: Project
 
     result = mariadb_project.snapctl("restore", "--yes")
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     line = one_line(result.stderr)
     assert "recreating views" in line and "was put back as it was" in line  # after the RENAME
     assert mariadb_project.digest() == changed
@@ -301,14 +290,14 @@ def test_wrong_password_and_server_down_are_one_line(mariadb_project: Project) -
         if command[0] == "restore":
             mariadb_project.dump()
         result = mariadb_project.snapctl(*command, EXAMPLE_DB_PASSWORD=secret)
-        assert result.returncode in (1, 2), result.stderr
+        assert result.returncode in (EXIT_FAILED, EXIT_USAGE), result.stderr
         line = one_line(result.stderr)
         assert secret not in line and "Access denied" in line, line
 
     name = mariadb_project.dump()  # by name: 'latest' means a snapshot of port 1's database
     for command in (("dump",), ("restore", "--yes", name)):  # nothing listens on port 1
         result = mariadb_project.snapctl(*command, EXAMPLE_DB_PORT="1")
-        assert result.returncode in (1, 2), result.stderr
+        assert result.returncode in (EXIT_FAILED, EXIT_USAGE), result.stderr
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and "Can't connect" in errors[0], result.stderr
 
@@ -326,13 +315,13 @@ def test_dumpdata_connector_round_trip_and_atomic_failure(mariadb_project: Proje
     # A duplicate unique name as the last object: the load fails after emptying every table.
     bad = mariadb_project.dump("--connector", "dumpdata", "--compress", "none")
     duplicate = {"model": "shop.tag", "pk": 99999, "fields": {"name": "new"}}
-    with open(artifact_path(mariadb_project, bad), "a") as handle:
+    with open(uncompressed_artifact(mariadb_project.snapshots / bad), "a") as handle:
         handle.write(json.dumps(duplicate) + "\n")
-    resign(mariadb_project, bad)
+    resign(mariadb_project.snapshots / bad)
     user_sql(db, data_changes)
     changed = mariadb_project.digest()
     result = mariadb_project.snapctl("restore", bad, "--yes")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert "rolled back" in one_line(result.stderr)
     assert mariadb_project.digest() == changed
     assert name != bad
@@ -465,7 +454,7 @@ def test_failed_table_segment_leaves_database_unchanged(
 
     result = mariadb_project.snapctl(*options, "restore", "--yes")
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     line = one_line(result.stderr)
     assert "`shop_product`" in line and "Duplicate entry" in line and "unchanged" in line, line
     assert mariadb_project.digest() == changed
@@ -599,7 +588,7 @@ def test_read_default_file_serves_the_tools_and_the_driver(
     assert leftover_databases(db) == []
     # Without the settings' USER the file's wrong one is used, by the first query already.
     result = mariadb_project.snapctl(*options, "restore", "--yes", EXAMPLE_DB_USER="", **env)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     line = one_line(result.stderr)
     assert "connecting to 'default' failed" in line and f"nobody_{db.user}" in line, line
     assert db.password not in line
@@ -656,17 +645,17 @@ def test_a_crafted_script_never_runs_client_commands(
     database as it was."""
     marker = tmp_path / "ran"
     name = json.loads(mariadb_project.dump("--json", "--compress", "none"))["name"]
-    script = artifact_path(mariadb_project, name)
+    script = uncompressed_artifact(mariadb_project.snapshots / name)
     lines = script.read_bytes().splitlines(keepends=True)
     script.write_bytes(b"".join(line for line in lines if b"sandbox mode" not in line))
     edit = command.replace(b"{marker}", str(marker).encode()) + b"\n"
     insert_before_last(mariadb_project, name, edit, b"/*!40103 SET TIME_ZONE")
-    resign(mariadb_project, name)
+    resign(mariadb_project.snapshots / name)
     mariadb_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = mariadb_project.digest()
     result = mariadb_project.snapctl("restore", "--yes", name)
     assert not marker.exists()
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert "unchanged" in one_line(result.stderr)
     assert mariadb_project.digest() == before
 
@@ -813,7 +802,7 @@ def test_restore_names_a_forgotten_transaction_and_gives_up_unchanged(
         )
         returncode, elapsed, lines = restore.finish()
 
-    assert returncode == 1, lines
+    assert returncode == EXIT_FAILED, lines
     assert elapsed < 30, elapsed
     assert len(lines) == 2, lines
     notice, error = lines
@@ -849,7 +838,7 @@ def test_application_never_queues_behind_restore_longer_than_the_lock_timeout(
         time.sleep(0.5)
 
     assert app.longest < LOCK_TIMEOUT + 3 and len(app.times) > 10, app.times
-    assert returncode == 1, lines
+    assert returncode == EXIT_FAILED, lines
     error = lines[-1]
     assert f"session {session} (" in error and "--lock-timeout" in error, error
     assert mariadb_project.digest() == changed
@@ -871,7 +860,7 @@ def test_restore_goes_on_when_the_transaction_ends_in_time(mariadb_project: Proj
         returncode, elapsed, lines = restore.finish()
 
     assert waiting is not None and f"session {session} (" in waiting, lines
-    assert returncode == 0, lines
+    assert returncode == EXIT_OK, lines
     assert elapsed < 30, elapsed
     assert mariadb_project.digest() == before
     assert leftover_databases(db) == []
@@ -896,7 +885,7 @@ def test_without_process_privilege_the_lock_timeout_still_bounds_the_wait(
         time.sleep(0.5)
 
     assert app.longest < LOCK_TIMEOUT + 3 and len(app.times) > 10, app.times
-    assert returncode == 1, lines
+    assert returncode == EXIT_FAILED, lines
     error = one_line("\n".join(lines))
     assert "ERROR 1205" in error and "--lock-timeout" in error and "is unchanged" in error
     assert mariadb_project.digest() == changed
@@ -905,7 +894,7 @@ def test_without_process_privilege_the_lock_timeout_still_bounds_the_wait(
 
 def test_a_missing_database_on_dump_is_one_line(mariadb_project: Project) -> None:
     result = mariadb_project.snapctl("dump", EXAMPLE_DB_NAME="snapctl_no_such_db")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     line = one_line(result.stderr)
     assert "'snapctl_no_such_db'" in line and "does not exist" in line
     assert "CREATE DATABASE" in line and "Traceback" not in result.stderr
@@ -918,7 +907,7 @@ def test_a_routine_of_another_account_names_the_grant(mariadb_project: Project) 
     db = mariadb_project.extra["db"]
     mariadb_admin(f"CREATE DEFINER='root'@'localhost' PROCEDURE {db.name}.by_root() SELECT 1")
     refused = mariadb_project.snapctl("dump")
-    assert refused.returncode == 2, refused.stderr
+    assert refused.returncode == EXIT_USAGE, refused.stderr
     line = one_line(refused.stderr)
     assert "procedure `by_root`" in line
     assert f"GRANT SELECT ON mysql.proc TO '{db.user}'@'" in line

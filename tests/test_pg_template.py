@@ -16,7 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, Project, ServerDatabase, _project, psql_admin
+from helpers import (
+    EXAMPLE,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    ServerDatabase,
+    artifact_path,
+    manifest_of,
+    project_for,
+    psql_admin,
+)
 from test_postgres import (
     CHANGES,
     SCHEMA_OBJECTS,
@@ -87,18 +99,13 @@ def template_project(postgres_project: Project) -> Iterator[Project]:
 
 
 def metadata(project: Project, name: str) -> dict[str, object]:
-    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
-    return manifest["databases"]["default"]["metadata"]  # type: ignore[no-any-return]
-
-
-def artifact(project: Project, name: str) -> Path:
-    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
-    return project.snapshots / name / str(manifest["databases"]["default"]["file"])
+    entry = manifest_of(project.snapshots / name)["databases"]["default"]
+    return entry["metadata"]  # type: ignore[no-any-return]
 
 
 def hook(project: Project, name: str, snapshot: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", HOOK, name, str(artifact(project, snapshot))],
+        [sys.executable, "-c", HOOK, name, str(artifact_path(project.snapshots / snapshot))],
         cwd=EXAMPLE,
         env={**project.env, "DJANGO_SETTINGS_MODULE": "example_project.settings"},
         capture_output=True,
@@ -141,7 +148,7 @@ def test_round_trip_is_exact_and_the_snapshot_reusable(template_project: Project
         oid = database_oid(db.name)
         with open_session(db) as session:
             result = restore(project, name)
-            assert result.returncode == 0, result.stderr
+            assert result.returncode == EXIT_OK, result.stderr
             assert session.wait(timeout=10) != 0  # terminated by the swap
         assert database_oid(db.name) != oid  # swapped in by rename
         assert project.digest() == before  # rows and sequences
@@ -164,14 +171,14 @@ def test_forget_drops_the_copy_and_check_sees_it_gone(template_project: Project)
     name = project.dump(*CONNECTOR)
     copy = str(metadata(project, name)["copy_database"])
     checked = hook(project, "check", name)
-    assert checked.returncode == 0, checked.stderr
+    assert checked.returncode == EXIT_OK, checked.stderr
     forgot = hook(project, "forget", name)
-    assert forgot.returncode == 0, forgot.stderr
+    assert forgot.returncode == EXIT_OK, forgot.stderr
     assert databases_like(db.name) == []
     again = hook(project, "forget", name)  # already gone: fine
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == EXIT_OK, again.stderr
     checked = hook(project, "check", name)
-    assert checked.returncode == 3
+    assert checked.returncode == EXIT_INTEGRITY
     assert copy in one_line(checked.stderr) and "gone" in checked.stderr
 
 
@@ -181,8 +188,8 @@ def test_forget_leaves_a_database_that_is_not_its_copy(template_project: Project
     name = project.dump(*CONNECTOR)
     copy = str(metadata(project, name)["copy_database"])
     psql_admin(f"COMMENT ON DATABASE \"{copy}\" IS 'not snapctl'")
-    assert hook(project, "check", name).returncode == 3
-    assert hook(project, "forget", name).returncode == 0
+    assert hook(project, "check", name).returncode == EXIT_INTEGRITY
+    assert hook(project, "forget", name).returncode == EXIT_OK
     assert databases_like(db.name) == [copy]
 
 
@@ -194,7 +201,7 @@ def test_dump_while_another_session_is_connected_fails_clearly(template_project:
     db = project.extra["db"]
     with open_session(db):
         result = project.snapctl("dump", *CONNECTOR)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     line = one_line(result.stderr)
     assert "1 other session is connected" in line and "--connector postgres" in line
     assert databases_like(db.name) == []
@@ -209,7 +216,7 @@ def test_restore_with_the_copy_dropped_changes_nothing(template_project: Project
     user_sql(db, "DELETE FROM shop_orderline; INSERT INTO shop_tag (name) VALUES ('kept')")
     changed, oid = project.digest(), database_oid(db.name)
     result = restore(project, name)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert "gone from the server" in one_line(result.stderr)
     assert project.digest() == changed
     assert database_oid(db.name) == oid
@@ -227,7 +234,7 @@ def test_restore_into_another_database_is_refused(
     try:
         oid = database_oid(other)
         result = project.snapctl("restore", "--yes", name, EXAMPLE_DB_NAME=other)
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_INTEGRITY, result.stderr
         # Said first: the snapshot, named, is of another database; then the refusal.
         note, refusal = result.stderr.splitlines()
         assert "was taken of postgresql database" in note
@@ -240,7 +247,7 @@ def test_restore_into_another_database_is_refused(
 def test_without_createdb_the_privilege_is_named(nocreatedb_project: Project) -> None:
     db = nocreatedb_project.extra["db"]
     result = nocreatedb_project.snapctl("dump", *CONNECTOR)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     assert "CREATEDB" in one_line(result.stderr)
     assert databases_like(db.name) == []
 
@@ -259,7 +266,7 @@ def test_long_database_name_fits_and_restores(
     psql_admin(f'CREATE DATABASE "{name}" TEMPLATE {postgres_template.name} OWNER {user}')
     try:
         db = ServerDatabase("postgresql", name, user, postgres_template.password, port="5432")
-        project = _project(db.env(), tmp_path / "snaps")
+        project = project_for(db.env(), tmp_path / "snaps")
         before = project.digest()
         snapshot = project.dump(*CONNECTOR)
         copy = str(metadata(project, snapshot)["copy_database"])
@@ -267,9 +274,9 @@ def test_long_database_name_fits_and_restores(
         assert psql_admin(f"SELECT count(*) FROM pg_database WHERE datname = '{copy}'") == "1\n"
         project.manage("shell", "-c", "from shop.models import Tag; Tag.objects.all().delete()")
         result = project.snapctl("restore", "--yes")
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == EXIT_OK, result.stderr
         assert project.digest() == before
-        assert hook(project, "forget", snapshot).returncode == 0
+        assert hook(project, "forget", snapshot).returncode == EXIT_OK
         assert psql_admin(f"SELECT count(*) FROM pg_database WHERE datname = '{copy}'") == "0\n"
         assert temporary_databases(db.name) == []
     finally:
@@ -286,7 +293,9 @@ def test_runs_no_program_and_never_shows_the_password(
     path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
     dumped = project.snapctl("dump", *CONNECTOR, PATH=path)
     restored = project.snapctl("restore", "--yes", PATH=path)
-    assert dumped.returncode == 0 and restored.returncode == 0, dumped.stderr + restored.stderr
+    assert dumped.returncode == EXIT_OK and restored.returncode == EXIT_OK, (
+        dumped.stderr + restored.stderr
+    )
     # Every step is a statement on snapctl's own connection: no program, no passfile.
     assert not log.exists()
     assert db.password not in dumped.stdout + dumped.stderr + restored.stdout + restored.stderr

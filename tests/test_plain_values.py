@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import typer
+from helpers import EXIT_OK, EXIT_USAGE
 from typer.testing import CliRunner
 
 from snapctl.cli import app
@@ -30,7 +31,7 @@ def test_bad_values_are_usage_errors(tmp_path: Path, args: list[str], words: lis
     afile.write_text("")
     argv = [arg.format(tmp=tmp_path, file=afile) for arg in args]
     result = runner.invoke(app, argv)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == EXIT_USAGE, result.output
     for word in words:
         assert word in result.output
 
@@ -38,7 +39,7 @@ def test_bad_values_are_usage_errors(tmp_path: Path, args: list[str], words: lis
 def test_good_values_reach_the_command(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--pythonpath", "a", "--pythonpath", "b", "list", "--dir",
                                  str(tmp_path), "--json"])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_OK, result.output
     assert result.output.strip() == "[]"
 
 

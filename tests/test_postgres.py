@@ -22,9 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project, ServerDatabase, _project, clean_env, psql_admin
+from helpers import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    ServerDatabase,
+    clean_env,
+    one_line,
+    project_for,
+    psql_admin,
+    resign,
+    uncompressed_artifact,
+)
 
-from snapctl.compression import file_sha256
 from snapctl.connectors.postgres import connection, programs
 from snapctl.errors import ConfigurationError
 
@@ -100,27 +111,16 @@ def leftover_databases(name: str) -> list[str]:
     ).split()
 
 
-def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
 def corrupt_snapshot(project: Project, name: str, db: ServerDatabase) -> None:
     """Make one value of the (uncompressed) artifact invalid and re-sign the manifest, so the
     checksums pass and pg_restore fails part-way, while loading data."""
     snapshot = project.snapshots / name
-    manifest_path = snapshot / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    artifact = manifest["databases"]["default"]
-    assert artifact["compression"] == "none"
-    path = snapshot / artifact["file"]
+    path = uncompressed_artifact(snapshot)
     uuid = user_sql(db, "SELECT uuid FROM shop_product ORDER BY id DESC LIMIT 1")
     data = path.read_bytes()
     assert data.count(uuid.encode()) == 1
     path.write_bytes(data.replace(uuid.encode(), b"z" + uuid.encode()[1:]))
-    artifact["sha256"] = file_sha256(path)
-    manifest_path.write_text(json.dumps(manifest))
+    resign(snapshot)  # the same size: only the checksum changes
 
 
 @contextlib.contextmanager
@@ -154,7 +154,7 @@ def assert_round_trip(project: Project) -> None:
     user_sql(db, CHANGES)
     with open_session(db) as session:
         result = project.snapctl("restore", "--yes")
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == EXIT_OK, result.stderr
         assert session.wait(timeout=10) != 0  # terminated by the restore
     assert project.digest() == before
     assert schema_state(db) == schema_before
@@ -175,7 +175,7 @@ def assert_failed_restore_changes_nothing(project: Project) -> None:
     changed, schema_changed = project.digest(), schema_state(db)
     corrupt_snapshot(project, name, db)
     result = project.snapctl("restore", "--yes", name)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert "uuid" in one_line(result.stderr)
     assert project.digest() == changed
     assert schema_state(db) == schema_changed
@@ -294,7 +294,9 @@ def test_password_never_on_a_command_line(postgres_project: Project, tmp_path: P
     path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
     dumped = postgres_project.snapctl("dump", PATH=path)
     restored = postgres_project.snapctl("restore", "--yes", PATH=path)
-    assert dumped.returncode == 0 and restored.returncode == 0, dumped.stderr + restored.stderr
+    assert dumped.returncode == EXIT_OK and restored.returncode == EXIT_OK, (
+        dumped.stderr + restored.stderr
+    )
     calls = [call.split("|", 2) for call in log.read_text().split("\036")[:-1]]
     tools = {argv.split()[0] for _, _, argv in calls}
     # snapctl's own queries go through the driver; a small database restores in place, its
@@ -376,7 +378,7 @@ def test_wrong_password_is_one_line_without_it(
            "EXAMPLE_DB_PASSWORD": wrong}  # fmt: skip
     for args in (("dump",), ("restore", "--yes", name)):
         result = postgres_project.snapctl(*args, **env)
-        assert result.returncode in (1, 2), result.stderr
+        assert result.returncode in (EXIT_FAILED, EXIT_USAGE), result.stderr
         # On another port it is another database than the snapshot's, which restore says.
         said = [ln for ln in result.stderr.splitlines() if "was taken of" not in ln]
         line = one_line("\n".join(said))
@@ -387,7 +389,7 @@ def test_wrong_password_is_one_line_without_it(
 
 def test_server_down_is_one_line(postgres_project: Project) -> None:
     result = postgres_project.snapctl("dump", EXAMPLE_DB_PORT="1")
-    assert result.returncode in (1, 2)
+    assert result.returncode in (EXIT_FAILED, EXIT_USAGE)
     assert "refused" in one_line(result.stderr).lower()
 
 
@@ -410,7 +412,7 @@ def test_old_pg_dump_names_the_package(
     fake.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{says.format(server=server)}\nEOF\nexit 1\n")
     fake.chmod(0o755)
     result = postgres_project.snapctl("dump", PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     server_major = psql_admin("SHOW server_version_num").strip()[:-4]
     assert f"install postgresql-client-{server_major}" in one_line(result.stderr)
 
@@ -438,7 +440,7 @@ def test_dumpdata_connector_round_trip(postgres_project: Project) -> None:
     postgres_project.dump("--connector", "dumpdata")
     user_sql(db, CHANGES.split("CREATE TABLE")[0])  # data only: dumpdata knows only models
     result = postgres_project.snapctl("restore", "--yes")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert postgres_project.digest() == before
     new_id = user_sql(db, "INSERT INTO shop_tag (name) VALUES ('n') RETURNING id")
     assert int(new_id) == before["sequences"]["public.shop_tag_id_seq"] + 1
@@ -496,7 +498,7 @@ def test_without_createdb_an_unrestricting_pg_restore_is_refused(
     nocreatedb_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     before = nocreatedb_project.digest()
     result = nocreatedb_project.snapctl("restore", "--yes", name, **old_pg_restore(tmp_path))
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     assert "CVE-2025-8714" in one_line(result.stderr) and "15.13" in result.stderr
     assert nocreatedb_project.digest() == before
 
@@ -585,7 +587,7 @@ def test_other_roles_session_fails_the_swap_before_the_load(
     changed = postgres_project.digest()
     with connect_as(db, "nightly report", admin=True) as other:
         result, calls = restore_logged(postgres_project, tmp_path, "--lock-timeout", "0", name)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == EXIT_FAILED, result.stderr
         line = one_line(result.stderr)
         pid = backend_pid(other)
         assert f"pid {pid} of role 'postgres' 'nightly report'" in line, line
@@ -613,7 +615,7 @@ def test_swap_waits_up_to_the_lock_timeout_for_other_roles_to_leave(
     finally:
         leaving.cancel()
         other.close()
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert (
         f"snapctl: waiting up to 30 s for 1 session that snapctl may not end to leave "
         f"'{db.name}' (pid " in result.stderr
@@ -633,7 +635,7 @@ def test_in_place_names_other_roles_holding_locks_after_the_lock_timeout(
         started = time.monotonic()
         result = nocreatedb_project.snapctl("restore", "--yes", "--lock-timeout", "1", name)
         assert time.monotonic() - started < 30  # not the fixed 60 s of before
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == EXIT_FAILED, result.stderr
         waited, failed = [line for line in result.stderr.splitlines() if line.strip()]
         pid = backend_pid(other)
         assert waited.startswith(
@@ -657,7 +659,7 @@ def test_ending_sessions_of_the_role_is_announced(postgres_project: Project, bel
         session.execute("SELECT count(*) FROM shop_customer")  # idle in transaction
         pid = backend_pid(session)
         result = postgres_project.snapctl("restore", "--yes")
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == EXIT_OK, result.stderr
         assert (
             f"snapctl: ending 1 other session of role '{db.user}' on '{db.name}' (pid {pid} "
             "'manage.py shell' from 127.0.0.1 idle in transaction for "
@@ -679,7 +681,7 @@ def test_no_terminate_fails_instead_of_ending_sessions_of_the_role(
     with connect_as(db, "worker") as session:
         args = ("restore", "--yes", "--no-terminate", "--lock-timeout", "0", name)
         result = postgres_project.snapctl(*args)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == EXIT_FAILED, result.stderr
         line = one_line(result.stderr)
         assert f"2 other sessions of role '{db.user}'" not in line  # nothing of ours lingered
         assert f"1 other session of role '{db.user}' on '{db.name}'" in line
@@ -695,7 +697,7 @@ def test_in_place_waits_for_locks_as_long_as_the_lock_timeout(
 ) -> None:
     postgres_project.dump()
     result, calls = restore_logged(postgres_project, tmp_path, "--lock-timeout", "3")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     (psql,) = [call for call in calls if call.startswith("psql")]
     assert "SET lock_timeout = '3000ms'" in psql and "60s" not in psql
 
@@ -710,7 +712,7 @@ def test_restore_creates_a_missing_database(postgres_project: Project) -> None:
     postgres_project.dump()
     psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
     result = postgres_project.snapctl("restore", "--yes")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert f"created database '{db.name}'" in result.stderr
     assert postgres_project.digest() == snapshot
     assert schema_state(db) == schema
@@ -727,7 +729,7 @@ def test_a_missing_database_gets_the_snapshots_encoding_and_locale(
     psql_admin(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' "
                f"LC_CTYPE 'C' OWNER {db.user}")  # fmt: skip
     try:
-        project = _project(db.env(), tmp_path / "snaps")
+        project = project_for(db.env(), tmp_path / "snaps")
         user_sql(db, "CREATE TABLE words (w text); INSERT INTO words VALUES ('café'), ('Zoo')")
         project.dump()
         psql_admin(f"DROP DATABASE {name} WITH (FORCE)")
@@ -747,7 +749,7 @@ def test_restore_without_createdb_into_a_missing_database_says_how(
     nocreatedb_project.dump()
     psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
     result = nocreatedb_project.snapctl("restore", "--yes")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     line = one_line(result.stderr)
     assert f"'{db.name}'" in line and "does not exist" in line
     assert f"createdb -O {db.user} {db.name}" in line
@@ -758,7 +760,7 @@ def test_dump_of_a_missing_database_is_a_configuration_error(postgres_project: P
     db = postgres_project.extra["db"]
     psql_admin(f"DROP DATABASE {db.name} WITH (FORCE)")
     result = postgres_project.snapctl("dump")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     line = one_line(result.stderr)
     assert f"database '{db.name}' of 'default' does not exist" in line
     assert f"createdb -O {db.user} {db.name}" in line and "NAME" in line

@@ -6,7 +6,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from conftest import EXAMPLE, clean_env
+import pytest
+from helpers import EXAMPLE, clean_env
+
+pytestmark = pytest.mark.e2e  # runs the quick start script, snapctl and manage.py in it
 
 
 def test_the_quick_start_shows_the_data_come_back(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from helpers import EXIT_USAGE, Project, manifest_of
 
 import snapctl
 from snapctl.connectors.auto import get_connector_class
@@ -76,9 +76,7 @@ def test_seed_custom_connector_example_works_verbatim(
 ) -> None:
     args = _settings(tmp_path, "seed_settings", SEED_EXAMPLE)
     name = sqlite_project.snapctl(*args, "dump", check=True).stdout.strip()
-    entry = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())[
-        "databases"
-    ]["default"]
+    entry = manifest_of(sqlite_project.snapshots / name)["databases"]["default"]
     assert entry["connector"]["name"] == "OracleConnector"
     assert entry["connector"]["source"] == "settings"
     assert entry["metadata"] == {"format": "dmp"}
@@ -227,7 +225,7 @@ def test_installed_plugin_is_listed_and_chosen(sqlite_project: Project, plugin_p
 def test_restore_names_a_missing_plugin(sqlite_project: Project, plugin_path: Path) -> None:
     sqlite_project.snapctl("dump", check=True, PYTHONPATH=str(plugin_path))
     result = sqlite_project.snapctl("restore", "--yes")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "'fancy'" in result.stderr and "not installed" in result.stderr
 
 
@@ -237,7 +235,7 @@ def test_two_plugins_with_one_name_is_an_error_naming_both(
     second = tmp_path / "second"
     _install_plugin(tmp_path, "snapctl-fancy-copy", second)
     result = sqlite_project.snapctl("dump", PYTHONPATH=f"{plugin_path}:{second}")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "snapctl-fancy" in result.stderr and "snapctl-fancy-copy" in result.stderr
     assert result.stderr.count("\n") == 1
 

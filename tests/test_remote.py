@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE, Project
+from helpers import (
+    EXAMPLE,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Project,
+)
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -95,7 +103,7 @@ def test_dump_list_verify_restore_through_s3(
     assert other.digest() != before
     # Its database is another file: the label alone means none of its own snapshots.
     refused = other.snapctl("restore", "shared", "--yes")
-    assert refused.returncode == 2 and "--from-any" in refused.stderr
+    assert refused.returncode == EXIT_USAGE and "--from-any" in refused.stderr
     other.snapctl("restore", "shared", "--from-any", "--yes", check=True)
     assert other.digest() == before
 
@@ -113,8 +121,8 @@ def test_damaged_remote_artifact_is_refused(remote: Project, s3_endpoint: str) -
     verified = remote.snapctl("verify")
     restored = remote.snapctl("restore", "--yes")
 
-    assert verified.returncode == 3 and "checksum" in verified.stderr
-    assert restored.returncode == 3
+    assert verified.returncode == EXIT_INTEGRITY and "checksum" in verified.stderr
+    assert restored.returncode == EXIT_INTEGRITY
     assert remote.digest() == current
 
 
@@ -153,7 +161,7 @@ def test_an_interrupted_upload_leaves_nothing_listed(
     result = remote.snapctl(
         "--settings", "interrupting_settings", "--pythonpath", str(tmp_path), "dump"
     )
-    assert result.returncode == 1
+    assert result.returncode == EXIT_FAILED
     assert "the network went away" in result.stderr and len(result.stderr.splitlines()) == 1
     assert json.loads(remote.snapctl("list", "--json", check=True).stdout) == []
     assert keys(s3_endpoint, remote.extra["bucket"]) == []  # the artifact was taken back
@@ -205,7 +213,7 @@ def test_a_killed_upload_leaves_nothing_listed(
     uploaded = keys(s3_endpoint, bucket)
     assert len(uploaded) == 1 and uploaded[0].endswith("default.sqlite3.zst")
     assert json.loads(remote.snapctl("list", "--json", check=True).stdout) == []
-    assert remote.snapctl("restore", "--yes").returncode == 2  # no snapshot to restore
+    assert remote.snapctl("restore", "--yes").returncode == EXIT_USAGE  # no snapshot to restore
     name = remote.dump()  # and the next dump works
     assert [s["name"] for s in json.loads(remote.snapctl("list", "--json").stdout)] == [name]
 
@@ -216,7 +224,7 @@ def test_credentials_are_never_printed(remote: Project) -> None:
     project = Project(env=wrong, snapshots=Path("/x"))
     for args in (("list",), ("dump",), ("restore", "--yes")):
         result = project.snapctl(*args)
-        assert result.returncode in (1, 2), result.stderr
+        assert result.returncode in (EXIT_FAILED, EXIT_USAGE), result.stderr
         assert SECRET not in result.stderr + result.stdout
         assert len(result.stderr.splitlines()) == 1, result.stderr
 
@@ -279,7 +287,7 @@ def test_sigterm_mid_multipart_upload_leaves_nothing(
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads"), proc.communicate()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == EXIT_TERMINATED, err
     assert err.strip() == "snapctl: terminated", err
     assert out == ""  # no snapshot named: none was made
     time.sleep(0.5)  # what the process asked S3 to drop, dropped
@@ -345,7 +353,7 @@ def test_prune_and_delete_wait_for_a_restore_reading_the_same_bucket(
         reader.kill()
         reader.wait()
     for result in (pruned, deleted):
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == EXIT_FAILED, result.stderr
         assert "being read" in result.stderr and len(result.stderr.splitlines()) == 1
         assert f"s3://{bucket}/snapshots" in result.stderr
     assert keys(s3_endpoint, bucket) == before
@@ -379,7 +387,7 @@ def test_delete_never_follows_a_key_out_of_the_snapshot(remote: Project, s3_endp
     assert keys(s3_endpoint, bucket) == sorted(
         [f"snapshots/{kept}/default.sqlite3.zst", f"snapshots/{kept}/manifest.json", *planted]
     )
-    assert remote.snapctl("verify", kept).returncode == 0
+    assert remote.snapctl("verify", kept).returncode == EXIT_OK
 
 
 def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str) -> None:
@@ -398,7 +406,7 @@ def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str)
     verified = remote.snapctl("verify")
 
     for result in (restored, verified):
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_INTEGRITY, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert f"{key} is larger than" in result.stderr + result.stdout
         assert "restore another snapshot" in result.stderr + result.stdout
@@ -411,7 +419,7 @@ def test_oversized_remote_objects_are_refused(remote: Project, s3_endpoint: str)
     listed = json.loads(remote.snapctl("list", "--json", check=True).stdout)
     assert [s["name"] for s in listed] == [name]
     shown = remote.snapctl("show", planted)
-    assert shown.returncode == 3
+    assert shown.returncode == EXIT_INTEGRITY
     assert len(shown.stderr.splitlines()) == 1, shown.stderr
     assert f"{manifest} is larger than {MAX_MANIFEST} bytes" in shown.stderr
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, Project
+from helpers import EXIT_INTERRUPTED, EXIT_TERMINATED, Project, start_snapctl
 
 # A pg_dump that says where it is, then never finishes: the dump is under way.
 SLOW_PG_DUMP = """#!/bin/sh
@@ -32,7 +31,10 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.parametrize(
     ("signum", "code", "word"),
-    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    [
+        (signal.SIGTERM, EXIT_TERMINATED, "terminated"),
+        (signal.SIGINT, EXIT_INTERRUPTED, "interrupted"),
+    ],
     ids=["SIGTERM", "SIGINT"],
 )
 def test_a_signal_during_a_dump_ends_it_cleanly(
@@ -49,10 +51,9 @@ def test_a_signal_during_a_dump_ends_it_cleanly(
         "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
         "TMPDIR": str(temp),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snapctl", "dump"],
-        cwd=EXAMPLE,
-        env=env,
+    proc = start_snapctl(
+        env,
+        "dump",
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

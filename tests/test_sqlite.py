@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -13,7 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, Project
+from helpers import (
+    EXAMPLE,
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    edited_manifest,
+    manifest_of,
+    resign,
+    snapctl_on_terminal,
+    start_snapctl,
+)
 
 
 def db_path(project: Project) -> Path:
@@ -28,17 +39,6 @@ def make_changes(project: Project) -> None:
         conn.execute("CREATE TABLE extra (x INTEGER)")
         conn.execute("CREATE VIEW extra_view AS SELECT * FROM extra")
     project.manage("seed_shop", "--customers", "5", "--products", "3", "--orders", "7")
-
-
-def rewrite_artifact(snapshot_dir: Path, alias: str, content: bytes) -> None:
-    """Replace an artifact and fix its checksum, so only the content is wrong."""
-    manifest_path = snapshot_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    entry = manifest["databases"][alias]
-    (snapshot_dir / entry["file"]).write_bytes(content)
-    entry["sha256"] = hashlib.sha256(content).hexdigest()
-    entry["size"] = len(content)
-    manifest_path.write_text(json.dumps(manifest))
 
 
 def test_round_trip_restores_exactly(sqlite_project: Project) -> None:
@@ -59,7 +59,7 @@ def test_round_trip_restores_exactly(sqlite_project: Project) -> None:
 def test_every_compression_round_trips(sqlite_project: Project, compress: str) -> None:
     before = sqlite_project.digest()
     name = sqlite_project.dump("--compress", compress)
-    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    manifest = manifest_of(sqlite_project.snapshots / name)
     assert manifest["databases"]["default"]["compression"] == compress
     make_changes(sqlite_project)
     sqlite_project.snapctl("restore", name, "--yes", check=True)
@@ -76,7 +76,7 @@ def test_sql_script_format(sqlite_project: Project, tmp_path: Path) -> None:
     args = ("--settings", "sql_settings", "--pythonpath", str(tmp_path))
     before = sqlite_project.digest()
     name = sqlite_project.snapctl(*args, "dump", check=True).stdout.strip()
-    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    manifest = manifest_of(sqlite_project.snapshots / name)
     entry = manifest["databases"]["default"]
     assert entry["metadata"]["format"] == "sql"
     assert entry["connector"]["source"] == "settings"
@@ -169,11 +169,11 @@ def test_failed_restore_leaves_database_as_it_was(sqlite_project: Project) -> No
     current = sqlite_project.digest()
     # A script that breaks half-way, with a valid checksum: only the database can tell.
     script = "BEGIN TRANSACTION;\nCREATE TABLE a (x);\nINSERT INTO a VALUES (1);\nNOT SQL;\n"
-    rewrite_artifact(sqlite_project.snapshots / name, "default", script.encode())
+    resign(sqlite_project.snapshots / name, "default", script.encode())
 
     result = sqlite_project.snapctl("restore", name, "--yes")
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert sqlite_project.digest() == current
@@ -192,13 +192,13 @@ def test_damaged_artifact_is_refused_before_touching_the_database(
 
     result = sqlite_project.snapctl("restore", "--yes")
 
-    assert result.returncode == 3
+    assert result.returncode == EXIT_INTEGRITY
     assert "fails its sha256 checksum; it is damaged" in result.stderr
     assert result.stderr.count("\n") == 1
     assert sqlite_project.digest() == current
     # verify says the same line of the same artifact
     verified = sqlite_project.snapctl("verify", name)
-    assert verified.returncode == 3 and verified.stderr == result.stderr
+    assert verified.returncode == EXIT_INTEGRITY and verified.stderr == result.stderr
 
 
 def test_a_cut_artifact_gets_one_message_from_verify_and_restore(sqlite_project: Project) -> None:
@@ -207,21 +207,19 @@ def test_a_cut_artifact_gets_one_message_from_verify_and_restore(sqlite_project:
     artifact.write_bytes(artifact.read_bytes()[:100])
     restored = sqlite_project.snapctl("restore", "--yes", name)
     verified = sqlite_project.snapctl("verify", name)
-    assert restored.returncode == verified.returncode == 3
+    assert restored.returncode == verified.returncode == EXIT_INTEGRITY
     assert "is 100 bytes, its manifest says" in restored.stderr
     assert restored.stderr == verified.stderr and restored.stderr.count("\n") == 1
 
 
 def test_snapshot_of_another_engine_is_refused(sqlite_project: Project) -> None:
     name = sqlite_project.dump()
-    manifest_path = sqlite_project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["databases"]["default"]["vendor"] = "postgresql"
-    manifest_path.write_text(json.dumps(manifest))
+    with edited_manifest(sqlite_project.snapshots / name) as manifest:
+        manifest["databases"]["default"]["vendor"] = "postgresql"
 
     result = sqlite_project.snapctl("restore", "--yes")
 
-    assert result.returncode == 3
+    assert result.returncode == EXIT_INTEGRITY
     assert "postgresql" in result.stderr and "sqlite" in result.stderr
 
 
@@ -229,7 +227,7 @@ def test_malformed_manifest_is_an_integrity_error(sqlite_project: Project) -> No
     name = sqlite_project.dump()
     (sqlite_project.snapshots / name / "manifest.json").write_text("{not json")
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 3
+    assert result.returncode == EXIT_INTEGRITY
     assert result.stderr.startswith("snapctl: error: snapshot") and "manifest" in result.stderr
 
 
@@ -238,7 +236,7 @@ def test_restore_without_terminal_needs_yes(sqlite_project: Project) -> None:
     sqlite_project.manage("seed_shop", "--customers", "1", "--products", "0", "--orders", "0")
     current = sqlite_project.digest()
     result = sqlite_project.snapctl("restore")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "--yes" in result.stderr
     assert sqlite_project.digest() == current
     sqlite_project.snapctl("restore", "--no-input", check=True)
@@ -247,24 +245,13 @@ def test_restore_without_terminal_needs_yes(sqlite_project: Project) -> None:
 
 def _restore_on_terminal(project: Project, answer: str) -> int:
     """Run restore with a pseudo-terminal as stdin and answer its question."""
-    primary, secondary = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snapctl", "restore"],
-        cwd=EXAMPLE,
-        env=project.env,
-        stdin=secondary,
-        stdout=subprocess.PIPE,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"[y/N]" not in seen and time.monotonic() < deadline:
-        seen += os.read(primary, 1024)
-    os.write(primary, answer.encode() + b"\n")
-    code = proc.wait(timeout=60)
-    os.close(primary)
-    return code
+    with snapctl_on_terminal(project, "restore", stdout=subprocess.PIPE) as (proc, primary):
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"[y/N]" not in seen and time.monotonic() < deadline:
+            seen += os.read(primary, 1024)
+        os.write(primary, answer.encode() + b"\n")
+        return proc.wait(timeout=60)
 
 
 def test_restore_asks_on_a_terminal(sqlite_project: Project) -> None:
@@ -273,9 +260,9 @@ def test_restore_asks_on_a_terminal(sqlite_project: Project) -> None:
     make_changes(sqlite_project)
     changed = sqlite_project.digest()
 
-    assert _restore_on_terminal(sqlite_project, "n") == 1
+    assert _restore_on_terminal(sqlite_project, "n") == EXIT_FAILED
     assert sqlite_project.digest() == changed
-    assert _restore_on_terminal(sqlite_project, "y") == 0
+    assert _restore_on_terminal(sqlite_project, "y") == EXIT_OK
     assert sqlite_project.digest() == before
 
 
@@ -296,10 +283,13 @@ def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
     sqlite_project.manage(
         "seed_shop", "--customers", "20000", "--products", "5000", "--orders", "0"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snapctl", "dump", "--compress", "gzip", "--level", "9"],
-        cwd=EXAMPLE,
-        env=sqlite_project.env,
+    proc = start_snapctl(
+        sqlite_project.env,
+        "dump",
+        "--compress",
+        "gzip",
+        "--level",
+        "9",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -311,7 +301,7 @@ def test_killed_dump_leaves_no_snapshot(sqlite_project: Project) -> None:
 
     listed = sqlite_project.snapctl("list", "--json", check=True)
     assert json.loads(listed.stdout) == []
-    assert sqlite_project.snapctl("restore", "--yes").returncode == 2
+    assert sqlite_project.snapctl("restore", "--yes").returncode == EXIT_USAGE
     # The next dump works and clears what the killed one left.
     name = sqlite_project.dump()
     assert sqlite_project.store_entries() == [name]
@@ -327,7 +317,7 @@ def test_two_aliases_dump_together_and_restore_one(tmp_path: Path, sqlite_projec
     project.manage("seed_shop", "--database", "other", "--seed", "3")
 
     name = project.snapctl("dump", "--all", "--label", "both", check=True).stdout.strip()
-    manifest = json.loads((project.snapshots / name / "manifest.json").read_text())
+    manifest = manifest_of(project.snapshots / name)
     assert sorted(manifest["databases"]) == ["default", "other"]
     assert name.endswith("-both")
 
@@ -376,7 +366,7 @@ def test_where_no_pipe_can_be_made_the_dump_goes_through_a_file(
         text=True,
         timeout=120,
     )
-    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.returncode == EXIT_OK, dumped.stderr
     assert asked.exists()
     name = dumped.stdout.strip()
     assert sorted(p.name for p in (sqlite_project.snapshots / name).iterdir()) == [
@@ -463,7 +453,7 @@ def test_restore_copies_pages_while_the_snapshot_is_unpacked(
 
     result, log = restore_following(sqlite_project, tmp_path)
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert sqlite_project.digest() == before
     # Pages were copied before the unpacking ended, and the copied ones dropped.
     assert any(not done for _, done in log["waits"][1:]), log["waits"]
@@ -482,7 +472,7 @@ def test_restore_across_page_sizes_keeps_every_page(
 
     result, log = restore_following(sqlite_project, tmp_path)
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert sqlite_project.digest() == before
     # A backup into other page sizes may read source pages again: none are dropped.
     assert log["discards"] == []
@@ -500,7 +490,7 @@ def test_a_full_disk_part_way_through_leaves_the_database_as_it_was(
 
     result, log = restore_following(sqlite_project, tmp_path, FAIL_AFTER_BYTES=str(size // 2))
 
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "database unchanged" in result.stderr and "No space left" in result.stderr
     assert any(ready < size // 2 for ready, _ in log["waits"][1:])  # steps were copied
@@ -518,17 +508,16 @@ def test_a_snapshot_shorter_than_its_header_is_refused_unchanged(
     from snapctl import compression
 
     compression.compress(half, packed, "zstd")
-    manifest = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
-    manifest["databases"]["default"].update(file="default.sqlite3.zst", compression="zstd")
-    (sqlite_project.snapshots / name / "manifest.json").write_text(json.dumps(manifest))
+    with edited_manifest(sqlite_project.snapshots / name) as manifest:
+        manifest["databases"]["default"].update(file="default.sqlite3.zst", compression="zstd")
     (sqlite_project.snapshots / name / "default.sqlite3").unlink()
-    rewrite_artifact(sqlite_project.snapshots / name, "default", packed.read_bytes())
+    resign(sqlite_project.snapshots / name, "default", packed.read_bytes())
     make_changes(sqlite_project)
     current = sqlite_project.digest()
 
     result = sqlite_project.snapctl("restore", name, "--yes")
 
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert "shorter than its header says" in result.stderr
     assert "unchanged" in result.stderr and result.stderr.count("\n") == 1
     assert sqlite_project.digest() == current
@@ -549,9 +538,9 @@ def test_the_manifest_decides_the_format_not_the_content(
     name = sqlite_project.dump("--compress", "none")
     sqlite_project.manage("seed_shop", "--customers", "3", "--products", "0", "--orders", "0")
     current = sqlite_project.digest()
-    rewrite_artifact(sqlite_project.snapshots / name, "default", content)
+    resign(sqlite_project.snapshots / name, "default", content)
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert "as its manifest says" in result.stderr and result.stderr.count("\n") == 1
     assert sqlite_project.digest() == current
 
@@ -575,9 +564,9 @@ def test_a_snapshot_script_touches_no_other_file(sqlite_project: Project, tmp_pa
         "PRAGMA max_page_count = 4294967294;",  # its bound on the scratch database's size
         f"PRAGMA temp_store_directory = '{tmp_path}';",
     ):
-        rewrite_artifact(sqlite_project.snapshots / name, "default", attack.encode())
+        resign(sqlite_project.snapshots / name, "default", attack.encode())
         result = sqlite_project.snapctl("restore", name, "--yes")
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == EXIT_FAILED, result.stderr
         assert "database unchanged" in result.stderr and result.stderr.count("\n") == 1
         assert not (tmp_path / "planted.db").exists() and not (tmp_path / "copy.db").exists()
         assert victim.read_bytes() == victim_bytes
@@ -644,10 +633,13 @@ def test_a_transaction_of_another_process_is_waited_for_a_bounded_time(
     holder = hold_a_transaction(sqlite_project, 60, kind)
     try:
         started = time.monotonic()
-        restoring = subprocess.Popen(
-            [sys.executable, "-m", "snapctl", "restore", "--yes", "--lock-timeout", "2", name],
-            cwd=EXAMPLE,
-            env=sqlite_project.env,
+        restoring = start_snapctl(
+            sqlite_project.env,
+            "restore",
+            "--yes",
+            "--lock-timeout",
+            "2",
+            name,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -660,7 +652,7 @@ def test_a_transaction_of_another_process_is_waited_for_a_bounded_time(
     finally:
         holder.kill()
         holder.wait()
-    assert restoring.returncode == 1, stderr
+    assert restoring.returncode == EXIT_FAILED, stderr
     waiting, failed = stderr.splitlines()
     assert "waiting up to 2 s for another connection's transaction" in waiting
     assert f"pid {holder.pid}" in waiting and f"pid {holder.pid}" in failed
@@ -680,6 +672,6 @@ def test_a_transaction_that_ends_in_time_lets_the_restore_through(sqlite_project
         restored = sqlite_project.snapctl("restore", "--yes", "--lock-timeout", "30", name)
     finally:
         holder.wait()
-    assert restored.returncode == 0, restored.stderr
+    assert restored.returncode == EXIT_OK, restored.stderr
     assert "waiting up to 30 s" in restored.stderr
     assert sqlite_project.digest() == wanted

@@ -10,8 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import EXAMPLE, Project
+from helpers import EXAMPLE, EXIT_OK, Project
 
 # An app whose ready() leaves a mark, and a logging handler that leaves one when logging is
 # configured: together they show how far Django was started.
@@ -239,7 +238,7 @@ def _imported(project: Project, tmp_path: Path, *args: str) -> set[str]:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == EXIT_OK, result.stderr[-2000:]
     return set(json.loads(listing.read_text()))
 
 

@@ -1,7 +1,9 @@
 """A snapshot is input from outside: what a crafted one can make snapctl do (issue 14).
 
-Each test plants what an attacker who can write the snapshot directory could, then runs the
-installed command as its user would, and checks that nothing ran and nothing else changed.
+Each test plants what an attacker who can write the snapshot directory could, then runs
+snapctl as its user would, and checks that nothing ran and nothing else changed: in-process
+on a store crafted by hand for the commands that read only the store (list, show, verify,
+delete, prune with --dir), as a process on the example project for those that need it.
 """
 
 from __future__ import annotations
@@ -10,14 +12,28 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE, Project
+from helpers import (
+    EXIT_FAILED,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    artifact_path,
+    craft_snapshot,
+    edited_manifest,
+    manifest_of,
+    new_store,
+    resign,
+    run_in_process,
+    run_on_store,
+    snapctl_on_terminal,
+    store_entries,
+)
 
 # Importing the standard library's ``this`` prints the Zen of Python: proof that a module
 # named in a manifest was imported, as any module's import-time code would have run.
@@ -25,22 +41,20 @@ ZEN = "Beautiful is better than ugly"
 
 
 def _name_connector(snapshot: Path, name: str, class_path: str) -> None:
-    manifest_path = snapshot / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for entry in manifest["databases"].values():
-        entry["connector"]["name"] = name
-        entry["connector"]["class"] = class_path
-    manifest_path.write_text(json.dumps(manifest))
+    with edited_manifest(snapshot) as manifest:
+        for entry in manifest["databases"].values():
+            entry["connector"]["name"] = name
+            entry["connector"]["class"] = class_path
 
 
 @pytest.mark.parametrize(
     ("command", "code"),
     [
-        (("restore", "--yes"), 2),
-        (("verify",), 0),
-        (("show", "--json"), 0),
-        (("delete", "--yes", "--json"), 0),
-        (("prune", "--keep", "0", "--yes", "--json"), 0),
+        (("restore", "--yes"), EXIT_USAGE),
+        (("verify",), EXIT_OK),
+        (("show", "--json"), EXIT_OK),
+        (("delete", "--yes", "--json"), EXIT_OK),
+        (("prune", "--keep", "0", "--yes", "--json"), EXIT_OK),
     ],
 )
 def test_a_manifest_never_makes_snapctl_import_a_module(
@@ -53,7 +67,7 @@ def test_a_manifest_never_makes_snapctl_import_a_module(
     result = sqlite_project.snapctl(*args)
     assert ZEN not in result.stdout + result.stderr
     assert result.returncode == code, result.stderr
-    if code == 2:
+    if code == EXIT_USAGE:
         assert "'not-installed'" in result.stderr and "install it first" in result.stderr
         assert len(result.stderr.splitlines()) == 1
     if "--json" in command:
@@ -69,7 +83,7 @@ def test_a_manifest_naming_an_installed_connector_uses_it_not_its_path(
     _name_connector(sqlite_project.snapshots / name, "sqlite", "this:s")
     sqlite_project.manage("seed_shop", "--customers", "2", "--products", "1", "--orders", "2")
     result = sqlite_project.snapctl("restore", "--yes", name)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert ZEN not in result.stdout + result.stderr
 
 
@@ -78,32 +92,36 @@ def _second_snapshot(project: Project) -> tuple[str, str]:
     return project.dump("--label", "planted"), project.dump("--label", "kept")
 
 
+def _crafted_pair(tmp_path: Path) -> tuple[Path, str, str]:
+    """A store crafted by hand, and in it the snapshot to plant things in and one that must
+    stay visible (as :func:`_second_snapshot`, without a project)."""
+    store = new_store(tmp_path)
+    return store, craft_snapshot(store, label="planted"), craft_snapshot(store, label="kept")
+
+
 @pytest.mark.parametrize("planted", ["endless-link", "pipe", "naive-time"])
-def test_a_planted_manifest_breaks_neither_list_nor_prune(
-    sqlite_project: Project, planted: str
-) -> None:
+def test_a_planted_manifest_breaks_neither_list_nor_prune(tmp_path: Path, planted: str) -> None:
     """A manifest that is a link to an endless device, a named pipe, or names a time
     without a zone: list and prune carry on with the rest; verify says what is wrong."""
-    bad, good = _second_snapshot(sqlite_project)
-    manifest = sqlite_project.snapshots / bad / "manifest.json"
+    store, bad, good = _crafted_pair(tmp_path)
+    manifest = store / bad / "manifest.json"
     if planted == "naive-time":
-        data = json.loads(manifest.read_text())
-        data["created"] = data["created"].replace("+00:00", "")
-        manifest.write_text(json.dumps(data))
+        with edited_manifest(store / bad) as data:
+            data["created"] = data["created"].replace("+00:00", "")
     else:
         manifest.unlink()
         if planted == "pipe":
             os.mkfifo(manifest)
         else:
             manifest.symlink_to("/dev/zero")
-    listed = sqlite_project.snapctl("list", "--json")  # the Project's timeout: 600 s
-    assert listed.returncode == 0, listed.stderr
+    listed = run_on_store(store, "list", "--json")
+    assert listed.returncode == EXIT_OK, listed.stderr
     assert [s["name"] for s in json.loads(listed.stdout)] == [good]
-    verified = sqlite_project.snapctl("verify", bad)
-    assert verified.returncode == 3, verified.stderr
+    verified = run_on_store(store, "verify", bad)
+    assert verified.returncode == EXIT_INTEGRITY, verified.stderr
     assert len(verified.stderr.splitlines()) == 1 and bad in verified.stderr
-    pruned = sqlite_project.snapctl("prune", "--keep", "1", "--dry-run", "--json")
-    assert pruned.returncode == 0, pruned.stderr
+    pruned = run_on_store(store, "prune", "--keep", "1", "--dry-run", "--json")
+    assert pruned.returncode == EXIT_OK, pruned.stderr
     assert json.loads(pruned.stdout)["would_delete"] == []
 
 
@@ -118,7 +136,7 @@ def test_an_artifact_that_is_a_link_is_never_read(sqlite_project: Project, tmp_p
     current = sqlite_project.digest()
     for command in (("verify", name), ("restore", name, "--yes")):
         result = sqlite_project.snapctl(*command)
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_INTEGRITY, result.stderr
         assert "not a regular file" in result.stderr
     assert sqlite_project.digest() == current
 
@@ -136,26 +154,26 @@ def test_a_planted_lock_directory_or_lock_file_is_refused(
     target = tmp_path / "target"
     locks.symlink_to(target, target_is_directory=True)
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == EXIT_USAGE, result.stderr
     assert "not a private directory" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not target.exists()
     locks.unlink()
     locks.mkdir(mode=0o777)
     locks.chmod(0o777)  # anyone may write into it
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 2 and "not a private directory" in result.stderr
+    assert result.returncode == EXIT_USAGE and "not a private directory" in result.stderr
     locks.chmod(0o700)
     if os.geteuid() == 0:  # as root (CI), make it another user's
         os.chown(locks, 65534, 65534)
         result = sqlite_project.snapctl("restore", name, "--yes")
-        assert result.returncode == 2 and "not a private directory" in result.stderr
+        assert result.returncode == EXIT_USAGE and "not a private directory" in result.stderr
         os.chown(locks, os.getuid(), os.getgid())
     # A link where the store's lock file goes.
     store_lock = sqlite_project.snapshots / ".lock"
     store_lock.unlink(missing_ok=True)
     store_lock.symlink_to(tmp_path / "created-elsewhere")
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 2 and "lock file" in result.stderr, result.stderr
+    assert result.returncode == EXIT_USAGE and "lock file" in result.stderr, result.stderr
     assert not (tmp_path / "created-elsewhere").exists()
 
 
@@ -164,7 +182,7 @@ def test_a_new_store_and_its_parents_are_private_whatever_the_umask(
 ) -> None:
     store = tmp_path / "a" / "b" / "snaps"
     result = sqlite_project.snapctl("dump", "--dir", str(store), "--quiet")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     for directory in (tmp_path / "a", tmp_path / "a" / "b", store):
         assert directory.stat().st_mode & 0o777 == 0o700, directory
 
@@ -183,32 +201,19 @@ def test_a_leftover_that_is_a_link_is_removed_not_followed(
     assert name in sqlite_project.store_entries()
 
 
-def _replace_artifact(snapshot: Path, content: bytes, **manifest_fields: object) -> None:
-    """Put ``content`` as the (zstd) artifact with a valid checksum, and set manifest fields."""
-    import hashlib
-
-    manifest_path = snapshot / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    entry = manifest["databases"]["default"]
-    (snapshot / entry["file"]).write_bytes(content)
-    entry.update(sha256=hashlib.sha256(content).hexdigest(), size=len(content))
-    entry.update(manifest_fields)
-    manifest_path.write_text(json.dumps(manifest))
-
-
 def test_unpacking_stops_at_the_size_the_manifest_records(sqlite_project: Project) -> None:
     """64 MiB of zeros in 2 KB of zstd, with a checksum that matches: the restore stops at
     the recorded size (exit 3) and leaves nothing unpacked behind."""
     import zstandard
 
     name = sqlite_project.dump()
-    recorded = json.loads((sqlite_project.snapshots / name / "manifest.json").read_text())
+    recorded = manifest_of(sqlite_project.snapshots / name)
     assert recorded["databases"]["default"]["unpacked_size"] > 0  # dumps record it
     bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 * 1024 * 1024))
-    _replace_artifact(sqlite_project.snapshots / name, bomb, unpacked_size=1024 * 1024)
+    resign(sqlite_project.snapshots / name, content=bomb, unpacked_size=1024 * 1024)
     current = sqlite_project.digest()
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert "more than the 1048576 bytes" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert sqlite_project.digest() == current
@@ -221,28 +226,24 @@ def test_a_snapshot_larger_than_the_free_room_is_refused_up_front(
     """Unpacked whole before the restore (dumpdata; the SQLite connector copies pages as they
     are unpacked and drops them, so it needs no such room): refused before any work."""
     name = sqlite_project.dump("--connector", "dumpdata")
-    manifest_path = sqlite_project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["databases"]["default"]["unpacked_size"] = 10**18
-    manifest_path.write_text(json.dumps(manifest))
+    with edited_manifest(sqlite_project.snapshots / name) as manifest:
+        manifest["databases"]["default"]["unpacked_size"] = 10**18
     result = sqlite_project.snapctl("restore", name, "--yes")
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == EXIT_FAILED, result.stderr
     assert "needs 1000000000000000000 bytes" in result.stderr and "make room" in result.stderr
 
 
-def test_a_store_others_can_write_is_refused_unless_shared(sqlite_project: Project) -> None:
-    name = sqlite_project.dump()
-    sqlite_project.snapshots.chmod(0o777)
-    try:
-        result = sqlite_project.snapctl("list")
-        assert result.returncode == 3, result.stderr
-        assert "is writable by others" in result.stderr and "--shared-store" in result.stderr
-        assert len(result.stderr.splitlines()) == 1
-        shared = sqlite_project.snapctl("--shared-store", "list", "--json")
-        assert shared.returncode == 0, shared.stderr
-        assert [s["name"] for s in json.loads(shared.stdout)] == [name]
-    finally:
-        sqlite_project.snapshots.chmod(0o700)
+def test_a_store_others_can_write_is_refused_unless_shared(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    name = craft_snapshot(store)
+    store.chmod(0o777)
+    result = run_on_store(store, "list")
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
+    assert "is writable by others" in result.stderr and "--shared-store" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    shared = run_in_process("--shared-store", "list", "--json", "--dir", str(store), cwd=tmp_path)
+    assert shared.returncode == EXIT_OK, shared.stderr
+    assert [s["name"] for s in json.loads(shared.stdout)] == [name]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="making another user's files needs root")
@@ -265,7 +266,7 @@ def test_another_users_planted_snapshot_is_neither_listed_nor_restored(
     assert [s["name"] for s in json.loads(listed.stdout)] == [own]
     for reference in (planted, "latest"):
         result = sqlite_project.snapctl("restore", reference, "--yes")
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_INTEGRITY, result.stderr
         assert "belongs to another user" in result.stderr
     assert sqlite_project.digest() == current
     shutil.rmtree(sqlite_project.snapshots / planted)
@@ -299,18 +300,19 @@ def test_a_store_writable_by_the_users_own_group_is_accepted(sqlite_project: Pro
     ids=["huge-number", "deep-nesting"],
 )
 def test_a_crafted_manifest_is_one_snapshot_reported_not_a_broken_store(
-    sqlite_project: Project, manifest_text: str
+    tmp_path: Path, manifest_text: str
 ) -> None:
-    bad, good = _second_snapshot(sqlite_project)
-    (sqlite_project.snapshots / bad / "manifest.json").write_text(manifest_text)
-    listed = sqlite_project.snapctl("list", "--json")
-    assert listed.returncode == 0, listed.stderr
+    store, bad, good = _crafted_pair(tmp_path)
+    (store / bad / "manifest.json").write_text(manifest_text)
+    listed = run_on_store(store, "list", "--json")
+    assert listed.returncode == EXIT_OK, listed.stderr
     assert [s["name"] for s in json.loads(listed.stdout)] == [good]
-    verified = sqlite_project.snapctl("verify", bad)
-    assert verified.returncode == 3 and len(verified.stderr.splitlines()) == 1, verified.stderr
-    deleted = sqlite_project.snapctl("delete", bad, "--yes")
-    assert deleted.returncode == 0, deleted.stderr
-    assert sqlite_project.store_entries() == [good]
+    verified = run_on_store(store, "verify", bad)
+    assert verified.returncode == EXIT_INTEGRITY, verified.stderr
+    assert len(verified.stderr.splitlines()) == 1, verified.stderr
+    deleted = run_on_store(store, "delete", bad, "--yes")
+    assert deleted.returncode == EXIT_OK, deleted.stderr
+    assert store_entries(store) == [good]
 
 
 def test_the_shared_store_setting_counts_when_the_settings_are_loaded(
@@ -324,9 +326,9 @@ def test_the_shared_store_setting_counts_when_the_settings_are_loaded(
     try:
         args = ("--settings", "shared_settings", "--pythonpath", str(tmp_path))
         restored = sqlite_project.snapctl(*args, "restore", name, "--yes")
-        assert restored.returncode == 0, restored.stderr
+        assert restored.returncode == EXIT_OK, restored.stderr
         refused = sqlite_project.snapctl("restore", name, "--yes")
-        assert refused.returncode == 3 and "writable by others" in refused.stderr
+        assert refused.returncode == EXIT_INTEGRITY and "writable by others" in refused.stderr
     finally:
         sqlite_project.snapshots.chmod(0o700)
 
@@ -336,18 +338,9 @@ def _restore_swapping_at_the_prompt(
 ) -> tuple[int, str]:
     """``restore`` on a terminal: while it asks for confirmation (its checksums verified),
     ``swap`` changes the artifact, then the question is answered yes."""
-    primary, secondary = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snapctl", *options, "restore", name],
-        cwd=EXAMPLE,
-        env={**project.env, "TERM": "dumb"},
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    shown = b""
-    try:
+    terminal = snapctl_on_terminal(project, *options, "restore", name, env={"TERM": "dumb"})
+    with terminal as (proc, primary):
+        shown = b""
         while b"replaces all of its current data" not in shown:
             try:
                 chunk = os.read(primary, 65536)
@@ -361,9 +354,6 @@ def _restore_swapping_at_the_prompt(
             while chunk := os.read(primary, 65536):
                 shown += chunk
         return proc.wait(timeout=120), shown.decode("utf-8", "replace")
-    finally:
-        proc.kill()
-        os.close(primary)
 
 
 def _swap(artifact: Path, content: bytes) -> None:
@@ -389,7 +379,7 @@ def _two_snapshots(project: Project, compress: str) -> tuple[str, Path, bytes, d
     wanted = project.digest()
     name = project.dump("--compress", compress)
     project.manage("seed_shop", "--customers", "1", "--products", "1", "--orders", "1")
-    artifact = next((project.snapshots / name).glob("default.*"))
+    artifact = artifact_path(project.snapshots / name)
     planted = (project.snapshots / other / artifact.name).read_bytes()
     return name, artifact, planted, wanted
 
@@ -404,7 +394,7 @@ def test_an_artifact_swapped_after_verification_is_never_restored(
     code, shown = _restore_swapping_at_the_prompt(
         sqlite_project, name, lambda: _swap(artifact, planted)
     )
-    assert code == 0, shown
+    assert code == EXIT_OK, shown
     assert sqlite_project.digest() == wanted
 
 
@@ -420,7 +410,7 @@ def test_an_artifact_rewritten_in_place_after_verification_is_never_restored(
     code, shown = _restore_swapping_at_the_prompt(
         sqlite_project, name, lambda: _rewrite(artifact, planted), "--shared-store"
     )
-    assert code == 3, shown
+    assert code == EXIT_INTEGRITY, shown
     assert "changed after it was verified" in shown and "Traceback" not in shown
     assert sqlite_project.digest() == before
 
@@ -439,7 +429,7 @@ def test_a_server_restore_uses_what_it_verified(
     code, shown = _restore_swapping_at_the_prompt(
         postgres_project, name, lambda: change(artifact, planted), *options
     )
-    assert code == 0, shown
+    assert code == EXIT_OK, shown
     assert postgres_project.digest() == wanted
 
 
@@ -455,81 +445,102 @@ def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-@pytest.mark.parametrize(
-    ("change", "says"),
-    [
-        (_set("format_version", True), "format_version is not a whole number"),
-        (_set("created", "2026-12-03T06:00:00"), "has no time zone"),
-        (_set("created", "2020-01-01T00:00:00+00:00"), "do not give the name"),
-        (_set("databases", [["default", {}]]), "databases is not an object"),
-        (_set("databases", {}), "databases is empty"),
-        (_set("databases.default.server_version", 15), "server_version is not a string"),
-        (_set("databases.default.compression", "lz4"), "compression 'lz4' is not one of"),
-        (_set("databases.default.size", True), "size is not a whole number"),
-        (_set("databases.default.size", "12"), "size is not a whole number"),
-        (_set("databases.default.sha256", "x" * 64), "sha256 is not a sha256 digest"),
-        (_set("databases.default.file", "default.sqlite3"), "ending as its compression"),
-        (_set("databases.default.connector", "sqlite"), "connector is not an object"),
-        (_set("databases.default.connector.name", "a/b"), "is not a plain name"),
-        (_set("databases.default.metadata", [1]), "metadata is not an object"),
-        (_set("label", 7), "label is not a string"),
-        (_set("databases.default.engine", "x\x1b]0;retitled\x07"), "control characters"),
-        (_set("databases.default.database.name", "x\x1b[2J"), "control characters"),
-    ],
-)
+MANIFEST_FIELDS = [
+    pytest.param(_set("format_version", True), "format_version is not a whole number"),
+    pytest.param(_set("created", "2026-12-03T06:00:00"), "has no time zone"),
+    pytest.param(_set("created", "2020-01-01T00:00:00+00:00"), "do not give the name"),
+    pytest.param(_set("databases", [["default", {}]]), "databases is not an object"),
+    pytest.param(_set("databases", {}), "databases is empty"),
+    pytest.param(_set("databases.default.server_version", 15), "server_version is not a string"),
+    pytest.param(_set("databases.default.compression", "lz4"), "compression 'lz4' is not one of"),
+    pytest.param(_set("databases.default.size", True), "size is not a whole number"),
+    pytest.param(_set("databases.default.size", "12"), "size is not a whole number"),
+    pytest.param(_set("databases.default.sha256", "x" * 64), "sha256 is not a sha256 digest"),
+    pytest.param(_set("databases.default.file", "default.sqlite3"), "ending as its compression"),
+    pytest.param(_set("databases.default.connector", "sqlite"), "connector is not an object"),
+    pytest.param(_set("databases.default.connector.name", "a/b"), "is not a plain name"),
+    pytest.param(_set("databases.default.metadata", [1]), "metadata is not an object"),
+    pytest.param(_set("label", 7), "label is not a string"),
+    pytest.param(_set("databases.default.engine", "x\x1b]0;retitled\x07"), "control characters"),
+    pytest.param(_set("databases.default.database.name", "x\x1b[2J"), "control characters"),
+]
+# A few of them again end to end, through restore on the example project: one of the
+# snapshot itself, one of an artifact's fields, one of what is printed to a terminal.
+MANIFEST_FIELDS_END_TO_END = [MANIFEST_FIELDS[i] for i in (0, 2, 7, 15)]
+
+
+@pytest.mark.parametrize(("change", "says"), MANIFEST_FIELDS)
 def test_every_manifest_field_is_checked_when_the_snapshot_is_read(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], says: str
+) -> None:
+    """A field of the wrong type or value: list and prune carry on with the rest, show
+    reports it in one line (exit 3), and nothing is touched."""
+    store, bad, good = _crafted_pair(tmp_path)
+    with edited_manifest(store / bad) as manifest:
+        change(manifest)
+    listed = run_on_store(store, "list", "--json")
+    assert listed.returncode == EXIT_OK, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == [good]
+    result = run_on_store(store, "show", bad)
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
+    assert says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    pruned = run_on_store(store, "prune", "--keep", "1", "--yes", "--json")
+    assert pruned.returncode == EXIT_OK, pruned.stderr
+    assert store_entries(store) == sorted([bad, good])  # a broken one is not chosen
+
+
+@pytest.mark.parametrize(("change", "says"), MANIFEST_FIELDS_END_TO_END)
+def test_a_manifest_field_is_checked_before_a_restore(
     sqlite_project: Project, change: Callable[[dict[str, Any]], None], says: str
 ) -> None:
-    """A field of the wrong type or value: list and prune carry on with the rest, show and
-    restore report it in one line (exit 3), and nothing is touched."""
+    """As above, on the example project: restore reports it in one line (exit 3) too, and
+    neither the database nor the store is touched."""
     bad, good = _second_snapshot(sqlite_project)
-    manifest_path = sqlite_project.snapshots / bad / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    change(manifest)
-    manifest_path.write_text(json.dumps(manifest))
+    with edited_manifest(sqlite_project.snapshots / bad) as manifest:
+        change(manifest)
     before = sqlite_project.digest()
     listed = sqlite_project.snapctl("list", "--json")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.returncode == EXIT_OK, listed.stderr
     assert [s["name"] for s in json.loads(listed.stdout)] == [good]
     for command in (("show", bad), ("restore", "--yes", bad)):
         result = sqlite_project.snapctl(*command)
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_INTEGRITY, result.stderr
         assert says in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
     pruned = sqlite_project.snapctl("prune", "--keep", "1", "--yes", "--json")
-    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.returncode == EXIT_OK, pruned.stderr
     assert sqlite_project.store_entries() == sorted([bad, good])  # a broken one is not chosen
     assert sqlite_project.digest() == before
 
 
-def test_latest_list_and_prune_agree_on_which_snapshot_is_newest(
-    sqlite_project: Project,
-) -> None:
+def test_latest_list_and_prune_agree_on_which_snapshot_is_newest(tmp_path: Path) -> None:
     """Names order snapshots, and a manifest's time must agree with its name: one made
     to look newer than its name says is refused, not restored as newest by one command
     and kept as oldest by another."""
-    older, newer = sqlite_project.dump("--label", "older"), sqlite_project.dump("--label", "newer")
-    listed = json.loads(sqlite_project.snapctl("list", "--json", check=True).stdout)
-    assert [s["name"] for s in listed] == [newer, older]
-    shown = json.loads(sqlite_project.snapctl("show", "latest", "--json", check=True).stdout)
-    assert shown["name"] == newer
-    dry = json.loads(sqlite_project.snapctl("prune", "--keep", "1", "--dry-run", "--json").stdout)
-    assert dry["would_delete"] == [older]
+    store = new_store(tmp_path)
+    older, newer = craft_snapshot(store, label="older"), craft_snapshot(store, label="newer")
+    listed = run_on_store(store, "list", "--json")
+    assert listed.returncode == EXIT_OK, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == [newer, older]
+    shown = run_on_store(store, "show", "latest", "--json")
+    assert shown.returncode == EXIT_OK, shown.stderr
+    assert json.loads(shown.stdout)["name"] == newer
+    dry = run_on_store(store, "prune", "--keep", "1", "--dry-run", "--json")
+    assert json.loads(dry.stdout)["would_delete"] == [older]
 
 
-def test_text_in_a_manifest_is_never_read_as_markup(sqlite_project: Project) -> None:
+def test_text_in_a_manifest_is_never_read_as_markup(tmp_path: Path) -> None:
     """Square brackets are plain text in a version or a database name: list and show print
     them as they are instead of failing the whole store."""
-    name = sqlite_project.dump()
-    manifest_path = sqlite_project.snapshots / name / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["django_version"] = "[/y]"
-    manifest["databases"]["default"]["database"]["name"] = "/srv/[bold]db"
-    manifest["databases"]["default"]["metadata"]["note"] = "[bold]\x1b[2Jx"
-    manifest_path.write_text(json.dumps(manifest))
-    listed = sqlite_project.snapctl("list")
-    assert listed.returncode == 0 and "default ([bold]db)" in listed.stdout, listed.stderr
-    shown = sqlite_project.snapctl("show", name)
-    assert shown.returncode == 0 and "Django [/y]" in shown.stdout, shown.stderr
+    store = new_store(tmp_path)
+    name = craft_snapshot(store)
+    with edited_manifest(store / name) as manifest:
+        manifest["django_version"] = "[/y]"
+        manifest["databases"]["default"]["database"]["name"] = "/srv/[bold]db"
+        manifest["databases"]["default"]["metadata"]["note"] = "[bold]\x1b[2Jx"
+    listed = run_on_store(store, "list")
+    assert listed.returncode == EXIT_OK and "default ([bold]db)" in listed.stdout, listed.stderr
+    shown = run_on_store(store, "show", name)
+    assert shown.returncode == EXIT_OK and "Django [/y]" in shown.stdout, shown.stderr
     assert "\x1b" not in shown.stdout and "note=[bold]?[2Jx" in shown.stdout
 
 
@@ -537,4 +548,4 @@ def test_a_label_is_never_matched_by_its_tail(sqlite_project: Project) -> None:
     longer = sqlite_project.dump("--label", "fooZ-b")
     assert sqlite_project.snapctl("show", "fooZ-b", "--json", check=True).stdout.count(longer)
     refused = sqlite_project.snapctl("restore", "--yes", "b")
-    assert refused.returncode == 2 and "no snapshot 'b'" in refused.stderr, refused.stderr
+    assert refused.returncode == EXIT_USAGE and "no snapshot 'b'" in refused.stderr, refused.stderr
