@@ -148,10 +148,12 @@ class Server:
             "SELECT id FROM information_schema.processlist "
             f"WHERE user = '{db.user}' AND db {where} AND info LIKE '{verb}%'"
         )
+        killed = 0
         for session in ids:
-            with contextlib.suppress(RuntimeError):  # it ended by itself meanwhile
+            with contextlib.suppress(RuntimeError):  # it ended by itself meanwhile: not killed
                 self.admin(f"KILL {session}")
-        return len(ids)
+                killed += 1
+        return killed
 
     def settle(self, db: ServerDatabase, timeout: float = 60) -> None:
         """Wait until the user has no session left: a killed client's statement (CREATE
