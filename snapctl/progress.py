@@ -1,6 +1,6 @@
 """Progress of the steps of a command: what the library reports, and how a terminal shows it.
 
-The library (operations.py) only says which step runs and, where it can, how many bytes it
+The library (operations/) only says which step runs and, where it can, how many bytes it
 has done and of how many; the command line shows that on stderr when stderr is a terminal.
 A step whose bytes cannot be counted (a connector restoring) shows a spinner and the time,
 never a made-up "0/? bytes".

@@ -1,0 +1,114 @@
+"""What dumping, restoring and the hooks share about connectors: loading the one a manifest
+names, checking it can run here, and turning its failures and the disk's into clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import cast
+
+from snapctl import compression, registry
+from snapctl.connectors.api import Capabilities, TakesExclusions
+from snapctl.errors import ConfigurationError, OperationFailed, SnapctlError
+from snapctl.store import Artifact
+
+
+def vendor_of(alias: str) -> str:
+    from snapctl.django_env import database_vendor
+
+    return database_vendor(alias)
+
+
+def start_apps_for(connectors: Sequence[registry.LoadedConnector]) -> None:
+    """Populate Django's app registry if any of ``connectors`` needs models; the built-in
+    SQLite, PostgreSQL and MySQL connectors read only the settings."""
+    if any(loaded.capabilities.needs_app_registry for loaded in connectors):
+        from snapctl.django_env import require_apps
+
+        require_apps()
+
+
+def add_exclusions(name: str, loaded: registry.LoadedConnector, exclude: Sequence[str]) -> None:
+    """``--exclude`` for a connector that takes exclusions (its ``exclude`` attribute)."""
+    if not exclude:
+        return
+    if not loaded.capabilities.takes_exclusions:
+        raise ConfigurationError(
+            f"connector '{name}' takes no exclusions; --exclude is for the dumpdata connector"
+        )
+    taking = cast(TakesExclusions, loaded.connector)
+    taking.exclude = (*taking.exclude, *exclude)
+
+
+def check_binaries(choice_name: str, capabilities: Capabilities) -> None:
+    missing = registry.missing_binaries(capabilities)
+    if missing:
+        raise ConfigurationError(
+            f"connector '{choice_name}' needs {', '.join(missing)} on PATH; install the "
+            "database's client tools"
+        )
+
+
+@contextlib.contextmanager
+def connector_errors(action: str, connector: str, alias: str) -> Iterator[None]:
+    """Turn a third-party connector's unexpected exception into one clear line."""
+    try:
+        yield
+    except SnapctlError:
+        raise
+    except Exception as exc:
+        raise OperationFailed(
+            f"{action} of '{alias}' with connector '{connector}' failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def disk_errors(doing: str, outcome: str) -> Iterator[None]:
+    """A full disk or a file-size limit is a failed operation with one clear line."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError) or exc.strerror is None:
+            raise
+        raise OperationFailed(f"{doing} failed: {exc.strerror}; {outcome}") from exc
+
+
+def connector_for_restore(alias: str, artifact: Artifact) -> registry.LoadedConnector:
+    """The connector the manifest names, by name only: the one configured for the alias if
+    it has that name, else the installed or configured one of that name. A name nothing
+    here answers to is a usage error: install it first."""
+    current = registry.choose(alias)
+    if current.name == artifact.connector:
+        return current.loaded
+    found = registry.resolve(artifact.connector)
+    if found is None:
+        raise ConfigurationError(
+            f"the snapshot of '{alias}' was taken with connector '{artifact.connector}' "
+            f"({artifact.connector_source}), which is not installed here; install it first"
+        )
+    return found.load()
+
+
+def unpacked_name(artifact: Artifact) -> str:
+    """The artifact's file name without its compression suffix: connectors read the
+    format from it (``default.sql``)."""
+    suffix = compression.SUFFIXES[artifact.compression]
+    return artifact.file.removesuffix(suffix) if suffix else artifact.file
+
+
+def unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int:
+    """How far unpacking ``artifact`` into ``scratch`` may go: the size its manifest records,
+    refused up front if it ``needs_room`` and the disk has not that much; for an older
+    snapshot that records none, the room there is, so that a crafted one cannot fill it."""
+    free = shutil.disk_usage(scratch).free
+    if artifact.unpacked_size is None:
+        return free
+    if needs_room and artifact.unpacked_size > free:
+        raise OperationFailed(
+            f"unpacking {artifact.file} needs {artifact.unpacked_size} bytes in {scratch}, "
+            f"which has {free} free; make room, no database was touched"
+        )
+    return artifact.unpacked_size
