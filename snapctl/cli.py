@@ -1,7 +1,8 @@
 """The command line: parse, call the library, format what it returns.
 
-This is the only module that prints or exits. Every expected failure arrives here as a
-SnapctlError and leaves as one line on stderr with its exit code (see errors.py). Django is
+Results go to stdout through rendering.py; messages go to stderr from here. Every expected
+failure arrives here as a SnapctlError and leaves as one line on stderr with its exit code
+(see errors.py); console.py, the installed command, adds signals. Django is
 imported only inside the commands that need it, so --help and completion stay fast.
 """
 
@@ -675,10 +676,3 @@ def list_connectors(ctx: typer.Context, as_json: JsonOption = False) -> None:
         rendering.print_json(rendering.connectors_json(rows))
     else:
         rendering.print_connectors(rows, FALLBACK)
-
-
-def main() -> None:
-    """Console-script entry point (see console.py, which the installed command uses)."""
-    from snapctl.console import main as console_main
-
-    console_main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from snapctl import registry
-from snapctl.connectors.api import capabilities_of
+from snapctl.connectors.api import capabilities_of, class_path
 
 
 @dataclass
@@ -21,13 +21,12 @@ class ConnectorRow:
 
 
 def _row(name: str, source: str, dist: str | None, obj: object) -> ConnectorRow:
-    cls = obj if isinstance(obj, type) else type(obj)
     capabilities = capabilities_of(obj)
     return ConnectorRow(
         name=name,
         source=source,
         distribution=dist,
-        class_path=f"{cls.__module__}:{cls.__qualname__}",
+        class_path=class_path(obj),
         engines=capabilities.engines,
         binaries=capabilities.binaries,
         missing_binaries=registry.missing_binaries(capabilities),

@@ -8,7 +8,7 @@ role (PostgreSQL's swap) is announced first, and ``--no-terminate`` refuses inst
 
 The command line sets the policy (``--lock-timeout``, ``--no-terminate``), over
 ``SNAPSHOTS["LOCK_TIMEOUT"]`` and ``SNAPSHOTS["TERMINATE_SESSIONS"]``; connectors read it
-here and tell the person at the terminal through :func:`notice` (notices.py).
+here and tell the person at the terminal through ``notices.notice``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from snapctl.errors import ConfigurationError
-from snapctl.notices import notice
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "Policy", "configure", "notice", "policy"]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "Policy", "configure", "policy"]
 
 # Seconds: long enough for a short transaction of the application to end, short enough that
 # the application's queries queued behind snapctl's lock are not held up for long.

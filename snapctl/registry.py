@@ -18,7 +18,7 @@ import importlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import metadata
 from typing import Any
 
@@ -26,6 +26,7 @@ from snapctl.connectors.api import (
     Capabilities,
     DatabaseConnector,
     capabilities_of,
+    class_path,
     is_connector,
 )
 from snapctl.errors import ConfigurationError
@@ -92,8 +93,7 @@ class Choice:
 
     @property
     def class_path(self) -> str:
-        cls = type(self.connector)
-        return f"{cls.__module__}:{cls.__qualname__}"
+        return class_path(self.connector)
 
 
 def _with_apps(make: Callable[[], Any]) -> Any:
@@ -195,6 +195,7 @@ def settings_overrides() -> dict[str, Any]:
     from snapctl.django_env import snapshot_settings
 
     snapshots = snapshot_settings()
+    # The reference text spells it in lower case (SNAPSHOTS.database_connectors): both work.
     overrides = snapshots.get("DATABASE_CONNECTORS", snapshots.get("database_connectors", {}))
     if not isinstance(overrides, dict):
         raise ConfigurationError("SNAPSHOTS['DATABASE_CONNECTORS'] must be a dict of aliases")
@@ -213,7 +214,7 @@ class Found:
     def source(self) -> str:
         return self.entry.source if self.entry is not None else "settings"
 
-    @property
+    @cached_property
     def capabilities(self) -> Capabilities:
         return capabilities_of(self.target)
 

@@ -215,3 +215,22 @@ def test_a_property_is_read_from_the_instance_and_not_judged_on_the_class() -> N
 
     assert api.capabilities_of(ByFormat).extension == "dump"
     assert api.capabilities_of(ByFormat("sqlite3")).extension == "sqlite3"
+
+
+def test_exclusions_add_to_a_connector_that_has_none_yet() -> None:
+    """``exclude = None`` means no exclusions yet (api.TakesExclusions), not a crash."""
+    from snapctl.operations.loading import add_exclusions
+    from snapctl.registry import LoadedConnector
+
+    class Excluding:
+        exclude = None
+
+        def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
+            return {}
+
+        def restore(self, db_alias: str, src: Path) -> None:
+            pass
+
+    connector = Excluding()
+    add_exclusions("excluding", LoadedConnector.of(connector), ["auth"])
+    assert connector.exclude == ("auth",)

@@ -347,7 +347,7 @@ def refuse(path):  # as on a filesystem without named pipes; says it was asked
     return False
 
 receiver.make_pipe = refuse
-from snapctl.cli import main
+from snapctl.console import main
 sys.argv[0] = "snapctl"
 main()
 """
@@ -416,7 +416,7 @@ def logged_discard(self, start, end):
 
 unpacking.Unpacking.wait_for = logged_wait_for
 unpacking.Unpacking.discard = logged_discard
-from snapctl.cli import main
+from snapctl.console import main
 sys.argv[0] = "snapctl"
 main()
 """

@@ -1,1 +1,2 @@
-"""Connectors: one module per database engine, each knowing how to dump and restore it."""
+"""Connectors: the contract (api.py), one module or package per engine (sqlite.py, postgres/,
+mysql/, dumpdata.py), and what they share for running client programs (_process.py)."""

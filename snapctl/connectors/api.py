@@ -283,8 +283,15 @@ class _Reader:
 
     def refuse_problems(self, name: str) -> None:
         if self.problems:
-            where = f"{self.cls.__module__}:{self.cls.__qualname__}"
-            raise ConfigurationError(f"connector '{name}' ({where}): {'; '.join(self.problems)}")
+            raise ConfigurationError(
+                f"connector '{name}' ({class_path(self.cls)}): {'; '.join(self.problems)}"
+            )
+
+
+def class_path(connector: object) -> str:
+    """``module:Class`` of a connector class or instance, as manifests and listings show it."""
+    cls = connector if isinstance(connector, type) else type(connector)
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def capabilities_of(connector: object) -> Capabilities:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from snapctl import other_sessions
+from snapctl import notices, other_sessions
 from snapctl.connectors._file_holders import holders
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.unpacking import Unpacking
@@ -296,7 +296,7 @@ class _BoundedWait:
         now = time.monotonic()
         if self.since is None:
             self.since = now
-            other_sessions.notice(
+            notices.notice(
                 f"waiting up to {self.timeout:g} s for another connection's transaction on "
                 f"{self.path} to end{self._who()}"
             )

@@ -39,7 +39,7 @@ def add_exclusions(name: str, loaded: registry.LoadedConnector, exclude: Sequenc
             f"connector '{name}' takes no exclusions; --exclude is for the dumpdata connector"
         )
     taking = cast(TakesExclusions, loaded.connector)
-    taking.exclude = (*taking.exclude, *exclude)
+    taking.exclude = (*(taking.exclude or ()), *exclude)  # None: none yet
 
 
 def check_binaries(choice_name: str, capabilities: Capabilities) -> None:

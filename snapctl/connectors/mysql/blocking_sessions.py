@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from snapctl import other_sessions
+from snapctl import notices
 from snapctl.connectors.mysql.quoting import as_text, quote_text
 from snapctl.connectors.mysql.session import Client, ServerError, lock_wait_seconds
 from snapctl.errors import OperationFailed
@@ -134,7 +134,7 @@ class OtherSessions:
             if elapsed >= self.timeout:
                 raise self._failure(step, f"{self.timeout:g}", still, outcome)
             if not announced and elapsed >= _QUIET_WAIT:
-                other_sessions.notice(
+                notices.notice(
                     f"waiting up to {self.timeout:g} s for other sessions holding the tables of "
                     f"'{self.live}' to commit or end: {_sessions(still)}"
                 )

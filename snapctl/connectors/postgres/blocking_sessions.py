@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from snapctl import other_sessions
+from snapctl import notices, other_sessions
 from snapctl.connectors.postgres.connection import Libpq
 from snapctl.connectors.postgres.quoting import literal
 from snapctl.errors import OperationFailed
@@ -187,7 +187,7 @@ def clear_the_way(
             goal = (
                 f"release {'its' if one else 'their'} locks on tables in" if in_place else "leave"
             )
-            other_sessions.notice(
+            notices.notice(
                 f"waiting up to {_seconds(policy.lock_timeout)} for "
                 f"{_counted(len(blockers), 'session')} that snapctl may not end to {goal} "
                 f"'{database}' ({_listed(blockers)})"
@@ -229,7 +229,7 @@ def announce_ending(database: str, sessions: Sequence[OtherSession]) -> None:
     """Say which sessions the restore is about to end, before it ends them: their users
     will see an error and must reconnect."""
     if sessions:
-        other_sessions.notice(
+        notices.notice(
             f"ending {_counted(len(sessions), 'other session')} of {_roles(sessions)} on "
             f"'{database}' ({_listed(sessions, role=len({s.role for s in sessions}) > 1)}); "
             "they must reconnect"

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from snapctl import other_sessions
+from snapctl import notices
 from snapctl.connectors.postgres.archive import archive_database_options
 from snapctl.connectors.postgres.connection import Libpq, maintenance_database
 from snapctl.connectors.postgres.programs import client_program
@@ -105,12 +105,12 @@ def create_missing_database(pg: Libpq, missing: dict[str, Any], options: list[st
         if not options:
             raise
         pg.server.query(plain, database=admin_db, what=what)
-        other_sessions.notice(
+        notices.notice(
             f"{made}, with the server's default encoding and locale: the snapshot's "
             f"({' '.join(options)}) cannot be used here ({exc})"
         )
         return
-    other_sessions.notice(f"{made}{', with ' if options else ''}{' '.join(options)}")
+    notices.notice(f"{made}{', with ' if options else ''}{' '.join(options)}")
 
 
 def inspect_or_missing(
