@@ -38,7 +38,7 @@ def rows() -> list[ConnectorRow]:
     from snapctl.django_env import database_aliases
 
     entries = sorted(registry.registered().values(), key=lambda e: (not e.builtin, e.name))
-    listing = {e.name: _row(e.name, e.source, e.distribution, e.load()) for e in entries}
+    listing = {e.name: _row(e.name, e.source, e.distribution, e.import_class()) for e in entries}
     for alias in database_aliases():
         choice = registry.choose(alias)
         key = choice.name if choice.source != "settings" else f"settings:{choice.name}"

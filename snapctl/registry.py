@@ -52,7 +52,7 @@ class RegisteredConnector:
     def source(self) -> str:
         return "built-in" if self.builtin else f"plugin ({self.distribution})"
 
-    def load(self) -> type[Any]:
+    def import_class(self) -> type[Any]:
         try:
             return import_object(self.target)  # type: ignore[no-any-return]
         except ConfigurationError as exc:
@@ -218,7 +218,7 @@ class Found:
     def capabilities(self) -> Capabilities:
         return capabilities_of(self.target)
 
-    def load(self) -> LoadedConnector:
+    def create(self) -> LoadedConnector:
         """An instance (of the class found), with its capabilities."""
         return LoadedConnector.of(instantiate(self.target, f"connector '{self.name}'"))
 
@@ -230,7 +230,7 @@ def resolve(name: str, *, in_settings: bool = True) -> Found | None:
     the import path it records is never imported."""
     entry = registered().get(name)
     if entry is not None:
-        return Found(entry.load(), entry.name, entry)
+        return Found(entry.import_class(), entry.name, entry)
     if not in_settings:
         return None
     from snapctl.django_env import settings_loaded
@@ -267,7 +267,7 @@ BUILTIN_ENGINES: dict[str, tuple[str, ...]] = {
 def _claims(entry: RegisteredConnector) -> tuple[str, ...]:
     if entry.builtin and entry.name in BUILTIN_ENGINES:
         return BUILTIN_ENGINES[entry.name]
-    return engines_of(entry.load())
+    return engines_of(entry.import_class())
 
 
 def name_for_engine(engine: str) -> tuple[str, str]:
@@ -311,4 +311,4 @@ def choose(alias: str, requested: str | None = None) -> Choice:
     else:
         name, reason = name_for_engine(engine)
         found = by_name(name)
-    return Choice(alias, found.load(), found.name, found.source, reason)
+    return Choice(alias, found.create(), found.name, found.source, reason)

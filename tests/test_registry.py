@@ -248,4 +248,4 @@ def test_builtin_engine_table_matches_the_classes() -> None:
     builtins = {name: entry for name, entry in registry.registered().items() if entry.builtin}
     assert set(builtins) == set(registry.BUILTIN_ENGINES)
     for name, entry in builtins.items():
-        assert registry.engines_of(entry.load()) == registry.BUILTIN_ENGINES[name], name
+        assert registry.engines_of(entry.import_class()) == registry.BUILTIN_ENGINES[name], name

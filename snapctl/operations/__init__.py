@@ -5,15 +5,13 @@ Nothing here prints or exits; the command line does that with what these return 
 keep data outside the snapshot, and ``loading`` holds what they share about connectors.
 """
 
-from snapctl.operations.dumping import DEFAULT_ALIAS, dump, select_aliases
+from snapctl.operations.dumping import dump, select_aliases
 from snapctl.operations.hooks import (
-    HOOKS,
     external_problems,
     forget,
     may_use_settings,
     needs_project,
 )
-from snapctl.operations.loading import connector_for_restore
 from snapctl.operations.restoring import (
     RestorePlan,
     of_these_databases,
@@ -22,10 +20,7 @@ from snapctl.operations.restoring import (
 )
 
 __all__ = [
-    "DEFAULT_ALIAS",
-    "HOOKS",
     "RestorePlan",
-    "connector_for_restore",
     "dump",
     "external_problems",
     "forget",

@@ -68,7 +68,7 @@ def _hook_connector(artifact: Artifact) -> registry.LoadedConnector:
         found = registry.resolve(artifact.connector)
         if found is None:
             raise
-        loaded = found.load()
+        loaded = found.create()
     start_apps_for([loaded])
     return loaded
 

@@ -89,7 +89,7 @@ def connector_for_restore(alias: str, artifact: Artifact) -> registry.LoadedConn
             f"the snapshot of '{alias}' was taken with connector '{artifact.connector}' "
             f"({artifact.connector_source}), which is not installed here; install it first"
         )
-    return found.load()
+    return found.create()
 
 
 def unpacked_name(artifact: Artifact) -> str:

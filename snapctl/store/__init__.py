@@ -10,13 +10,12 @@ and deleted. Layout, manifest format and remote stores: docs/store.md.
 - config.py: which store a command uses
 """
 
-from snapctl.store.config import choose_store, shared_store, store_root
+from snapctl.store.config import choose_store, shared_store
 from snapctl.store.leftovers import scratch_prefix
 from snapctl.store.manifest import (
     Artifact,
     Snapshot,
     checksum_problem,
-    damaged,
     size_problem,
 )
 from snapctl.store.names import LATEST, is_snapshot_name, snapshot_name, validate_label
@@ -31,12 +30,10 @@ __all__ = [
     "SnapshotStore",
     "checksum_problem",
     "choose_store",
-    "damaged",
     "is_snapshot_name",
     "scratch_prefix",
     "shared_store",
     "size_problem",
     "snapshot_name",
-    "store_root",
     "validate_label",
 ]
