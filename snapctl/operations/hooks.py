@@ -34,22 +34,25 @@ def call_hook(loaded: registry.LoadedConnector, hook: Hook, alias: str, src: Pat
             method(alias, src)
 
 
+def _has_any_hook(artifact: Artifact, hooks: tuple[Hook, ...]) -> bool:
+    """Whether the artifact's connector, found by name without starting Django, has one of
+    ``hooks``."""
+    try:
+        found = registry.resolve(artifact.connector)
+    except ConfigurationError:
+        return False  # cannot be loaded: restore reports that; nothing to call here
+    return found is not None and any(found.capabilities.has_hook(hook) for hook in hooks)
+
+
 def _hook_owners(snapshot: Snapshot, hook: Hook) -> list[Artifact]:
-    """The artifacts whose connector has ``hook``, found by name, without starting Django."""
-    owners = []
-    for artifact in snapshot.artifacts.values():
-        try:
-            found = registry.resolve(artifact.connector)
-            if found is not None and found.capabilities.has_hook(hook):
-                owners.append(artifact)
-        except ConfigurationError:
-            continue  # cannot be loaded: restore reports that; nothing to call here
-    return owners
+    """The artifacts whose connector has ``hook``."""
+    return [a for a in snapshot.artifacts.values() if _has_any_hook(a, (hook,))]
 
 
 def needs_project(snapshot: Snapshot) -> bool:
-    """Whether checking or deleting this snapshot involves its connectors (and so settings)."""
-    return any(_hook_owners(snapshot, hook) for hook in HOOKS)
+    """Whether checking or deleting this snapshot involves its connectors (and so settings):
+    each connector resolved once, for either hook."""
+    return any(_has_any_hook(a, HOOKS) for a in snapshot.artifacts.values())
 
 
 def may_use_settings(snapshot: Snapshot) -> bool:
