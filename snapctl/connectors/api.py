@@ -117,38 +117,48 @@ class TakesExclusions(Protocol):
 
 @dataclass(frozen=True)
 class PreparedCopy:
-    """A side database that ``prepare_copy()`` filled with a snapshot, as snapctl records it
-    between commands: ``name`` on the alias's server, and what the connector needs to find it
-    and trust it again (``metadata``, JSON-serialisable: a random token, say)."""
+    """A side database on the alias's server that a connector made, as snapctl records it
+    between commands: a copy ``prepare_copy()`` filled with a snapshot, or the database a
+    swap retired. ``name`` is the database's; ``mark`` is what ``prepare_copy()`` was asked
+    to record on the copy (empty for a retired database); ``size`` its bytes on the server
+    when known; ``metadata`` whatever else the connector needs to find and trust it again
+    (JSON-serialisable)."""
 
     name: str
+    mark: str = ""
+    size: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class PreparesCopies(Protocol):
-    """Optional, for instant restores: load a snapshot into a side database ahead of time,
-    then swap it in place of the live one in moments. The PostgreSQL and MySQL connectors'
-    restores already load aside and swap (docs/connector-contract.md): this splits them in two.
-    Not implemented by any connector yet, and not called by snapctl yet (issue 17): a
-    connector defines all three methods or none."""
+    """Optional, for instant restores: load a snapshot into a side database ahead of time
+    (in the background), then swap it in place of the live one in moments. A connector
+    defines all three methods or none; docs/connector-contract.md tells how snapctl uses
+    them."""
 
-    def prepare_copy(self, db_alias: str, src: Path) -> PreparedCopy:
+    def prepare_copy(self, db_alias: str, src: Path, mark: str) -> PreparedCopy:
         """Load the artifact at src into a new side database on the alias's server, leaving
-        the live database untouched, and return it. Nobody but this connector may change it
-        until it is swapped in or dropped (no connections, no grants), and the connector's
-        clean-up of interrupted restores must leave it alone. On failure, drop what it made."""
+        the live database untouched, record ``mark`` on it (snapctl passes the artifact's
+        checksum and a private token), and return it. Nobody but this connector may change it
+        until it is swapped in or dropped, and the connector's clean-up of interrupted
+        restores must leave it alone. Raise ``ConfigurationError`` (one line, saying how much
+        room is needed) rather than leave the server's disk nearly full. On any failure or
+        interrupt, drop what it made."""
         ...
 
-    def swap_in_copy(self, db_alias: str, copy: PreparedCopy) -> None:
+    def swap_in_copy(self, db_alias: str, copy: PreparedCopy) -> PreparedCopy:
         """Put the prepared copy in the place of the alias's database, all or nothing, and
-        drop the previous database: the copy is used up. Raise ``IntegrityError`` if it is
-        not the one prepared (gone, or its token differs) and ``ConfigurationError`` if the
-        live database has changed so that the swap would lose something (owner, grants,
-        settings); the live database is then untouched, and a plain restore still works."""
+        return the previous database, kept under a side name for snapctl to drop later with
+        ``drop_copy()`` (so that the swap takes moments at any size). Raise
+        ``IntegrityError`` if the copy is not the one prepared (gone, or without ``mark``)
+        and ``ConfigurationError`` if the live database has changed so that the swap would
+        lose something (owner, grants, settings); the live database is then untouched, and a
+        plain restore still works."""
         ...
 
     def drop_copy(self, db_alias: str, copy: PreparedCopy) -> None:
-        """Drop a prepared copy that will not be swapped in; one already gone is no error."""
+        """Drop a prepared copy that will not be swapped in, or a retired database; one
+        already gone, or no longer this connector's, is left alone without error."""
         ...
 
 
