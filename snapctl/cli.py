@@ -34,8 +34,9 @@ from snapctl.plain_values import use_plain_values
 
 if TYPE_CHECKING:
     from snapctl.operations import RestorePlan
+    from snapctl.prepared_copies import CopyRecord
     from snapctl.progress import TerminalProgress
-    from snapctl.store import SnapshotStore
+    from snapctl.store import Snapshot, SnapshotStore
 
 
 @dataclass
@@ -274,6 +275,14 @@ YesOption = Annotated[
     bool,
     typer.Option("--yes", "-y", "--no-input", help="Do not ask for confirmation."),
 ]
+NoPrepareOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-prepare",
+        help="Do not prepare a copy of this snapshot on the server for an instant restore "
+        "(default: SNAPSHOTS['PREPARE']).",
+    ),
+]
 SnapshotArgument = Annotated[
     str | None,
     typer.Argument(
@@ -402,6 +411,7 @@ def dump(
     ] = None,
     exclude: ExcludeOption = None,
     as_json: JsonOption = False,
+    no_prepare: NoPrepareOption = False,
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
@@ -432,6 +442,7 @@ def dump(
         for a in snapshot.artifacts.values()
     )
     _say(ctx, f"Dumped {dumped} into {store.location(snapshot.name)}")
+    _prepare_later(ctx, snapshot, aliases, no_prepare)
 
 
 @command(store=True)
@@ -466,6 +477,7 @@ def restore(
         ),
     ] = False,
     exclude: ExcludeOption = None,
+    no_prepare: NoPrepareOption = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import notices, operations, other_sessions
@@ -507,12 +519,105 @@ def restore(
             if progress is not None:
                 progress.display.start()
 
-        operations.restore(store, plan, confirm, progress=progress)
+        instant = operations.restore(store, plan, confirm, progress=progress)
     if as_json:
-        rendering.print_json(rendering.restored_json(plan.snapshot, plan.aliases))
+        rendering.print_json(rendering.restored_json(plan.snapshot, plan.aliases, instant))
     else:
         typer.echo(plan.snapshot.name)
-    _say(ctx, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}")
+    how = ""
+    if instant:
+        copies = "its prepared copy" if len(instant) == 1 else "their prepared copies"
+        how = f" instantly ({', '.join(instant)} from {copies})"
+    _say(ctx, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}{how}")
+    _prepare_later(ctx, plan.snapshot, plan.aliases, no_prepare)
+
+
+def _prepare_later(
+    ctx: typer.Context, snapshot: Snapshot, aliases: list[str], no_prepare: bool
+) -> None:
+    """After dump and restore: in a detached process, drop the databases restores swapped
+    out and keep a copy of ``snapshot`` prepared as the policy says; this returns at once."""
+    from snapctl.operations import preparing
+    from snapctl.prepared_copies import Records
+
+    chosen = preparing.policy(no_prepare)
+    eligible = preparing.preparable(snapshot, aliases)
+    if not eligible:
+        return
+    records = Records()
+    if chosen == "off" and not any(
+        record.kind == "retired" for record in records.all() if record.alias in eligible
+    ):
+        return
+    state = _state(ctx)
+    argv = [*(["--settings", state.settings] if state.settings else [])]
+    for directory in state.pythonpath:
+        argv += ["--pythonpath", directory]
+    if state.shared_store:
+        argv.append("--shared-store")
+    argv += ["prepare", snapshot.name, "--background", "--quiet"]
+    if state.directory is not None:
+        argv += ["--dir", str(state.directory)]
+    if state.storage:
+        argv += ["--storage", state.storage]
+    for alias in eligible:
+        argv += ["--alias", alias]
+    if no_prepare:
+        argv.append("--no-prepare")
+    preparing.start_in_background(argv, records)
+
+
+@command(store=True)
+def prepare(
+    ctx: typer.Context,
+    snapshot: SnapshotArgument = None,
+    alias: AliasOption = None,
+    as_json: JsonOption = False,
+    background: Annotated[bool, typer.Option("--background", hidden=True)] = False,
+    no_prepare: Annotated[bool, typer.Option("--no-prepare", hidden=True)] = False,
+) -> None:
+    """Prepare a copy of a snapshot (the newest by default) on the database server, so that
+    restoring it is instant; waits for one being prepared. Prints the snapshot's name."""
+    from snapctl import operations
+    from snapctl.operations import preparing
+    from snapctl.prepared_copies import Records
+
+    _load_settings(ctx)
+    store = _store(ctx)
+    plan = operations.plan_restore(store, snapshot, alias or [])
+    aliases = preparing.preparable(plan.snapshot, plan.aliases)
+    records = Records()
+    if background:  # started by dump or restore: tidy up first, then prepare what is kept
+        os.nice(10)  # the person's own work comes first
+        chosen = preparing.policy(no_prepare)
+        for name in aliases:
+            preparing.settle(name, plan.snapshot, chosen, records, others=not no_prepare)
+        if chosen == "off":
+            return
+    elif not aliases:
+        connectors = ", ".join(sorted({plan.snapshot.artifacts[a].connector for a in plan.aliases}))
+        raise ConfigurationError(
+            f"snapshot {plan.snapshot.name} has no database whose connector keeps prepared "
+            f"copies ({connectors}); only server databases (postgres, postgres-template, "
+            "mysql) have them"
+        )
+    for note in plan.notes:
+        _say(ctx, f"snapctl: {note}")
+    with _progress(ctx) as progress:
+        done = preparing.prepare(store, plan.snapshot, aliases, progress=progress, records=records)
+    if as_json:
+        rendering.print_json(rendering.prepared_json(plan.snapshot, done))
+    else:
+        typer.echo(plan.snapshot.name)
+    for item in done:
+        size = (
+            f", {rendering.human_size(item.record.size)} on the server" if item.record.size else ""
+        )
+        when = "prepared earlier" if item.already else f"in {item.record.seconds or 0:.1f} s"
+        _say(
+            ctx,
+            f"A copy of {item.alias} from snapshot {plan.snapshot.name} is ready ({when}{size})",
+        )
 
 
 @command("list", store=True)
@@ -522,13 +627,18 @@ def list_snapshots(
     as_json: JsonOption = False,
 ) -> None:
     """List the snapshots, newest first."""
+    from snapctl.operations.preparing import copies_of
+
     store = _store(ctx)
     wanted = set(alias or ())
     snapshots = [s for s in store.snapshots() if not wanted or wanted & set(s.artifacts)]
+    records = _copy_records()
     if as_json:
-        rendering.print_json([rendering.snapshot_json(store, s) for s in snapshots])
+        rendering.print_json(
+            [rendering.snapshot_json(store, s, copies_of(s, records)) for s in snapshots]
+        )
     elif snapshots:
-        rendering.print_snapshots(snapshots)
+        rendering.print_snapshots(snapshots, lambda s: copies_of(s, records))
     else:
         _say(ctx, f"No snapshots in {store.where}")
 
@@ -540,12 +650,26 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a snapshot's manifest: when, what, with which connectors and versions."""
+    from snapctl.operations.preparing import copies_of
+
     store = _store(ctx)
     snap = store.resolve(snapshot)
+    copies = copies_of(snap, _copy_records())
     if as_json:
-        rendering.print_json(rendering.snapshot_json(store, snap))
+        rendering.print_json(rendering.snapshot_json(store, snap, copies))
     else:
-        rendering.print_snapshot(store, snap)
+        rendering.print_snapshot(store, snap, copies)
+
+
+def _copy_records() -> list[CopyRecord]:
+    """The prepared copies snapctl knows of; none when its state directory is unusable
+    (listing snapshots must not fail for it)."""
+    from snapctl.prepared_copies import Records
+
+    try:
+        return Records().all()
+    except (SnapctlError, OSError):
+        return []
 
 
 @command(store=True)

@@ -54,8 +54,28 @@ def delete(store: SnapshotStore, names: list[str], load_settings: LoadSettings) 
             return  # a broken manifest names nothing to release
         if _settings_for_hooks(snapshot, load_settings):
             operations.forget(store, snapshot)
+        _drop_prepared_copies(snapshot, load_settings)
 
     store.delete(names, before=release)
+
+
+def _drop_prepared_copies(snapshot: Snapshot, load_settings: LoadSettings) -> None:
+    """Drop the copies prepared of a snapshot that goes; they need the settings to reach
+    their servers. What cannot be dropped is said, and the snapshot still goes."""
+    from snapctl.notices import notice
+    from snapctl.operations import preparing
+    from snapctl.prepared_copies import Records
+
+    try:
+        records = Records()
+        if not preparing.copies_of(snapshot, records.all()):
+            return
+        load_settings()
+        problems = preparing.drop_copies_of(snapshot, records)
+    except SnapctlError as exc:
+        problems = [f"could not drop the prepared copies of {snapshot.name}: {exc}"]
+    for problem in problems:
+        notice(problem)
 
 
 def prune_candidates(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from snapctl.connector_listing import ConnectorRow
+    from snapctl.operations.preparing import Prepared
+    from snapctl.prepared_copies import CopyRecord
     from snapctl.store import Snapshot, SnapshotStore
 
 
@@ -27,8 +29,34 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
-    """A snapshot, as ``dump``, ``list`` and ``show`` print it."""
+def copies_json(copies: Sequence[CopyRecord]) -> list[dict[str, Any]]:
+    """Prepared copies of a snapshot on their servers."""
+    return [
+        {
+            "alias": record.alias,
+            "database": record.database.get("name"),
+            "state": record.state,
+            "copy": record.copy.get("name"),
+            "server_size": record.size,
+            "seconds": record.seconds,
+        }
+        for record in copies
+    ]
+
+
+def describe_copies(copies: Sequence[CopyRecord]) -> str:
+    """``default ready (12.3 MB on the server)``, ``default preparing``, or ``-``."""
+    parts = []
+    for record in copies:
+        size = f" ({human_size(record.size)} on the server)" if record.size else ""
+        parts.append(f"{record.alias} {record.state}{size}")
+    return ", ".join(parts) or "-"
+
+
+def snapshot_json(
+    store: SnapshotStore, snapshot: Snapshot, copies: Sequence[CopyRecord] = ()
+) -> dict[str, Any]:
+    """A snapshot, as ``dump``, ``list`` and ``show`` print it, with its prepared copies."""
     return {
         "name": snapshot.name,
         "path": store.location(snapshot.name),
@@ -42,11 +70,23 @@ def snapshot_json(store: SnapshotStore, snapshot: Snapshot) -> dict[str, Any]:
             alias: {"alias": alias, **artifact.to_json()}
             for alias, artifact in snapshot.artifacts.items()
         },
+        "prepared": copies_json(copies),
     }
 
 
-def restored_json(snapshot: Snapshot, aliases: Sequence[str]) -> dict[str, Any]:
-    return {"snapshot": snapshot.name, "restored": list(aliases)}
+def restored_json(
+    snapshot: Snapshot, aliases: Sequence[str], instant: Sequence[str] = ()
+) -> dict[str, Any]:
+    return {"snapshot": snapshot.name, "restored": list(aliases), "instant": list(instant)}
+
+
+def prepared_json(snapshot: Snapshot, prepared: Sequence[Prepared]) -> dict[str, Any]:
+    return {
+        "snapshot": snapshot.name,
+        "prepared": [
+            {**copies_json([done.record])[0], "already": done.already} for done in prepared
+        ],
+    }
 
 
 def verified_json(results: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
@@ -101,7 +141,9 @@ def _console() -> Console:
     return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 1000)
 
 
-def print_snapshots(snapshots: Sequence[Snapshot]) -> None:
+def print_snapshots(
+    snapshots: Sequence[Snapshot], copies: Callable[[Snapshot], Sequence[CopyRecord]]
+) -> None:
     """``list``: one row per snapshot."""
     from rich.table import Table
 
@@ -110,6 +152,7 @@ def print_snapshots(snapshots: Sequence[Snapshot]) -> None:
         table.add_column(column)
     table.add_column("SIZE", justify="right")
     table.add_column("COMPRESSION")
+    table.add_column("PREPARED")
     for snap in snapshots:
         artifacts = list(snap.artifacts.values())
         table.add_row(
@@ -121,11 +164,12 @@ def print_snapshots(snapshots: Sequence[Snapshot]) -> None:
             ", ".join(sorted({a.connector for a in artifacts})),
             human_size(snap.size, snap.server_size),
             ", ".join(sorted({a.compression for a in artifacts})),
+            describe_copies(copies(snap)),
         )
     _console().print(table)
 
 
-def print_snapshot(store: SnapshotStore, snap: Snapshot) -> None:
+def print_snapshot(store: SnapshotStore, snap: Snapshot, copies: Sequence[CopyRecord] = ()) -> None:
     """``show``: the manifest, a row per database, then each connector's metadata."""
     from rich.table import Table
 
@@ -138,6 +182,7 @@ def print_snapshot(store: SnapshotStore, snap: Snapshot) -> None:
     console.print(f"Label     {snap.label or '-'}")
     console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
     console.print(f"Size      {human_size(snap.size, snap.server_size)} ({snap.size} bytes)")
+    console.print(f"Prepared  {describe_copies(copies)}")
     console.print()
     table = Table(box=None, pad_edge=False)
     for column in ("ALIAS", "DATABASE", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):

@@ -158,7 +158,10 @@ class PreparesCopies(Protocol):
 
     def drop_copy(self, db_alias: str, copy: PreparedCopy) -> None:
         """Drop a prepared copy that will not be swapped in, or a retired database; one
-        already gone, or no longer this connector's, is left alone without error."""
+        already gone, or no longer this connector's, is left alone without error. With an
+        empty ``copy.name``, drop the copy ``prepare_copy(mark=copy.mark)`` made or was
+        making: snapctl records the mark before it starts, so a preparation killed before it
+        returned is cleaned up this way (name copies after their mark)."""
         ...
 
 

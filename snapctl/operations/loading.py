@@ -1,18 +1,21 @@
-"""What dumping, restoring and the hooks share about connectors: loading the one a manifest
-names, checking it can run here, and turning its failures and the disk's into clear errors."""
+"""What dumping, restoring, preparing and the hooks share about connectors: loading the one
+a manifest names, checking it can run here, verifying an artifact into a private file, and
+turning its failures and the disk's into clear errors."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 from snapctl import compression, registry
 from snapctl.connectors.api import Capabilities, TakesExclusions
 from snapctl.errors import ConfigurationError, OperationFailed, SnapctlError
-from snapctl.store import Artifact
+from snapctl.progress import Progress, read_position
+from snapctl.store import Artifact, SnapshotStore
 
 
 def vendor_of(alias: str) -> str:
@@ -112,3 +115,35 @@ def unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int:
             f"which has {free} free; make room, no database was touched"
         )
     return artifact.unpacked_size
+
+
+def scratch_dir(store: SnapshotStore) -> str | None:
+    """Unpack next to the snapshots (same disk, sized for dumps) when that is writable and
+    the user's alone; in a shared store, where others could rename the scratch directory
+    and plant links in its place, in the private temporary directory instead."""
+    if store.shared or not os.access(store.root, os.W_OK):
+        return None
+    return str(store.root)
+
+
+def verify_into(
+    private: Path, store: SnapshotStore, artifact: Artifact, stored: BinaryIO, progress: Progress
+) -> str:
+    """Hash the open artifact ``stored`` while giving its content the private name
+    ``private``, unpacked, for its connector to restore from; the sha256 read. A link to the
+    open file where nobody else can write it and it needs no unpacking, else a copy made
+    while hashing."""
+    if artifact.compression == "none" and store.link_privately(stored, private):
+        with progress.track(f"Verifying {artifact.alias}", *reading(stored, artifact)):
+            return compression.sha256_of(stored)
+    limit = unpack_limit(artifact, private.parent, needs_room=True)
+    with (
+        progress.track(f"Verifying {artifact.alias}", *reading(stored, artifact)),
+        disk_errors(f"unpacking {artifact.file}", "no database was touched"),
+    ):
+        return compression.decompress(stored, artifact.file, private, artifact.compression, limit)
+
+
+def reading(stored: BinaryIO, artifact: Artifact) -> tuple[Callable[[], int], int]:
+    """Progress of reading an artifact through: how far, of how much."""
+    return read_position(stored.fileno()), artifact.size

@@ -6,13 +6,14 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from snapctl import compression, locks, registry
 from snapctl.connectors.api import RestoresWhileUnpacking
 from snapctl.errors import ConfigurationError, IntegrityError, SnapshotNotFound
+from snapctl.operations import preparing
 from snapctl.operations.hooks import call_hook
 from snapctl.operations.loading import (
     add_exclusions,
@@ -20,12 +21,16 @@ from snapctl.operations.loading import (
     connector_errors,
     connector_for_restore,
     disk_errors,
+    reading,
+    scratch_dir,
     start_apps_for,
     unpack_limit,
     unpacked_name,
     vendor_of,
+    verify_into,
 )
-from snapctl.progress import NoProgress, Progress, read_position
+from snapctl.prepared_copies import CopyRecord, Records
+from snapctl.progress import NoProgress, Progress
 from snapctl.store import (
     LATEST,
     Artifact,
@@ -144,23 +149,19 @@ def _snapshot_to_restore(
     return found
 
 
-def _scratch_dir(store: SnapshotStore) -> str | None:
-    """Unpack next to the snapshots (same disk, sized for dumps) when that is writable and
-    the user's alone; in a shared store, where others could rename the scratch directory
-    and plant links in its place, in the private temporary directory instead."""
-    if store.shared or not os.access(store.root, os.W_OK):
-        return None
-    return str(store.root)
-
-
 def restore(
     store: SnapshotStore,
     plan: RestorePlan,
     confirm: Callable[[RestorePlan], None],
     progress: Progress | None = None,
-) -> None:
+    records: Records | None = None,
+) -> list[str]:
     """Verify every artifact of the snapshot, ask ``confirm`` (which raises to stop), then
-    restore each selected alias. No database is touched before all checksums match."""
+    restore each selected alias. No database is touched before all checksums match.
+
+    An alias with a ready prepared copy of exactly its artifact has it swapped in instead
+    (its checksum and mark are checked, nothing is read); when every alias has one, the
+    snapshot is not read at all. Returns the aliases restored so, instantly."""
     from snapctl.django_env import database_settings
 
     progress = progress or NoProgress()
@@ -170,7 +171,21 @@ def restore(
         held.enter_context(store.lock(shared=True))
         for alias in plan.aliases:
             held.enter_context(locks.database_lock(alias, database_settings(alias)))
-        _verify_and_restore(store, plan, confirm, progress)
+        ready = preparing.ready_copies(
+            plan.snapshot, plan.connectors, plan.aliases, progress, records
+        )
+        if ready.keys() != set(plan.aliases):
+            return _verify_and_restore(store, plan, confirm, progress, ready, records)
+        confirm(plan)
+        instant = [
+            alias
+            for alias in plan.aliases
+            if preparing.swap_in(alias, plan.connectors[alias], ready[alias], records)
+        ]
+        if len(instant) < len(plan.aliases):  # a copy could not be used: load the snapshot
+            rest = replace(plan, aliases=[a for a in plan.aliases if a not in instant])
+            _verify_and_restore(store, rest, lambda _: None, progress, {}, records)
+        return instant
 
 
 def _verify_and_restore(
@@ -178,12 +193,15 @@ def _verify_and_restore(
     plan: RestorePlan,
     confirm: Callable[[RestorePlan], None],
     progress: Progress,
-) -> None:
+    ready: dict[str, CopyRecord],
+    records: Records | None,
+) -> list[str]:
     snapshot = plan.snapshot
+    instant = []
     with disk_errors(f"fetching snapshot {snapshot.name}", "no database was touched"):
         store.fetch(snapshot)
     with (
-        tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=_scratch_dir(store)) as scratch,
+        tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=scratch_dir(store)) as scratch,
         contextlib.ExitStack() as opened,
     ):
         # What each selected alias restores from: a private copy made while verifying, or,
@@ -199,9 +217,9 @@ def _verify_and_restore(
                 raise IntegrityError(problem)
             if alias in plan.aliases and not plan.connectors[alias].capabilities.follows_unpacking:
                 private[alias] = Path(scratch) / unpacked_name(artifact)
-                digest = _verify_into(private[alias], store, artifact, stored, progress)
+                digest = verify_into(private[alias], store, artifact, stored, progress)
             else:
-                with progress.track(f"Verifying {alias}", *_reading(stored, artifact)):
+                with progress.track(f"Verifying {alias}", *reading(stored, artifact)):
                     digest = compression.sha256_of(stored)
                 if alias in plan.aliases:
                     followed[alias] = stored
@@ -213,39 +231,20 @@ def _verify_and_restore(
         confirm(plan)
         for alias in plan.aliases:
             loaded = plan.connectors[alias]
+            if alias in ready and preparing.swap_in(alias, loaded, ready[alias], records):
+                instant.append(alias)
+                continue
             errors = connector_errors("restore", loaded.capabilities.name, alias)
             if alias in followed:  # its bytes are counted as the unpacking reads them
                 artifact, stored = snapshot.artifacts[alias], followed[alias]
                 stored.seek(0)
-                with progress.track(f"Restoring {alias}", *_reading(stored, artifact)), errors:
+                with progress.track(f"Restoring {alias}", *reading(stored, artifact)), errors:
                     following = cast(RestoresWhileUnpacking, loaded.connector)
                     _restore_following(following, alias, artifact, stored, scratch)
             else:
                 with progress.track(f"Restoring {alias}"), errors:
                     loaded.connector.restore(alias, private[alias])
-
-
-def _verify_into(
-    private: Path, store: SnapshotStore, artifact: Artifact, stored: BinaryIO, progress: Progress
-) -> str:
-    """Hash the open artifact ``stored`` while giving its content the private name
-    ``private``, unpacked, for its connector to restore from; the sha256 read. A link to the
-    open file where nobody else can write it and it needs no unpacking, else a copy made
-    while hashing."""
-    if artifact.compression == "none" and store.link_privately(stored, private):
-        with progress.track(f"Verifying {artifact.alias}", *_reading(stored, artifact)):
-            return compression.sha256_of(stored)
-    limit = unpack_limit(artifact, private.parent, needs_room=True)
-    with (
-        progress.track(f"Verifying {artifact.alias}", *_reading(stored, artifact)),
-        disk_errors(f"unpacking {artifact.file}", "no database was touched"),
-    ):
-        return compression.decompress(stored, artifact.file, private, artifact.compression, limit)
-
-
-def _reading(stored: BinaryIO, artifact: Artifact) -> tuple[Callable[[], int], int]:
-    """Progress of reading an artifact through: how far, of how much."""
-    return read_position(stored.fileno()), artifact.size
+    return instant
 
 
 def _restore_following(

@@ -17,6 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from snapctl.connectors._disk_room import KEEP_FREE
+from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.postgres import prepared
 from snapctl.connectors.postgres.archive import (
     ARCHIVE_HEAD,
     ARCHIVE_MAGIC,
@@ -43,7 +46,7 @@ from snapctl.connectors.postgres.programs import (
     restricts_meta_commands,
     version_num,
 )
-from snapctl.connectors.postgres.swap import restore_by_swap
+from snapctl.connectors.postgres.swap import load, restore_by_swap
 from snapctl.connectors.postgres.target import can_swap, in_place_is_exact
 from snapctl.errors import OperationFailed
 
@@ -73,8 +76,10 @@ class PostgresConnector:
     # way); the dump's compression and checksum run beside it instead of after it.
     dump_to_pipe = True
 
-    def __init__(self, in_place_below: int = IN_PLACE_BELOW) -> None:
+    def __init__(self, in_place_below: int = IN_PLACE_BELOW, keep_free: float = KEEP_FREE) -> None:
+        """``keep_free``: the share of the server's disk a prepared copy must leave free."""
         self.in_place_below = in_place_below
+        self.keep_free = keep_free
 
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the PostgreSQL database to dest (custom format) using pg_dump."""
@@ -123,3 +128,30 @@ class PostgresConnector:
                 restore_by_swap(pg, src, info, admin_db, owner_flags)
             else:
                 restore_in_place(pg, src, info, owner_flags)
+
+    def prepare_copy(self, db_alias: str, src: Path, mark: str) -> PreparedCopy:
+        """Load the archive into a side database, closed to connections until swapped in."""
+        check_archive(src)
+        pg_restore = client_program("pg_restore")
+
+        def fill(pg: Any, info: dict[str, Any], name: str) -> None:
+            owner_flags = [] if info["owners_ok"] else ["--no-owner"]
+            load(pg, src, name, owner_flags, f"preparing a copy of '{db_alias}'")
+
+        return prepared.prepare(
+            db_alias,
+            mark,
+            self.keep_free,
+            fill,
+            owners=archive_owners(pg_restore, src),
+            expected_size=src.stat().st_size,
+        )
+
+    def swap_in_copy(self, db_alias: str, copy: PreparedCopy) -> PreparedCopy:
+        """Rename the prepared copy in; the previous database is returned, to drop later."""
+        close_django_connection(db_alias)
+        return prepared.swap_in(db_alias, copy)
+
+    def drop_copy(self, db_alias: str, copy: PreparedCopy) -> None:
+        """Drop a prepared copy or a retired database of this database, if ours."""
+        prepared.drop(db_alias, copy)

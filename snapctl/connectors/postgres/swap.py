@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,31 +194,37 @@ BEGIN
       PERFORM pg_sleep({pause});
     END;
   END LOOP;
-  EXECUTE {rename_new};
+{finish}  EXECUTE {rename_new};
 END
 $snapctl$
 """
 
 
-def swap_sql(database: str, fresh: str, old: str, *, terminate: bool = True) -> str:
-    """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``)."""
+def swap_sql(
+    database: str, fresh: str, old: str, *, terminate: bool = True, finish: Sequence[str] = ()
+) -> str:
+    """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``),
+    running ``finish`` (statements on ``fresh``) just before the last rename."""
     return _SWAP.format(
         attempts=_SWAP_ATTEMPTS,
         pause=_SWAP_PAUSE,
         terminate=TERMINATE_LOOP.format(database=literal(database)) if terminate else "",
         rename_old=literal(f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}"),
         rename_new=literal(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}"),
+        finish="".join(f"  EXECUTE {literal(statement)};\n" for statement in finish),
     )
 
 
-def swap(pg: Libpq, database: str, fresh: str, old: str, admin_db: str) -> None:
+def swap(
+    pg: Libpq, database: str, fresh: str, old: str, admin_db: str, finish: Sequence[str] = ()
+) -> None:
     """Put ``fresh`` in the place of ``database``: the other sessions on it ended and both
     renames in one transaction, so a failure or a kill at any moment leaves all or nothing.
     A session that connected just before and that we may not end fails it: it is named."""
     terminate = other_sessions.policy().terminate
     try:
         pg.server.query(
-            swap_sql(database, fresh, old, terminate=terminate),
+            swap_sql(database, fresh, old, terminate=terminate, finish=finish),
             database=admin_db,
             what=f"restore of '{pg.alias}' (database unchanged)",
         )

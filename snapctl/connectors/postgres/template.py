@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from snapctl.connectors._disk_room import KEEP_FREE
+from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.postgres import prepared
 from snapctl.connectors.postgres.connection import (
     Libpq,
     close_django_connection,
@@ -254,7 +257,10 @@ class PostgresTemplateConnector:
     binaries: tuple[str, ...] = ()  # the server does all of it; snapctl only asks
     extension = "json"
 
-    def __init__(self, strategy: str = "file_copy") -> None:
+    def __init__(self, strategy: str = "file_copy", keep_free: float = KEEP_FREE) -> None:
+        """``strategy``: how the server copies (PostgreSQL 15+); ``keep_free``: the share of
+        the server's disk a prepared copy must leave free."""
+        self.keep_free = keep_free
         if strategy.lower() not in _STRATEGIES:
             raise ConfigurationError(
                 f"postgres-template strategy {strategy!r} is neither 'file_copy' nor 'wal_log'"
@@ -339,24 +345,7 @@ class PostgresTemplateConnector:
         """Replace the database with a new copy of the snapshot's copy, swapped in by renames."""
         descriptor = read_descriptor(src)
         with connect(db_alias, programs=False) as pg:
-            info = inspect_target(pg, set())
-            state = _server_state(pg, descriptor.copy_database)
-            copy = _locate_copy(pg, descriptor, state)
-            if info["database"] != descriptor.source_database:
-                raise IntegrityError(
-                    f'this snapshot is a copy of database "{descriptor.source_database}", but '
-                    f"'{db_alias}' is database \"{info['database']}\"; restore it into "
-                    f'"{descriptor.source_database}"'
-                )
-            _require_privileges(pg, info, "restore")
-            if not (info["superuser"] or copy["owns"]):
-                raise ConfigurationError(
-                    f'role "{info["user"]}" does not own the snapshot\'s copy '
-                    f'"{descriptor.copy_database}", and only its owner or a superuser may copy '
-                    f"it; restore '{db_alias}' as role \"{descriptor.raw.get('owner')}\""
-                )
-            close_django_connection(db_alias)
-            admin_db = _admin_database(pg, info["database"])
+            info, admin_db = self._check_restore(pg, db_alias, descriptor)
             replace_by_swap(
                 pg,
                 info,
@@ -364,6 +353,54 @@ class PostgresTemplateConnector:
                 template=descriptor.copy_database,
                 strategy=self._strategy(info["server_version_num"]),
             )
+
+    def prepare_copy(self, db_alias: str, src: Path, mark: str) -> PreparedCopy:
+        """A side database copied from the snapshot's copy, ready to be renamed in."""
+        descriptor = read_descriptor(src)
+        with connect(db_alias, programs=False) as pg:
+            info, _ = self._check_restore(pg, db_alias, descriptor)
+        return prepared.prepare(
+            db_alias,
+            mark,
+            self.keep_free,
+            None,
+            template=descriptor.copy_database,
+            strategy=self._strategy(info["server_version_num"]),
+            expected_size=int(descriptor.raw.get("size") or 0),
+        )
+
+    def swap_in_copy(self, db_alias: str, copy: PreparedCopy) -> PreparedCopy:
+        """Rename the prepared copy in; the previous database is returned, to drop later."""
+        close_django_connection(db_alias)
+        return prepared.swap_in(db_alias, copy)
+
+    def drop_copy(self, db_alias: str, copy: PreparedCopy) -> None:
+        """Drop a prepared copy or a retired database of this database, if ours."""
+        prepared.drop(db_alias, copy)
+
+    def _check_restore(
+        self, pg: Libpq, db_alias: str, descriptor: Descriptor
+    ) -> tuple[dict[str, Any], str]:
+        """The live database and a maintenance database, once the snapshot's copy is found
+        here, is of this database, and may be copied by our role."""
+        info = inspect_target(pg, set())
+        state = _server_state(pg, descriptor.copy_database)
+        copy = _locate_copy(pg, descriptor, state)
+        if info["database"] != descriptor.source_database:
+            raise IntegrityError(
+                f'this snapshot is a copy of database "{descriptor.source_database}", but '
+                f"'{db_alias}' is database \"{info['database']}\"; restore it into "
+                f'"{descriptor.source_database}"'
+            )
+        _require_privileges(pg, info, "restore")
+        if not (info["superuser"] or copy["owns"]):
+            raise ConfigurationError(
+                f'role "{info["user"]}" does not own the snapshot\'s copy '
+                f'"{descriptor.copy_database}", and only its owner or a superuser may copy '
+                f"it; restore '{db_alias}' as role \"{descriptor.raw.get('owner')}\""
+            )
+        close_django_connection(db_alias)
+        return info, _admin_database(pg, info["database"])
 
     def check(self, db_alias: str, src: Path) -> None:
         """``IntegrityError`` (one line) unless the snapshot's copy is on this server."""

@@ -1,0 +1,206 @@
+"""Prepared copies on PostgreSQL: the swap restore cut in two. ``prepare`` makes the new
+database and fills it ahead of time (``pg_restore``, or a copy of a postgres-template
+snapshot), then closes it to connections and writes the mark on it; ``swap_in`` checks the
+mark and the live database, and renames the copy in, leaving the previous database under an
+``old_`` name for ``drop`` later. Shared by both PostgreSQL connectors; see docs/postgres.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from snapctl.connectors._disk_room import check_room
+from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.postgres.blocking_sessions import announce_ending, clear_the_way
+from snapctl.connectors.postgres.connection import Libpq, connect, maintenance_database
+from snapctl.connectors.postgres.leftovers import swap_prefix
+from snapctl.connectors.postgres.quoting import ident, literal
+from snapctl.connectors.postgres.swap import create_database_sql, drop_database_sql, swap
+from snapctl.connectors.postgres.target import can_swap, inspect_target
+from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
+
+# What of the live database the copy was made like (create_database_sql): if any of it
+# changes before the swap, the swap would lose the change.
+_LIKE_LIVE = ("owner", "encoding", "tablespace", "comment", "has_acl", "acl", "settings", "slots")
+_LIKE_LIVE_ROW = ("datcollate", "datctype", "datconnlimit", "datlocprovider")
+
+# The copy as the swap finds it, from a maintenance database.
+_COPY_STATE = """
+SELECT json_build_object('comment', shobj_description(d.oid, 'pg_database'),
+                         'owns', pg_has_role(d.datdba, 'USAGE'))
+FROM pg_database d WHERE d.datname = {name}
+"""
+# Where the server keeps its files, when our role may know it, and how big ``database`` is.
+_ROOM = """
+SELECT json_build_object(
+  'data_directory', CASE WHEN r.rolsuper OR pg_has_role('pg_read_all_settings', 'MEMBER')
+                    THEN current_setting('data_directory') END,
+  'size', pg_database_size({database}))
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def copy_name(database: str, mark: str) -> str:
+    """``<database>_snapctl_prep_<8 hex>``, named after the mark so that a preparation killed
+    before it said the name can be found again (see ``drop``)."""
+    return f"{swap_prefix(database)}prep_{hashlib.sha256(mark.encode()).hexdigest()[:8]}"
+
+
+def copy_comment(database: str, mark: str) -> str:
+    """The copy's comment while it waits: what it is, to a human, and the mark, for us."""
+    return f"snapctl prepared copy of database {database}; mark {mark}"
+
+
+def _like_live(info: dict[str, Any]) -> dict[str, Any]:
+    row = info["row"]
+    return {
+        **{key: info[key] for key in _LIKE_LIVE},
+        **{key: row.get(key) for key in _LIKE_LIVE_ROW},
+    }
+
+
+def _server_host(pg: Libpq) -> str | None:
+    return pg.env.get("PGHOST") or pg.env.get("PGHOSTADDR")
+
+
+def _check_room(pg: Libpq, database: str, admin_db: str, extra: int, keep_free: float) -> None:
+    room = pg.server.value(
+        _ROOM.format(database=literal(database)), database=admin_db, what="measuring the room"
+    )
+    check_room(
+        f"'{pg.alias}'",
+        _server_host(pg),
+        room["data_directory"],
+        max(int(room["size"]), extra),
+        keep_free,
+    )
+
+
+def prepare(
+    db_alias: str,
+    mark: str,
+    keep_free: float,
+    fill: Callable[[Libpq, dict[str, Any], str], None] | None,
+    *,
+    owners: set[str] | None = None,
+    template: str = "template0",
+    strategy: str | None = None,
+    expected_size: int = 0,
+) -> PreparedCopy:
+    """Make the copy for ``mark`` like the live database (from ``template``), fill it with
+    ``fill(pg, info, name)`` (info: the live database, as inspect_target says), close it to
+    connections and mark it. Dropped on any failure or interrupt."""
+    with connect(db_alias) as pg:
+        info = inspect_target(pg, owners or set())
+        database = info["database"]
+        if not can_swap(info):
+            raise ConfigurationError(
+                f"database \"{database}\" of '{db_alias}' cannot be replaced by a swap (our role "
+                "needs CREATEDB and ownership, and the database no per-database settings or "
+                "replication slots), and a prepared copy can only be swapped in"
+            )
+        admin_db = maintenance_database(pg, database)
+        if admin_db is None:
+            raise ConfigurationError(
+                f"preparing a copy of '{db_alias}' needs the 'postgres' or 'template1' "
+                "database beside it, and neither can be reached"
+            )
+        _check_room(pg, database, admin_db, expected_size, keep_free)
+        name = copy_name(database, mark)
+        version = info["server_version_num"]
+        what = f"preparing a copy of '{db_alias}'"
+        try:
+            pg.server.query(
+                drop_database_sql(name, version),  # one a killed preparation left
+                *create_database_sql(name, info, template, strategy),
+                database=admin_db,
+                what=what,
+            )
+            if fill is not None:
+                fill(pg, info, name)
+            ((size,),) = pg.server.query(
+                # Nobody may connect until it is swapped in: nothing can change it meanwhile.
+                f"ALTER DATABASE {ident(name)} WITH ALLOW_CONNECTIONS false",
+                f"COMMENT ON DATABASE {ident(name)} IS {literal(copy_comment(database, mark))}",
+                f"SELECT pg_database_size({literal(name)})",
+                database=admin_db,
+                what=what,
+            )
+        except BaseException:
+            with contextlib.suppress(OperationFailed):
+                pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
+            raise
+    return PreparedCopy(name, mark, int(size), {"like_live": _like_live(info)})
+
+
+def swap_in(db_alias: str, copy: PreparedCopy) -> PreparedCopy:
+    """Check the copy and the live database, then rename the copy in: one transaction that
+    also reopens it and gives it the live database's comment. The previous database stays as
+    ``<database>_snapctl_old_<8 hex>``, returned for ``drop``."""
+    with connect(db_alias, programs=False) as pg:
+        info = inspect_target(pg, set())
+        database = info["database"]
+        admin_db = maintenance_database(pg, database)
+        if admin_db is None or copy.name != copy_name(database, copy.mark):
+            raise IntegrityError(f"{copy.name} is not a prepared copy of '{db_alias}'")
+        found = pg.server.value(
+            _COPY_STATE.format(name=literal(copy.name)), database=admin_db, what="finding the copy"
+        )
+        if found is None or not found["owns"]:
+            raise IntegrityError(f"the prepared copy {copy.name} of '{db_alias}' is gone")
+        if found["comment"] != copy_comment(database, copy.mark):
+            raise IntegrityError(
+                f"database {copy.name} on the server of '{db_alias}' does not carry the mark "
+                "of the copy snapctl prepared"
+            )
+        changed = [
+            key
+            for key, value in _like_live(info).items()
+            if copy.metadata.get("like_live", {}).get(key) != value
+        ]
+        if changed:
+            raise ConfigurationError(
+                f"database \"{database}\" of '{db_alias}' has changed since its copy was "
+                f"prepared ({', '.join(changed)}), which the copy would not keep"
+            )
+        old = f"{swap_prefix(database)}old_{secrets.token_hex(4)}"
+        comment = info["comment"]
+        finish = [
+            f"ALTER DATABASE {ident(copy.name)} WITH ALLOW_CONNECTIONS true",
+            f"COMMENT ON DATABASE {ident(copy.name)} IS "
+            + ("NULL" if comment is None else literal(comment)),
+        ]
+        announce_ending(database, clear_the_way(pg, database, admin_db, in_place=False))
+        swap(pg, database, copy.name, old, admin_db, finish=finish)
+    return PreparedCopy(old)
+
+
+_SIDE_DATABASE = re.compile(r"(prep|old)_[0-9a-f]{8}")
+_DROP_IF_OURS = """
+SELECT EXISTS (SELECT 1 FROM pg_database d
+               WHERE d.datname = {name} AND pg_has_role(d.datdba, 'USAGE'))
+"""
+
+
+def drop(db_alias: str, copy: PreparedCopy) -> None:
+    """Drop a prepared copy (by name, or by its mark) or a retired database: only one of
+    ours named as this database's; sessions on it (a killed preparation's pg_restore) are
+    ended."""
+    from snapctl.django_env import database_settings
+
+    database = str(database_settings(db_alias).get("NAME") or "")
+    name = copy.name or copy_name(database, copy.mark)
+    prefix = swap_prefix(database)
+    if not (name.startswith(prefix) and _SIDE_DATABASE.fullmatch(name[len(prefix) :])):
+        return
+    with connect(db_alias, programs=False) as pg:
+        admin_db = maintenance_database(pg, name)
+        what = f"dropping {name} of '{db_alias}'"
+        if pg.server.value(_DROP_IF_OURS.format(name=literal(name)), database=admin_db, what=what):
+            version = int(pg.server.value("SHOW server_version_num", database=admin_db, what=what))
+            pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)

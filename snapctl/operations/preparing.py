@@ -1,0 +1,412 @@
+"""Prepared copies: a snapshot loaded into a side database ahead of time, so that a restore
+only swaps it in. What to keep (the PREPARE policy), preparing one (in the foreground, or in
+a detached process after dump and restore), finding a ready one for a restore (waiting for
+one under way only while that is sooner than loading afresh), swapping it in, and dropping
+copies and retired databases. Records: prepared_copies.py; the connectors' side:
+``PreparesCopies`` in connectors/api.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from snapctl import registry
+from snapctl.connectors.api import PreparedCopy, PreparesCopies
+from snapctl.errors import ConfigurationError, IntegrityError
+from snapctl.notices import notice
+from snapctl.operations.loading import (
+    connector_errors,
+    connector_for_restore,
+    disk_errors,
+    scratch_dir,
+    unpacked_name,
+    verify_into,
+)
+from snapctl.prepared_copies import CopyRecord, Records
+from snapctl.progress import NoProgress, Progress
+from snapctl.store import Artifact, Snapshot, SnapshotStore, checksum_problem, scratch_prefix
+
+Policy = Literal["off", "latest", "labelled"]
+POLICIES: tuple[Policy, ...] = ("off", "latest", "labelled")
+DEFAULT_POLICY: Policy = "latest"
+# A restore waits for a copy under way at most this share longer than a preparation is
+# expected to take (a fresh load takes about as long), and this many seconds more.
+_WAIT_FACTOR = 1.5
+_WAIT_SLACK = 2.0
+# Without an earlier preparation of the database to go by: a load's pace on this kind of
+# machine (PostgreSQL's pg_restore measured 55 MB/s of archive, MariaDB 18 MB/s).
+_ASSUMED_PACE = 15_000_000
+_POLL = 0.1
+
+
+def policy(no_prepare: bool = False) -> Policy:
+    """What to keep prepared: ``--no-prepare``, else ``SNAPCTL_PREPARE``, else
+    ``SNAPSHOTS['PREPARE']``, else the latest snapshot dumped or restored per database."""
+    from snapctl.django_env import snapshot_settings
+
+    if no_prepare:
+        return "off"
+    value = os.environ.get("SNAPCTL_PREPARE") or snapshot_settings().get("PREPARE")
+    if value is None or value == "":
+        return DEFAULT_POLICY
+    if value is False:
+        return "off"
+    if value not in POLICIES:
+        raise ConfigurationError(
+            f"SNAPSHOTS['PREPARE'] (or SNAPCTL_PREPARE) is {value!r}; use 'off', 'latest' "
+            "(a copy of the latest snapshot dumped or restored, per database) or 'labelled' "
+            "(also one of every labelled snapshot)"
+        )
+    return cast(Policy, value)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What ``prepare`` did for one alias."""
+
+    alias: str
+    record: CopyRecord
+    already: bool  # it was ready before
+
+
+def _copier(loaded: registry.LoadedConnector) -> PreparesCopies:
+    return cast(PreparesCopies, loaded.connector)
+
+
+def preparable(snapshot: Snapshot, aliases: Sequence[str]) -> list[str]:
+    """The aliases among ``aliases`` whose snapshot connector keeps prepared copies."""
+    return [
+        alias
+        for alias in aliases
+        if alias in snapshot.artifacts
+        and connector_for_restore(alias, snapshot.artifacts[alias]).capabilities.prepares_copies
+    ]
+
+
+def _identity(alias: str) -> dict[str, str]:
+    from snapctl.django_env import database_identity
+
+    return database_identity(alias)
+
+
+def _drop(record: CopyRecord, records: Records) -> None:
+    """Drop a record's side database, then the record; a failure keeps the record."""
+    found = registry.resolve(record.connector)
+    if found is None or not found.capabilities.prepares_copies:
+        records.remove(record)  # nothing here can drop it; a connector's own sweep may
+        return
+    with connector_errors("drop a prepared copy", record.connector, record.alias):
+        _copier(found.create()).drop_copy(record.alias, record.prepared_copy)
+    records.remove(record)
+
+
+def _stop(record: CopyRecord, records: Records) -> None:
+    """End a preparation under way (it drops what it made), or drop a dead one's leftovers."""
+    if records.under_way(record):
+        if record.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(record.pid, signal.SIGTERM)
+        return
+    _drop(record, records)
+
+
+def _tidy(records: Records, identity: dict[str, str]) -> list[CopyRecord]:
+    """The records of a database, once those of preparations that died are cleaned up."""
+    kept = []
+    for record in records.of_database(identity):
+        if record.state == "preparing" and not records.under_way(record):
+            with contextlib.suppress(Exception):
+                _drop(record, records)
+            continue
+        kept.append(record)
+    return kept
+
+
+def settle(
+    alias: str, keep: Snapshot, chosen: Policy, records: Records, *, others: bool = True
+) -> None:
+    """Drop what the policy no longer keeps for ``alias``'s database: retired databases
+    always and, with ``others``, prepared copies of other snapshots than ``keep`` (under
+    ``labelled``, those of labelled snapshots stay; under ``off``, none). Failures are
+    said, not raised: this runs in the background."""
+    for record in _tidy(records, _identity(alias)):
+        stays = record.kind == "prepared" and (
+            not others
+            or (record.snapshot == keep.name and chosen != "off")
+            or (chosen == "labelled" and record.label is not None)
+        )
+        if stays:
+            continue
+        try:
+            _stop(record, records)
+        except Exception as exc:
+            notice(f"could not drop {record.copy.get('name') or 'a side database'}: {exc}")
+
+
+def prepare(
+    store: SnapshotStore,
+    snapshot: Snapshot,
+    aliases: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    records: Records | None = None,
+) -> list[Prepared]:
+    """Have a copy of ``snapshot`` ready for each alias: one ready already, one under way
+    (waited for), or one made now."""
+    progress = progress or NoProgress()
+    records = records or Records()
+    done = []
+    for alias in aliases:
+        artifact = snapshot.artifacts[alias]
+        loaded = connector_for_restore(alias, artifact)
+        if not loaded.capabilities.prepares_copies:
+            raise ConfigurationError(
+                f"connector '{artifact.connector}' of '{alias}' keeps no prepared copies; "
+                "its restores read the snapshot directly"
+            )
+        same = [
+            record
+            for record in _tidy(records, _identity(alias))
+            if record.kind == "prepared" and record.sha256 == artifact.sha256
+        ]
+        ready = next((record for record in same if record.state == "ready"), None)
+        if ready is None and same:
+            ready = _wait_for(same[0], records, progress, deadline=None)
+        if ready is not None:
+            done.append(Prepared(alias, ready, already=True))
+            continue
+        record = _prepare_one(store, snapshot, artifact, loaded, records, progress)
+        done.append(Prepared(alias, record, already=False))
+    return done
+
+
+def _estimate(records: list[CopyRecord], artifact: Artifact) -> float:
+    """How long preparing ``artifact`` should take: as long as the last preparation of its
+    database, else its size at an assumed pace."""
+    timed = [record.seconds for record in records if record.seconds]
+    if timed:
+        return max(timed)
+    return (artifact.unpacked_size or artifact.size) / _ASSUMED_PACE
+
+
+def _prepare_one(
+    store: SnapshotStore,
+    snapshot: Snapshot,
+    artifact: Artifact,
+    loaded: registry.LoadedConnector,
+    records: Records,
+    progress: Progress,
+) -> CopyRecord:
+    alias = artifact.alias
+    identity = _identity(alias)
+    record = CopyRecord(
+        kind="prepared",
+        state="preparing",
+        alias=alias,
+        database=identity,
+        connector=artifact.connector,
+        mark=f"sha256:{artifact.sha256} token:{secrets.token_hex(16)}",
+        snapshot=snapshot.name,
+        label=snapshot.label,
+        sha256=artifact.sha256,
+        estimate=_estimate(records.of_database(identity), artifact),
+        pid=os.getpid(),
+    )
+    started = time.monotonic()
+    # The record first, under its lock: whatever kills us from here leaves a record whose
+    # lock is free, and the next command drops the copy by its mark.
+    with records.working_on(record):
+        records.write(record)
+        try:
+            with (
+                store.lock(shared=True),
+                tempfile.TemporaryDirectory(
+                    prefix=scratch_prefix(), dir=scratch_dir(store)
+                ) as scratch,
+            ):
+                private = Path(scratch) / unpacked_name(artifact)
+                _verify(store, snapshot, artifact, private, progress)
+                with (
+                    progress.track(f"Preparing a copy of {alias}"),
+                    connector_errors("prepare a copy", artifact.connector, alias),
+                ):
+                    copy = _copier(loaded).prepare_copy(alias, private, record.mark)
+            ready = record.with_copy(
+                copy, state="ready", seconds=round(time.monotonic() - started, 3)
+            )
+            records.write(ready)
+            return ready
+        except BaseException:
+            with contextlib.suppress(Exception):
+                _copier(loaded).drop_copy(alias, PreparedCopy("", record.mark))
+            records.remove(record)
+            raise
+
+
+def _verify(
+    store: SnapshotStore, snapshot: Snapshot, artifact: Artifact, private: Path, progress: Progress
+) -> None:
+    """The artifact, checked against its manifest, unpacked into ``private``."""
+    from snapctl.store import size_problem
+
+    with disk_errors(f"fetching snapshot {snapshot.name}", "no copy was prepared"):
+        store.fetch(snapshot)
+    with store.open_artifact(snapshot.path / artifact.file) as stored:
+        problem = size_problem(snapshot, artifact, stored)
+        if problem:
+            raise IntegrityError(problem)
+        digest = verify_into(private, store, artifact, stored, progress)
+    problem = checksum_problem(snapshot, artifact, digest)
+    if problem:
+        raise IntegrityError(problem)
+
+
+def _wait_for(
+    record: CopyRecord, records: Records, progress: Progress, deadline: float | None
+) -> CopyRecord | None:
+    """Wait while ``record`` is under way, until it is ready, gone or past ``deadline``
+    (time.time()); the ready record, or None."""
+    started = time.time()
+    with progress.track(f"Waiting for the copy of {record.alias} being prepared"):
+        while True:
+            current = next((r for r in records.all() if r.token == record.token), None)
+            if current is None:
+                return None
+            if current.state == "ready":
+                return current
+            if not records.under_way(current):
+                return None
+            if deadline is not None and time.time() >= deadline:
+                notice(
+                    f"the copy of '{record.alias}' being prepared is not ready after "
+                    f"{time.time() - started:.0f} s of waiting; restoring from the snapshot"
+                )
+                return None
+            time.sleep(_POLL)
+
+
+def ready_copies(
+    snapshot: Snapshot,
+    connectors: dict[str, registry.LoadedConnector],
+    aliases: Sequence[str],
+    progress: Progress,
+    records: Records | None = None,
+) -> dict[str, CopyRecord]:
+    """For a restore: each alias's ready copy of exactly its artifact (same checksum, same
+    connector). A copy under way is waited for while that should be sooner than loading
+    afresh, which takes about as long as preparing: until its expected end, with slack."""
+    records = records or Records()
+    found: dict[str, CopyRecord] = {}
+    for alias in aliases:
+        artifact = snapshot.artifacts[alias]
+        if not connectors[alias].capabilities.prepares_copies:
+            continue
+        same = [
+            record
+            for record in _tidy(records, _identity(alias))
+            if record.kind == "prepared"
+            and record.sha256 == artifact.sha256
+            and record.connector == artifact.connector
+        ]
+        ready = next((record for record in same if record.state == "ready"), None)
+        if ready is None and same:
+            under_way = same[0]
+            expected = under_way.estimate or _estimate([], artifact)
+            deadline = under_way.started + expected * _WAIT_FACTOR + _WAIT_SLACK
+            ready = _wait_for(under_way, records, progress, deadline)
+            if ready is None:
+                with contextlib.suppress(Exception):
+                    _stop(under_way, records)  # it would compete with the load
+        if ready is not None:
+            found[alias] = ready
+    return found
+
+
+def swap_in(
+    alias: str,
+    loaded: registry.LoadedConnector,
+    record: CopyRecord,
+    records: Records | None = None,
+) -> bool:
+    """Swap the ready copy in. False when it cannot be used (gone, changed, or the live
+    database changed): it is dropped and the caller restores from the snapshot; any other
+    failure is raised with the database unchanged and the copy kept."""
+    records = records or Records()
+    copier = _copier(loaded)
+    try:
+        with connector_errors("restore", record.connector, alias):
+            retired = copier.swap_in_copy(alias, record.prepared_copy)
+    except (IntegrityError, ConfigurationError) as exc:
+        notice(
+            f"the prepared copy of '{alias}' cannot be used ({exc}); restoring from the snapshot"
+        )
+        with contextlib.suppress(Exception):
+            _drop(record, records)
+        records.remove(record)
+        return False
+    records.remove(record)
+    records.write(
+        CopyRecord(
+            kind="retired",
+            state="ready",
+            alias=alias,
+            database=record.database,
+            connector=record.connector,
+            seconds=record.seconds,
+        ).with_copy(retired)
+    )
+    return True
+
+
+def drop_copies_of(snapshot: Snapshot, records: Records | None = None) -> list[str]:
+    """Drop the prepared copies of ``snapshot`` (deleted, pruned); what could not be
+    dropped, as messages (the record stays, and the next delete or prune tries again)."""
+    records = records or Records()
+    problems = []
+    for record in copies_of(snapshot, records.all()):
+        try:
+            _stop(record, records)
+        except Exception as exc:
+            problems.append(f"could not drop the prepared copy of {snapshot.name}: {exc}")
+    return problems
+
+
+def start_in_background(argv: Sequence[str], records: Records | None = None) -> None:
+    """Run ``snapctl ARGV`` detached: its own session, no terminal, output to the log in
+    the state directory; the command that starts it returns at once."""
+    records = records or Records()
+    log = records.root / "background.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "snapctl", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        notice(f"could not start preparing a copy in the background: {exc}")
+    finally:
+        os.close(fd)
+
+
+def copies_of(snapshot: Snapshot, records: list[CopyRecord]) -> list[CopyRecord]:
+    """The prepared copies of exactly this snapshot's artifacts, for list and show."""
+    sums = {artifact.sha256 for artifact in snapshot.artifacts.values()}
+    return [
+        record
+        for record in records
+        if record.kind == "prepared" and record.snapshot == snapshot.name and record.sha256 in sums
+    ]
