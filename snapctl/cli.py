@@ -415,11 +415,13 @@ def dump(
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
+    from snapctl.operations import preparing
     from snapctl.store import validate_label
 
     if label is not None:
         validate_label(label)
     _load_settings(ctx)
+    preparing.policy(no_prepare)  # a bad SNAPSHOTS['PREPARE'] fails before any work
     aliases = operations.select_aliases(alias or [], all_aliases)
     store = _store(ctx)
     with _progress(ctx) as progress:
@@ -482,9 +484,11 @@ def restore(
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import notices, operations, other_sessions
     from snapctl.django_env import database_settings
+    from snapctl.operations import preparing
 
     _require_confirmation(yes, "restore replaces the current data")
     _load_settings(ctx)
+    preparing.policy(no_prepare)  # a bad SNAPSHOTS['PREPARE'] fails before any work
     store = _store(ctx)
     plan = operations.plan_restore(
         store, snapshot, alias or [], from_any=from_any, exclude=exclude or ()

@@ -170,6 +170,18 @@ class Records:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
+    def last_seconds(self, identity: Mapping[str, str]) -> float | None:
+        """How long the last preparation of this database took, if one finished here."""
+        with contextlib.suppress(OSError, ValueError):
+            return float((self.root / f"{database_key(identity)}.seconds").read_text())
+        return None
+
+    def remember_seconds(self, identity: Mapping[str, str], seconds: float) -> None:
+        path = self.root / f"{database_key(identity)}.seconds"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{seconds:.3f}\n")
+
     def _lock_path(self, record: CopyRecord) -> Path:
         return self.root / f"{record.key}.{record.token}.lock"
 

@@ -29,6 +29,12 @@ from helpers import (
 LEDGER = FaultLedger()
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test records prepared copies in its own directory, never the user's."""
+    monkeypatch.setenv("SNAPCTL_STATE_DIR", str(tmp_path / "snapctl-state"))
+
+
 @pytest.fixture
 def faults() -> FaultLedger:
     return LEDGER

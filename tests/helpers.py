@@ -42,10 +42,13 @@ _POINTING_ELSEWHERE = ("EXAMPLE_", "SNAPCTL_", "DJANGO_", "PG", "MYSQL")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without anything that would point snapctl elsewhere."""
+    """The environment without anything that would point snapctl elsewhere. Preparing
+    copies in the background is off unless a test turns it on (SNAPCTL_PREPARE): a
+    background process outliving its test would load into databases the test drops."""
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(_POINTING_ELSEWHERE)
     }
+    env["SNAPCTL_PREPARE"] = "off"
     env.update(extra)
     return env
 
@@ -108,7 +111,11 @@ class Project:
 
 def project_for(env: dict[str, str], snapshots: Path) -> Project:
     """The example project with ``env`` (its database), keeping snapshots in ``snapshots``."""
-    return Project(env=clean_env(**env, SNAPCTL_DIR=str(snapshots)), snapshots=snapshots)
+    state = str(snapshots.parent / "snapctl-state")
+    return Project(
+        env=clean_env(**{"SNAPCTL_DIR": str(snapshots), "SNAPCTL_STATE_DIR": state, **env}),
+        snapshots=snapshots,
+    )
 
 
 def start_snapctl(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen[Any]:
@@ -166,6 +173,8 @@ def run_in_process(*args: str, cwd: Path, input: str = "", **env: str) -> Ran:
 
     unset: dict[str, str | None] = {"DJANGO_SETTINGS_MODULE": None, "SNAPCTL_DIR": None}
     unset.update({key: None for key in os.environ if key.startswith(_POINTING_ELSEWHERE)})
+    # The test's own state directory (conftest sets it), and no preparing.
+    unset.update({"SNAPCTL_PREPARE": "off", "SNAPCTL_STATE_DIR": os.environ["SNAPCTL_STATE_DIR"]})
     saved_path, saved_cwd = list(sys.path), os.getcwd()
     os.chdir(cwd)
     try:

@@ -33,6 +33,15 @@ SNAPSHOT = {
     "snapctl_version": str,
     "django_version": str,
     "databases": dict,
+    "prepared": list,
+}
+PREPARED_COPY = {
+    "alias": str,
+    "database": str,
+    "state": str,
+    "copy": (str, type(None)),
+    "server_size": (int, type(None)),
+    "seconds": (float, int, type(None)),
 }
 CONNECTOR_ROW = {
     "name": str,
@@ -79,6 +88,7 @@ def test_every_command_prints_its_documented_shape(sqlite_project: Project) -> N
     assert _json(sqlite_project, "restore", "--yes") == {
         "snapshot": dumped["name"],
         "restored": ["default"],
+        "instant": [],
     }
 
     rows = _json(sqlite_project, "list-connectors")
@@ -94,3 +104,23 @@ def test_every_command_prints_its_documented_shape(sqlite_project: Project) -> N
         "deleted": [dumped["name"]],
         "would_delete": [],
     }
+
+
+def test_prepared_copies_print_their_documented_shape(postgres_project: Project) -> None:
+    dumped = _json(postgres_project, "dump")
+    prepared = _json(postgres_project, "prepare")
+    assert sorted(prepared) == ["prepared", "snapshot"]
+    assert prepared["snapshot"] == dumped["name"]
+    (copy,) = prepared["prepared"]
+    _shaped(copy, {**PREPARED_COPY, "already": bool})
+    (listed,) = _json(postgres_project, "list")
+    _snapshot(listed)
+    (shown,) = listed["prepared"]
+    _shaped(shown, PREPARED_COPY)
+    assert shown["state"] == "ready" and shown["copy"] == copy["copy"]
+    assert _json(postgres_project, "restore", "--yes") == {
+        "snapshot": dumped["name"],
+        "restored": ["default"],
+        "instant": ["default"],
+    }
+    postgres_project.snapctl("delete", "--yes", dumped["name"], check=True)

@@ -205,8 +205,8 @@ def test_unpacking_never_writes_through_a_planted_link(tmp_path: Path) -> None:
 def test_a_shared_store_unpacks_in_the_private_temporary_directory(tmp_path: Path) -> None:
     """Others can write a shared store: they could swap the scratch directory for one of
     theirs. Scratch goes there only for the user's own store."""
-    from snapctl.operations.restoring import _scratch_dir
+    from snapctl.operations.loading import scratch_dir
     from snapctl.store import SnapshotStore
 
-    assert _scratch_dir(SnapshotStore(tmp_path)) == str(tmp_path)
-    assert _scratch_dir(SnapshotStore(tmp_path, shared=True)) is None
+    assert scratch_dir(SnapshotStore(tmp_path)) == str(tmp_path)
+    assert scratch_dir(SnapshotStore(tmp_path, shared=True)) is None

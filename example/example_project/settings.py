@@ -88,6 +88,14 @@ if os.environ.get("EXAMPLE_PG_IN_PLACE_BELOW"):
         "default": PostgresConnector(in_place_below=int(os.environ["EXAMPLE_PG_IN_PLACE_BELOW"]))
     }
 
+if os.environ.get("EXAMPLE_PG_KEEP_FREE"):
+    # The share of the server's disk a prepared copy must leave free (default 0.05).
+    from snapctl import PostgresConnector
+
+    SNAPSHOTS["DATABASE_CONNECTORS"] = {
+        "default": PostgresConnector(keep_free=float(os.environ["EXAMPLE_PG_KEEP_FREE"]))
+    }
+
 if os.environ.get("EXAMPLE_S3_BUCKET"):
     # Snapshots in S3: an entry of Django's STORAGES, named in SNAPSHOTS["STORAGE"].
     STORAGES = {

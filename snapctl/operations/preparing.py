@@ -46,6 +46,7 @@ _WAIT_SLACK = 2.0
 # Without an earlier preparation of the database to go by: a load's pace on this kind of
 # machine (PostgreSQL's pg_restore measured 55 MB/s of archive, MariaDB 18 MB/s).
 _ASSUMED_PACE = 15_000_000
+_MIN_ESTIMATE = 1.0
 _POLL = 0.1
 
 
@@ -190,13 +191,13 @@ def prepare(
     return done
 
 
-def _estimate(records: list[CopyRecord], artifact: Artifact) -> float:
+def _estimate(records: Records, artifact: Artifact) -> float:
     """How long preparing ``artifact`` should take: as long as the last preparation of its
-    database, else its size at an assumed pace."""
-    timed = [record.seconds for record in records if record.seconds]
-    if timed:
-        return max(timed)
-    return (artifact.unpacked_size or artifact.size) / _ASSUMED_PACE
+    database, else its size at an assumed pace (and a preparation's fixed costs)."""
+    last = records.last_seconds(_identity(artifact.alias))
+    if last is not None:
+        return last
+    return _MIN_ESTIMATE + (artifact.unpacked_size or artifact.size) / _ASSUMED_PACE
 
 
 def _prepare_one(
@@ -219,7 +220,7 @@ def _prepare_one(
         snapshot=snapshot.name,
         label=snapshot.label,
         sha256=artifact.sha256,
-        estimate=_estimate(records.of_database(identity), artifact),
+        estimate=_estimate(records, artifact),
         pid=os.getpid(),
     )
     started = time.monotonic()
@@ -241,10 +242,10 @@ def _prepare_one(
                     connector_errors("prepare a copy", artifact.connector, alias),
                 ):
                     copy = _copier(loaded).prepare_copy(alias, private, record.mark)
-            ready = record.with_copy(
-                copy, state="ready", seconds=round(time.monotonic() - started, 3)
-            )
+            seconds = round(time.monotonic() - started, 3)
+            ready = record.with_copy(copy, state="ready", seconds=seconds)
             records.write(ready)
+            records.remember_seconds(identity, seconds)
             return ready
         except BaseException:
             with contextlib.suppress(Exception):
@@ -321,7 +322,7 @@ def ready_copies(
         ready = next((record for record in same if record.state == "ready"), None)
         if ready is None and same:
             under_way = same[0]
-            expected = under_way.estimate or _estimate([], artifact)
+            expected = under_way.estimate or _estimate(records, artifact)
             deadline = under_way.started + expected * _WAIT_FACTOR + _WAIT_SLACK
             ready = _wait_for(under_way, records, progress, deadline)
             if ready is None:
