@@ -25,14 +25,17 @@ def swap_prefix(database: str) -> str:
     return f"{short_name(database, 40)}_snapctl_"
 
 
-def drop_leftovers(pg: Libpq, database: str, admin_db: str) -> None:
+def drop_leftovers(
+    pg: Libpq, database: str, admin_db: str, kinds: tuple[str, ...] = ("new", "old")
+) -> None:
     """Drop the ``<database>_snapctl_new_<8 hex>`` and ``..._old_<8 hex>`` databases that
     killed restores left: only ours, only those nobody is connected to, and never another
     name (the postgres-template connector's snapshot copies lack ``new_``/``old_``). The
     caller holds the database's restore lock, so no other restore of ours is running here.
-    Best effort: one that cannot be dropped stays for the next restore."""
+    Best effort: one that cannot be dropped stays for the next restore. Without the lock,
+    ``kinds=("old",)``: a database renamed away is never used again, whoever runs."""
     prefix = swap_prefix(database)
-    pattern = re.compile(re.escape(prefix) + r"(new|old)_[0-9a-f]{8}")
+    pattern = re.compile(re.escape(prefix) + f"({'|'.join(kinds)})" + r"_[0-9a-f]{8}")
     found = pg.server.value(
         _LEFTOVERS.format(prefix=literal(prefix), database=literal(database)),
         database=admin_db,

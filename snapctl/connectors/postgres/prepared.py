@@ -18,7 +18,7 @@ from snapctl.connectors._disk_room import check_room
 from snapctl.connectors.api import PreparedCopy
 from snapctl.connectors.postgres.blocking_sessions import announce_ending, clear_the_way
 from snapctl.connectors.postgres.connection import Libpq, connect, maintenance_database
-from snapctl.connectors.postgres.leftovers import swap_prefix
+from snapctl.connectors.postgres.leftovers import drop_leftovers, swap_prefix
 from snapctl.connectors.postgres.quoting import ident, literal
 from snapctl.connectors.postgres.swap import create_database_sql, drop_database_sql, swap
 from snapctl.connectors.postgres.target import can_swap, inspect_target
@@ -110,6 +110,8 @@ def prepare(
                 f"preparing a copy of '{db_alias}' needs the 'postgres' or 'template1' "
                 "database beside it, and neither can be reached"
             )
+        # What swaps retired and a kill kept from dropping: it would count against the room.
+        drop_leftovers(pg, database, admin_db, kinds=("old",))
         _check_room(pg, database, admin_db, expected_size, keep_free)
         name = copy_name(database, mark)
         version = info["server_version_num"]
