@@ -18,13 +18,13 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from snapctl.errors import ConfigurationError, OperationFailed
+from snapctl.store.files import is_private_dir
 
 STORE_LOCK = ".lock"
 
@@ -91,8 +91,7 @@ def _locks_dir() -> Path:
     path = Path(tempfile.gettempdir()) / f"snapctl-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
-    status = path.lstat()
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+    if not is_private_dir(path):
         raise ConfigurationError(
             f"lock directory {path} is not a private directory of yours (mode 0700, owned by "
             "you); remove it, or point TMPDIR at a private directory"

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -46,14 +45,13 @@ def state_dir() -> Path:
 
         root = platformdirs.user_state_path("snapctl")
     path = root / "copies"
-    from snapctl.store.files import make_private_dirs
+    from snapctl.store.files import is_private_dir, make_private_dirs
 
     make_private_dirs(path)
-    status = path.lstat()
-    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o022:
+    if not is_private_dir(path):
         raise ConfigurationError(
-            f"{path} (where snapctl records its prepared copies) is not a directory of yours "
-            "that only you can write; remove it, or set SNAPCTL_STATE_DIR"
+            f"{path} (where snapctl records its prepared copies) is not a private directory "
+            "of yours (mode 0700, owned by you); remove it, or set SNAPCTL_STATE_DIR"
         )
     return path
 

@@ -105,7 +105,7 @@ def test_the_state_directory_must_be_private(
     made = state_dir()
     assert made == tmp_path / "state" / "copies" and oct(made.stat().st_mode & 0o777) == "0o700"
     os.chmod(made, 0o777)
-    with pytest.raises(ConfigurationError, match="only you can write"):
+    with pytest.raises(ConfigurationError, match="not a private directory"):
         state_dir()
 
 

@@ -104,6 +104,15 @@ def make_private_dirs(path: Path) -> None:
             directory.chmod(0o700)
 
 
+def is_private_dir(path: Path) -> bool:
+    """Whether ``path`` (not followed if a link) is a directory of ours that nobody else can
+    read or write (mode 0700 or stricter)."""
+    status = path.lstat()
+    return (
+        stat.S_ISDIR(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o077
+    )
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
