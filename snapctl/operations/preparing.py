@@ -22,7 +22,7 @@ from typing import Literal, cast
 
 from snapctl import registry
 from snapctl.connectors.api import PreparedCopy, PreparesCopies
-from snapctl.errors import ConfigurationError, IntegrityError
+from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.notices import notice
 from snapctl.operations.loading import (
     connector_errors,
@@ -182,7 +182,17 @@ def prepare(
         ]
         ready = next((record for record in same if record.state == "ready"), None)
         if ready is None and same:
-            ready = _wait_for(same[0], records, progress, deadline=None)
+            under_way = same[0]
+            expected = under_way.estimate or _estimate(records, artifact)
+            deadline = under_way.started + max(expected * 3, expected + 60)
+            ready = _wait_for(under_way, records, progress, deadline)
+            if ready is None and records.under_way(under_way):
+                raise OperationFailed(
+                    f"the copy of '{alias}' being prepared since "
+                    f"{time.time() - under_way.started:.0f} s (process {under_way.pid}) is "
+                    f"still not ready, where {expected:.0f} s were expected; stop that "
+                    "process, or wait and run prepare again"
+                )
         if ready is not None:
             done.append(Prepared(alias, ready, already=True))
             continue
@@ -273,7 +283,7 @@ def _verify(
 
 
 def _wait_for(
-    record: CopyRecord, records: Records, progress: Progress, deadline: float | None
+    record: CopyRecord, records: Records, progress: Progress, deadline: float
 ) -> CopyRecord | None:
     """Wait while ``record`` is under way, until it is ready, gone or past ``deadline``
     (time.time()); the ready record, or None."""
@@ -287,10 +297,10 @@ def _wait_for(
                 return current
             if not records.under_way(current):
                 return None
-            if deadline is not None and time.time() >= deadline:
+            if time.time() >= deadline:
                 notice(
                     f"the copy of '{record.alias}' being prepared is not ready after "
-                    f"{time.time() - started:.0f} s of waiting; restoring from the snapshot"
+                    f"{time.time() - started:.0f} s of waiting"
                 )
                 return None
             time.sleep(_POLL)
@@ -326,6 +336,7 @@ def ready_copies(
             deadline = under_way.started + expected * _WAIT_FACTOR + _WAIT_SLACK
             ready = _wait_for(under_way, records, progress, deadline)
             if ready is None:
+                notice(f"restoring '{alias}' from the snapshot instead")
                 with contextlib.suppress(Exception):
                     _stop(under_way, records)  # it would compete with the load
         if ready is not None:
