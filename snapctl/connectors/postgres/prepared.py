@@ -17,7 +17,12 @@ from typing import Any
 from snapctl.connectors._disk_room import check_room
 from snapctl.connectors.api import PreparedCopy
 from snapctl.connectors.postgres.blocking_sessions import announce_ending, clear_the_way
-from snapctl.connectors.postgres.connection import Libpq, connect, maintenance_database
+from snapctl.connectors.postgres.connection import (
+    Libpq,
+    connect,
+    first_query,
+    maintenance_database,
+)
 from snapctl.connectors.postgres.leftovers import drop_leftovers, swap_prefix
 from snapctl.connectors.postgres.quoting import ident, literal
 from snapctl.connectors.postgres.swap import create_database_sql, drop_database_sql, swap
@@ -25,15 +30,24 @@ from snapctl.connectors.postgres.target import can_swap, inspect_target
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 
 # What of the live database the copy was made like (create_database_sql): if any of it
-# changes before the swap, the swap would lose the change.
-_LIKE_LIVE = ("owner", "encoding", "tablespace", "comment", "has_acl", "acl", "settings", "slots")
-_LIKE_LIVE_ROW = ("datcollate", "datctype", "datconnlimit", "datlocprovider")
-
-# The copy as the swap finds it, from a maintenance database.
-_COPY_STATE = """
-SELECT json_build_object('comment', shobj_description(d.oid, 'pg_database'),
-                         'owns', pg_has_role(d.datdba, 'USAGE'))
-FROM pg_database d WHERE d.datname = {name}
+# changes before the swap, the swap would lose the change. Read by name from the maintenance
+# database, with the copy's comment and owner: the instant swap connects to one database.
+_LIVE_AND_COPY = """
+SELECT json_build_object(
+  'like_live', (SELECT json_build_object(
+      'owner', pg_get_userbyid(d.datdba),
+      'encoding', pg_encoding_to_char(d.encoding),
+      'tablespace', d.dattablespace,
+      'comment', shobj_description(d.oid, 'pg_database'),
+      'acl', d.datacl::text,
+      'settings', (SELECT count(*) FROM pg_db_role_setting s WHERE s.setdatabase = d.oid),
+      'slots', (SELECT count(*) FROM pg_replication_slots s WHERE s.database = d.datname),
+      'collate', d.datcollate, 'ctype', d.datctype, 'connlimit', d.datconnlimit,
+      'provider', to_jsonb(d) -> 'datlocprovider')
+    FROM pg_database d WHERE d.datname = {live}),
+  'copy', (SELECT json_build_object('comment', shobj_description(c.oid, 'pg_database'),
+                                    'owns', pg_has_role(c.datdba, 'USAGE'))
+           FROM pg_database c WHERE c.datname = {copy}))
 """
 # Where the server keeps its files, when our role may know it, and how big ``database`` is.
 _ROOM = """
@@ -56,12 +70,13 @@ def copy_comment(database: str, mark: str) -> str:
     return f"snapctl prepared copy of database {database}; mark {mark}"
 
 
-def _like_live(info: dict[str, Any]) -> dict[str, Any]:
-    row = info["row"]
-    return {
-        **{key: info[key] for key in _LIKE_LIVE},
-        **{key: row.get(key) for key in _LIKE_LIVE_ROW},
-    }
+def _live_and_copy(pg: Libpq, admin_db: str, database: str, copy: str) -> dict[str, Any]:
+    state: dict[str, Any] = pg.server.value(
+        _LIVE_AND_COPY.format(live=literal(database), copy=literal(copy)),
+        database=admin_db,
+        what=f"looking at database \"{database}\" of '{pg.alias}' and its prepared copy",
+    )
+    return state
 
 
 def _server_host(pg: Libpq) -> str | None:
@@ -114,6 +129,7 @@ def prepare(
         drop_leftovers(pg, database, admin_db, kinds=("old",))
         _check_room(pg, database, admin_db, expected_size, keep_free)
         name = copy_name(database, mark)
+        like_live = _live_and_copy(pg, admin_db, database, name)["like_live"]
         version = info["server_version_num"]
         what = f"preparing a copy of '{db_alias}'"
         try:
@@ -137,22 +153,21 @@ def prepare(
             with contextlib.suppress(OperationFailed):
                 pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
             raise
-    return PreparedCopy(name, mark, int(size), {"like_live": _like_live(info)})
+    return PreparedCopy(name, mark, int(size), {"like_live": like_live})
 
 
 def swap_in(db_alias: str, copy: PreparedCopy) -> PreparedCopy:
     """Check the copy and the live database, then rename the copy in: one transaction that
     also reopens it and gives it the live database's comment. The previous database stays as
-    ``<database>_snapctl_old_<8 hex>``, returned for ``drop``."""
+    ``<database>_snapctl_old_<8 hex>``, returned for ``drop``. One connection, to the
+    maintenance database: a restore with a ready copy costs a few queries."""
     with connect(db_alias, programs=False) as pg:
-        info = inspect_target(pg, set())
-        database = info["database"]
+        database = pg.server.target or first_query(pg, "SELECT current_database()")
         admin_db = maintenance_database(pg, database)
         if admin_db is None or copy.name != copy_name(database, copy.mark):
             raise IntegrityError(f"{copy.name} is not a prepared copy of '{db_alias}'")
-        found = pg.server.value(
-            _COPY_STATE.format(name=literal(copy.name)), database=admin_db, what="finding the copy"
-        )
+        state = _live_and_copy(pg, admin_db, database, copy.name)
+        found, live = state["copy"], state["like_live"]
         if found is None or not found["owns"]:
             raise IntegrityError(f"the prepared copy {copy.name} of '{db_alias}' is gone")
         if found["comment"] != copy_comment(database, copy.mark):
@@ -160,18 +175,17 @@ def swap_in(db_alias: str, copy: PreparedCopy) -> PreparedCopy:
                 f"database {copy.name} on the server of '{db_alias}' does not carry the mark "
                 "of the copy snapctl prepared"
             )
-        changed = [
-            key
-            for key, value in _like_live(info).items()
-            if copy.metadata.get("like_live", {}).get(key) != value
-        ]
+        if live is None:
+            raise ConfigurationError(f"database \"{database}\" of '{db_alias}' does not exist")
+        prepared_like = copy.metadata.get("like_live") or {}
+        changed = [key for key, value in live.items() if prepared_like.get(key) != value]
         if changed:
             raise ConfigurationError(
                 f"database \"{database}\" of '{db_alias}' has changed since its copy was "
                 f"prepared ({', '.join(changed)}), which the copy would not keep"
             )
         old = f"{swap_prefix(database)}old_{secrets.token_hex(4)}"
-        comment = info["comment"]
+        comment = live["comment"]
         finish = [
             f"ALTER DATABASE {ident(copy.name)} WITH ALLOW_CONNECTIONS true",
             f"COMMENT ON DATABASE {ident(copy.name)} IS "
