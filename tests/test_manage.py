@@ -86,6 +86,7 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
         "snapctl_version",
         "django_version",
         "databases",
+        "prepared",
     }
     entry = newest["databases"]["default"]
     assert set(entry) >= {

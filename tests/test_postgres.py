@@ -608,7 +608,8 @@ def test_swap_waits_up_to_the_lock_timeout_for_other_roles_to_leave(
     name = postgres_project.dump()
     user_sql(db, "INSERT INTO shop_tag (name) VALUES ('after')")
     other = connect_as(db, "leaves soon", admin=True)
-    leaving = threading.Timer(1.5, other.close)
+    # Late enough for the restore to find it there, even on a busy machine.
+    leaving = threading.Timer(5, other.close)
     leaving.start()
     try:
         result = postgres_project.snapctl("restore", "--yes", "--lock-timeout", "30", name)
