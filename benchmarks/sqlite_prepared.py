@@ -268,7 +268,13 @@ def set_up(rows: int, work: Path) -> Setup:
     print(f"[{rows:,} rows] building ...", file=sys.stderr)
     manage(env, "migrate", "--no-input", "-v0")
     manage(env, "bulk_fill", "--rows", str(rows))
-    subprocess.run(snapctl("dump", "--quiet", "--label", "bench"), cwd=EXAMPLE, env=env, check=True)
+    subprocess.run(
+        snapctl("dump", "--quiet", "--label", "bench"),
+        cwd=EXAMPLE,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,  # the snapshot's name
+    )
     (snapshot,) = (p for p in snapshots.iterdir() if p.name[0].isdigit())
     entry = json.loads((snapshot / "manifest.json").read_text())["databases"]["default"]
     return Setup(
