@@ -568,7 +568,7 @@ def _prepare_later(
         argv += ["--alias", alias]
     if no_prepare:
         argv.append("--no-prepare")
-    preparing.start_in_background(argv, records)
+    preparing.start_in_background(argv, snapshot, [] if chosen == "off" else eligible, records)
 
 
 @command(store=True)
@@ -579,6 +579,7 @@ def prepare(
     as_json: JsonOption = False,
     background: Annotated[bool, typer.Option("--background", hidden=True)] = False,
     no_prepare: Annotated[bool, typer.Option("--no-prepare", hidden=True)] = False,
+    adopt: Annotated[str | None, typer.Option("--records", hidden=True)] = None,
 ) -> None:
     """Prepare a copy of a snapshot (the newest by default) on the database server, so that
     restoring it is instant; waits for one being prepared. Prints the snapshot's name."""
@@ -591,6 +592,8 @@ def prepare(
     plan = operations.plan_restore(store, snapshot, alias or [])
     aliases = preparing.preparable(plan.snapshot, plan.aliases)
     records = Records()
+    tokens = set((adopt or "").split(","))
+    adopted = [record for record in records.all() if record.token in tokens]
     if background:  # started by dump or restore: tidy up first, then prepare what is kept
         os.nice(10)  # the person's own work comes first
         chosen = preparing.policy(no_prepare)
@@ -608,7 +611,9 @@ def prepare(
     for note in plan.notes:
         _say(ctx, f"snapctl: {note}")
     with _progress(ctx) as progress:
-        done = preparing.prepare(store, plan.snapshot, aliases, progress=progress, records=records)
+        done = preparing.prepare(
+            store, plan.snapshot, aliases, progress=progress, records=records, adopted=adopted
+        )
     if as_json:
         rendering.print_json(rendering.prepared_json(plan.snapshot, done))
     else:

@@ -183,14 +183,20 @@ class Records:
     def _lock_path(self, record: CopyRecord) -> Path:
         return self.root / f"{record.key}.{record.token}.lock"
 
-    @contextlib.contextmanager
-    def working_on(self, record: CopyRecord) -> Iterator[None]:
-        """Held by the process preparing ``record``: others see it as under way."""
+    def hold(self, record: CopyRecord) -> int:
+        """Lock ``record`` as under way; the lock lasts while the returned descriptor (or a
+        copy of it, in a child process) is open."""
         fd = os.open(
             self._lock_path(record), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    @contextlib.contextmanager
+    def working_on(self, record: CopyRecord) -> Iterator[None]:
+        """Held by the process preparing ``record``: others see it as under way."""
+        fd = self.hold(record)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)

@@ -282,3 +282,16 @@ def test_a_bad_prepare_setting_fails_before_the_dump(sqlite_project: Project) ->
     assert ran.returncode == EXIT_USAGE
     assert "SNAPSHOTS['PREPARE']" in one_line(ran.stderr)
     assert sqlite_project.store_entries() == []
+
+
+def test_a_restore_right_after_a_dump_finds_its_copy_under_way(project: Project) -> None:
+    """The dump writes the copy's record before it starts the background process: a
+    restore at once waits for that copy instead of loading the snapshot beside it."""
+    db = project.extra["db"]
+    before = project.digest()
+    env = {"SNAPCTL_PREPARE": "latest"}
+    name = project.snapctl("dump", **env, check=True).stdout.strip()
+    user_sql(db, DATA_CHANGES)
+    assert restore_json(project, "--no-prepare", **env)["instant"] == ["default"]
+    assert project.digest() == before
+    project.snapctl("delete", "--yes", name, check=True)

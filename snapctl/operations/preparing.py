@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, cast
 
@@ -161,11 +161,14 @@ def prepare(
     *,
     progress: Progress | None = None,
     records: Records | None = None,
+    adopted: Sequence[CopyRecord] = (),
 ) -> list[Prepared]:
     """Have a copy of ``snapshot`` ready for each alias: one ready already, one under way
-    (waited for), or one made now."""
+    (waited for), or one made now. ``adopted``: the records ``start_in_background`` wrote
+    for this process, whose locks it inherited."""
     progress = progress or NoProgress()
     records = records or Records()
+    ours = {record.alias: record for record in adopted}
     done = []
     for alias in aliases:
         artifact = snapshot.artifacts[alias]
@@ -178,10 +181,12 @@ def prepare(
         same = [
             record
             for record in _tidy(records, _identity(alias))
-            if record.kind == "prepared" and record.sha256 == artifact.sha256
+            if record.kind == "prepared"
+            and record.sha256 == artifact.sha256
+            and record.token != getattr(ours.get(alias), "token", None)
         ]
         ready = next((record for record in same if record.state == "ready"), None)
-        if ready is None and same:
+        if ready is None and same and alias not in ours:
             under_way = same[0]
             expected = under_way.estimate or _estimate(records, artifact)
             deadline = under_way.started + max(expected * 3, expected + 60)
@@ -194,10 +199,18 @@ def prepare(
                     "process, or wait and run prepare again"
                 )
         if ready is not None:
+            if alias in ours:  # prepared meanwhile by another process
+                records.remove(ours[alias])
             done.append(Prepared(alias, ready, already=True))
             continue
-        record = _prepare_one(store, snapshot, artifact, loaded, records, progress)
-        done.append(Prepared(alias, record, already=False))
+        if alias in ours:  # its lock is ours already, inherited
+            record = replace(ours[alias], pid=os.getpid())
+            ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
+        else:
+            record = new_record(snapshot, artifact, records)
+            with records.working_on(record):
+                ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
+        done.append(Prepared(alias, ready, already=False))
     return done
 
 
@@ -210,21 +223,13 @@ def _estimate(records: Records, artifact: Artifact) -> float:
     return _MIN_ESTIMATE + (artifact.unpacked_size or artifact.size) / _ASSUMED_PACE
 
 
-def _prepare_one(
-    store: SnapshotStore,
-    snapshot: Snapshot,
-    artifact: Artifact,
-    loaded: registry.LoadedConnector,
-    records: Records,
-    progress: Progress,
-) -> CopyRecord:
-    alias = artifact.alias
-    identity = _identity(alias)
-    record = CopyRecord(
+def new_record(snapshot: Snapshot, artifact: Artifact, records: Records) -> CopyRecord:
+    """The record of a copy about to be prepared, with a fresh mark."""
+    return CopyRecord(
         kind="prepared",
         state="preparing",
-        alias=alias,
-        database=identity,
+        alias=artifact.alias,
+        database=_identity(artifact.alias),
         connector=artifact.connector,
         mark=f"sha256:{artifact.sha256} token:{secrets.token_hex(16)}",
         snapshot=snapshot.name,
@@ -233,35 +238,45 @@ def _prepare_one(
         estimate=_estimate(records, artifact),
         pid=os.getpid(),
     )
+
+
+def _prepare_one(
+    store: SnapshotStore,
+    snapshot: Snapshot,
+    artifact: Artifact,
+    loaded: registry.LoadedConnector,
+    records: Records,
+    progress: Progress,
+    record: CopyRecord,
+) -> CopyRecord:
+    """Prepare the copy of ``record``, whose lock this process holds. The record is written
+    first: whatever kills us from here leaves a record whose lock is free, and the next
+    command drops the copy by its mark."""
+    alias = artifact.alias
     started = time.monotonic()
-    # The record first, under its lock: whatever kills us from here leaves a record whose
-    # lock is free, and the next command drops the copy by its mark.
-    with records.working_on(record):
-        records.write(record)
-        try:
+    records.write(record)
+    try:
+        with (
+            store.lock(shared=True),
+            tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=scratch_dir(store)) as scratch,
+        ):
+            private = Path(scratch) / unpacked_name(artifact)
+            _verify(store, snapshot, artifact, private, progress)
             with (
-                store.lock(shared=True),
-                tempfile.TemporaryDirectory(
-                    prefix=scratch_prefix(), dir=scratch_dir(store)
-                ) as scratch,
+                progress.track(f"Preparing a copy of {alias}"),
+                connector_errors("prepare a copy", artifact.connector, alias),
             ):
-                private = Path(scratch) / unpacked_name(artifact)
-                _verify(store, snapshot, artifact, private, progress)
-                with (
-                    progress.track(f"Preparing a copy of {alias}"),
-                    connector_errors("prepare a copy", artifact.connector, alias),
-                ):
-                    copy = _copier(loaded).prepare_copy(alias, private, record.mark)
-            seconds = round(time.monotonic() - started, 3)
-            ready = record.with_copy(copy, state="ready", seconds=seconds)
-            records.write(ready)
-            records.remember_seconds(identity, seconds)
-            return ready
-        except BaseException:
-            with contextlib.suppress(Exception):
-                _copier(loaded).drop_copy(alias, PreparedCopy("", record.mark))
-            records.remove(record)
-            raise
+                copy = _copier(loaded).prepare_copy(alias, private, record.mark)
+        seconds = round(time.monotonic() - started, 3)
+        ready = record.with_copy(copy, state="ready", seconds=seconds)
+        records.write(ready)
+        records.remember_seconds(record.database, seconds)
+        return ready
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _copier(loaded).drop_copy(alias, PreparedCopy("", record.mark))
+        records.remove(record)
+        raise
 
 
 def _verify(
@@ -393,25 +408,42 @@ def drop_copies_of(snapshot: Snapshot, records: Records | None = None) -> list[s
     return problems
 
 
-def start_in_background(argv: Sequence[str], records: Records | None = None) -> None:
-    """Run ``snapctl ARGV`` detached: its own session, no terminal, output to the log in
-    the state directory; the command that starts it returns at once."""
+def start_in_background(
+    argv: Sequence[str],
+    snapshot: Snapshot,
+    aliases: Sequence[str],
+    records: Records | None = None,
+) -> None:
+    """Run ``snapctl ARGV --records TOKENS`` detached (its own session, no terminal, output
+    to the log in the state directory) to prepare copies of ``snapshot`` for ``aliases``;
+    the command that starts it returns at once. Their records are written here, under locks
+    the process inherits: a restore right after this one sees the copies under way, even
+    before that process has started."""
     records = records or Records()
+    made = [new_record(snapshot, snapshot.artifacts[alias], records) for alias in aliases]
+    held = []
     log = records.root / "background.log"
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
+        for record in made:
+            held.append(records.hold(record))
+            records.write(replace(record, pid=None))
+        tokens = ["--records", ",".join(record.token for record in made)] if made else []
         subprocess.Popen(
-            [sys.executable, "-m", "snapctl", *argv],
+            [sys.executable, "-m", "snapctl", *argv, *tokens],
             stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=fd,
+            stdout=log_fd,
+            stderr=log_fd,
             start_new_session=True,
-            close_fds=True,
+            pass_fds=held,
         )
     except OSError as exc:
+        for record in made:
+            records.remove(record)
         notice(f"could not start preparing a copy in the background: {exc}")
     finally:
-        os.close(fd)
+        for fd in [*held, log_fd]:
+            os.close(fd)
 
 
 def copies_of(snapshot: Snapshot, records: list[CopyRecord]) -> list[CopyRecord]:
