@@ -295,3 +295,46 @@ def test_a_restore_right_after_a_dump_finds_its_copy_under_way(project: Project)
     assert restore_json(project, "--no-prepare", **env)["instant"] == ["default"]
     assert project.digest() == before
     project.snapctl("delete", "--yes", name, check=True)
+
+
+def test_instant_swap_ends_our_sessions_and_waits_for_another_roles(project: Project) -> None:
+    """Our role's sessions are ended and named; another role's session, which snapctl may
+    not end, is waited for (up to the lock timeout) before the copy goes in."""
+    import threading
+
+    from test_postgres import backend_pid, connect_as, is_alive
+
+    db = project.extra["db"]
+    before = project.digest()
+    project.dump()
+    project.snapctl("prepare", check=True)
+    user_sql(db, DATA_CHANGES)
+    ours = connect_as(db, "our app")
+    other = connect_as(db, "leaves soon", admin=True)
+    leaving = threading.Timer(5, other.close)
+    leaving.start()
+    try:
+        ran = project.snapctl("restore", "--yes", "--json", "--lock-timeout", "30")
+    finally:
+        leaving.cancel()
+        other.close()
+    assert ran.returncode == EXIT_OK, ran.stderr
+    assert json.loads(ran.stdout)["instant"] == ["default"]
+    assert "waiting up to 30 s for 1 session that snapctl may not end" in ran.stderr
+    assert f"pid {backend_pid(ours)}" in ran.stderr and "must reconnect" in ran.stderr
+    assert not is_alive(ours)
+    assert project.digest() == before
+
+
+def test_instant_swap_without_a_session_in_the_way_ends_ours(project: Project) -> None:
+    from test_postgres import backend_pid, connect_as, is_alive
+
+    db = project.extra["db"]
+    project.dump()
+    project.snapctl("prepare", check=True)
+    ours = connect_as(db, "our app")
+    ran = project.snapctl("restore", "--yes", "--json")
+    assert ran.returncode == EXIT_OK, ran.stderr
+    assert json.loads(ran.stdout)["instant"] == ["default"]
+    assert f"pid {backend_pid(ours)}" in ran.stderr and "must reconnect" in ran.stderr
+    assert not is_alive(ours)

@@ -137,20 +137,24 @@ def settle(
     alias: str, keep: Snapshot, chosen: Policy, records: Records, *, others: bool = True
 ) -> None:
     """Drop what the policy no longer keeps for ``alias``'s database: retired databases
-    always and, with ``others``, prepared copies of other snapshots than ``keep`` (under
-    ``labelled``, those of labelled snapshots stay; under ``off``, none). Failures are
-    said, not raised: this runs in the background."""
+    always and, with ``others`` under ``latest`` and ``labelled``, ready copies of other
+    snapshots than ``keep`` (under ``labelled``, those of labelled snapshots stay). Under
+    ``off`` a copy someone prepared stays until used or deleted, and a preparation under way
+    is never stopped here: it may be someone's ``snapctl prepare``. Failures are said, not
+    raised: this runs in the background."""
     for record in _tidy(records, _identity(alias)):
         stays = record.kind == "prepared" and (
             not others
-            or (record.snapshot == keep.name and chosen != "off")
+            or chosen == "off"
+            or record.state == "preparing"
+            or record.snapshot == keep.name
             or (chosen == "labelled" and record.label is not None)
         )
         if stays:
             continue
         try:
-            _stop(record, records)
-        except Exception as exc:
+            _drop(record, records)
+        except Exception as exc:  # the next run tries again
             notice(f"could not drop {record.copy.get('name') or 'a side database'}: {exc}")
 
 

@@ -4,7 +4,7 @@ up to the lock timeout for those snapctl may not end, and the messages that name
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from snapctl import notices, other_sessions
@@ -138,16 +138,22 @@ def sessions_on(
     """The other client sessions on ``database``, looked at from ``admin_db`` (None: from
     the database itself, which ``locks`` needs); never this command's own, which the server
     may still list for a moment after they are closed."""
-    mine = ", ".join(str(pid) for pid in sorted(pg.server.pids))
-    sql = _SESSIONS.format(
-        database=literal(database),
-        mine=f"ARRAY[{mine}]::int[]" if mine else "'{}'::int[]",
-        locks=_HOLDS_OUR_LOCKS if locks else "false",
-    )
     found = pg.server.value(
-        sql, database=admin_db, what=f"looking at the other sessions on '{pg.alias}'"
+        sessions_sql(database, pg.server.pids, locks=locks),
+        database=admin_db,
+        what=f"looking at the other sessions on '{pg.alias}'",
     )
     return [OtherSession(**row) for row in found]
+
+
+def sessions_sql(database: str, mine: Iterable[int], *, locks: bool) -> str:
+    """The query of :func:`sessions_on`: a JSON list of the sessions, ``mine`` left out."""
+    pids = ", ".join(str(pid) for pid in sorted(mine))
+    return _SESSIONS.format(
+        database=literal(database),
+        mine=f"ARRAY[{pids}]::int[]" if pids else "'{}'::int[]",
+        locks=_HOLDS_OUR_LOCKS if locks else "false",
+    )
 
 
 def blocking(

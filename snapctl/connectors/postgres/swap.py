@@ -181,7 +181,7 @@ _SWAP = """
 DO $snapctl$
 DECLARE session record;
 BEGIN
-  FOR attempt IN 1..{attempts} LOOP
+{checks}  FOR attempt IN 1..{attempts} LOOP
     PERFORM pg_stat_clear_snapshot();
 {terminate}
     BEGIN
@@ -201,11 +201,19 @@ $snapctl$
 
 
 def swap_sql(
-    database: str, fresh: str, old: str, *, terminate: bool = True, finish: Sequence[str] = ()
+    database: str,
+    fresh: str,
+    old: str,
+    *,
+    terminate: bool = True,
+    finish: Sequence[str] = (),
+    checks: str = "",
 ) -> str:
     """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``),
-    running ``finish`` (statements on ``fresh``) just before the last rename."""
+    running ``checks`` (PL/pgSQL that raises to stop) first and ``finish`` (statements on
+    ``fresh``) just before the last rename."""
     return _SWAP.format(
+        checks=checks,
         attempts=_SWAP_ATTEMPTS,
         pause=_SWAP_PAUSE,
         terminate=TERMINATE_LOOP.format(database=literal(database)) if terminate else "",
