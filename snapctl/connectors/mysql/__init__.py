@@ -105,7 +105,8 @@ class MySQLConnector:
         self.jobs = jobs if jobs is not None else min(os.cpu_count() or 1, _MAX_JOBS)
         if self.jobs < 1:
             raise ConfigurationError("MySQLConnector(jobs=...) must be at least 1")
-        if isinstance(keep_free, bool) or not 0 <= keep_free < 1:
+        share = isinstance(keep_free, int | float) and not isinstance(keep_free, bool)
+        if not (share and 0 <= keep_free < 1):
             raise ConfigurationError(
                 f"MySQLConnector(keep_free={keep_free!r}) must be a share of the disk, "
                 "0 or more and below 1"
