@@ -3,10 +3,12 @@
 A dump is one ``--single-transaction`` script, loadable into any schema. A restore loads the
 snapshot into a scratch database (split for a parallel load when large), then swaps its
 tables in by one atomic RENAME, recreating views, triggers, routines and events; killed
-restores are finished by the next one. The design, the guarantees and the privileges:
+restores are finished by the next one. A snapshot can also be prepared in a copy ahead of
+time, and swapped in later in moments. The design, the guarantees and the privileges:
 docs/mysql.md. The modules: ``option_file`` and ``session`` (the connection), ``quoting``,
-``objects`` (what a schema holds), ``dump_splitter``, ``blocking_sessions`` (other sessions
-holding the tables), ``swap`` and ``recovery``.
+``names`` (of the side databases), ``objects`` (what a schema holds), ``dump_splitter`` and
+``loading``, ``blocking_sessions`` (other sessions holding the tables), ``swap``,
+``recovery``, ``disk_room`` and ``prepared``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from snapctl import other_sessions
+from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.mysql import prepared
 from snapctl.connectors.mysql.quoting import as_text, sql_text
 from snapctl.connectors.mysql.recovery import recover
 from snapctl.connectors.mysql.session import Client, Tool, lock_wait_seconds
@@ -93,12 +97,21 @@ class MySQLConnector:
     extension = "sql"
     dump_to_pipe = True  # the dump tool writes its script front to back
 
-    def __init__(self, jobs: int | None = None) -> None:
+    def __init__(self, jobs: int | None = None, keep_free: float = 0.05) -> None:
         """``jobs``: sessions loading rows at once in a restore (default: cores, at most 4;
-        1 loads the script whole, in one session)."""
+        1 loads the script whole, in one session). ``keep_free``: the share of the database
+        server's disk that a prepared copy must leave free (checked where the server runs on
+        this machine)."""
         self.jobs = jobs if jobs is not None else min(os.cpu_count() or 1, _MAX_JOBS)
         if self.jobs < 1:
             raise ConfigurationError("MySQLConnector(jobs=...) must be at least 1")
+        share = isinstance(keep_free, int | float) and not isinstance(keep_free, bool)
+        if not (share and 0 <= keep_free < 1):
+            raise ConfigurationError(
+                f"MySQLConnector(keep_free={keep_free!r}) must be a share of the disk, "
+                "0 or more and below 1"
+            )
+        self.keep_free = float(keep_free)
 
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Dump the MySQL/MariaDB database to dest as one consistent SQL script."""
@@ -155,3 +168,29 @@ class MySQLConnector:
                         swap.drop()
                 raise
             swap.drop()
+
+    def prepare_copy(self, db_alias: str, src: Path, mark: str) -> PreparedCopy:
+        """Load the snapshot at src into a copy beside the live database, named after
+        ``mark``, for a later ``swap_in_copy()``; the live database is not touched."""
+        with (
+            Client.open(db_alias) as client,
+            tempfile.TemporaryDirectory(prefix=_WORK_PREFIX, dir=_work_root(src)) as workdir,
+        ):
+            return prepared.prepare(client, src, mark, Path(workdir), self.jobs, self.keep_free)
+
+    def swap_in_copy(self, db_alias: str, copy: PreparedCopy) -> PreparedCopy:
+        """Swap the prepared copy's tables in, as a restore's swap, waiting for other
+        sessions' locks at most the policy's lock timeout; return the retired database
+        holding the previous tables, for ``drop_copy()``."""
+        timeout = other_sessions.policy().lock_timeout
+        with (
+            Client.open(db_alias, lock_wait=lock_wait_seconds(timeout)) as client,
+            tempfile.TemporaryDirectory(prefix=_WORK_PREFIX) as workdir,
+        ):
+            return prepared.swap_in(client, copy, Path(workdir), timeout)
+
+    def drop_copy(self, db_alias: str, copy: PreparedCopy) -> None:
+        """Drop a prepared copy (found by its mark when its name is empty) or a retired
+        database; one already gone, or not this connector's, is left alone."""
+        with Client.open(db_alias) as client:
+            prepared.drop(client, copy)

@@ -130,6 +130,7 @@ class Client:
         self.lock_wait = lock_wait
         self.defaults = defaults
         self.database = str(settings.get("NAME") or "")
+        self.host = str(settings.get("HOST") or "")  # "" or a path: a socket on this machine
         self.password = str(settings.get("PASSWORD") or "")
         self.ssl_mode = ssl_mode(settings)
         # Both found now, so that a missing one fails the command before it changes anything.

@@ -1,30 +1,26 @@
-"""The swap restore: the snapshot loaded into a scratch database, then its tables exchanged
-with the live ones by one atomic RENAME, by one client session that finishes by itself if
-snapctl is killed; a failed swap is undone. See docs/mysql.md."""
+"""The swap restore: the snapshot loaded into a scratch database (or prepared in a copy ahead of
+time), then its tables exchanged with the live ones by one atomic RENAME, by one client
+session that finishes by itself if snapctl is killed; a failed swap is undone. See
+docs/mysql.md."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapctl import other_sessions
 from snapctl.connectors.mysql.blocking_sessions import LOCK_WAIT_TIMEOUT, LockTimeout, OtherSessions
-from snapctl.connectors.mysql.dump_splitter import split_dump
+from snapctl.connectors.mysql.loading import load_dump
+from snapctl.connectors.mysql.names import MAX_NAME, SCRATCH_INFIX, copy_marker, retired_marker
 from snapctl.connectors.mysql.objects import Objects, drop_programs, list_objects, programs_script
 from snapctl.connectors.mysql.quoting import as_text, quote_name, quote_text
 from snapctl.connectors.mysql.session import Client
 from snapctl.errors import ConfigurationError, OperationFailed
 
-SCRATCH_INFIX = "_snapctl_"
-# Smaller scripts load whole, in one session: splitting them and starting a session per part
-# costs more than the parallel load saves (two more client programs, 10-20 ms).
-_SPLIT_FROM = 4 * 1024 * 1024
 _KEPT = "snapctl_kept_"  # marks scratch databases kept after a failed undo
-_MAX_NAME = 64
 
 
 def move_tables(
@@ -41,12 +37,24 @@ def move_tables(
     return clauses
 
 
+def live_defaults(client: Client, live: str) -> tuple[str, str] | None:
+    """The database's default character set and collation; None if it does not exist."""
+    rows = client.query(
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
+        f"information_schema.SCHEMATA WHERE SCHEMA_NAME = {quote_text(live)}",
+        f"connecting to database '{live}'",
+    )
+    return (as_text(rows[0][0]), as_text(rows[0][1])) if rows else None
+
+
 @dataclass
 class Swap:
     """One restore's names and saved state, so that a failure can be undone.
 
     ``scratch`` receives the snapshot and holds the marker; ``aside`` receives the previous
-    tables.
+    tables. With ``source``, a prepared copy, the snapshot's tables come from there instead:
+    ``scratch`` holds only the marker, and ``aside`` is kept afterwards as the retired
+    database, marked so, for a later drop (dropping gigabytes takes seconds).
     """
 
     client: Client
@@ -57,6 +65,7 @@ class Swap:
     keep: bool = False  # set when ``aside`` holds the previous tables after a failed undo
     lock_timeout: float = other_sessions.DEFAULT_LOCK_TIMEOUT  # seconds, for others' locks
     leave: bool = False  # set when the marker must stay, for the next restore to finish an undo
+    source: str | None = None  # a prepared copy to swap in, instead of loading ``scratch``
 
     @property
     def scratch(self) -> str:
@@ -74,9 +83,25 @@ class Swap:
     def done(self) -> str:
         return f"snapctl_swapped_{self.token}"
 
+    @property
+    def incoming(self) -> str:
+        """Where the snapshot's tables come from, and go back to if the swap is undone."""
+        return self.scratch if self.source is None else self.source
+
+    @property
+    def retired(self) -> str:
+        """The table marking ``aside`` as a retired database (a prepared copy's swap)."""
+        return retired_marker(self.token)
+
+    @property
+    def dropped_last(self) -> str:
+        """The database the swap's script drops before ``scratch``, which holds the marker:
+        the previous tables, or the emptied prepared copy (the previous tables are kept)."""
+        return self.aside if self.source is None else self.source
+
     def check_names(self) -> None:
-        if len(self.aside) > _MAX_NAME:
-            longest = _MAX_NAME - len(self.aside) + len(self.live)
+        if len(self.aside) > MAX_NAME:
+            longest = MAX_NAME - len(self.aside) + len(self.live)
             raise ConfigurationError(
                 f"database name '{self.live}' is too long for snapctl's scratch databases "
                 f"beside it (at most {longest} characters)"
@@ -85,15 +110,15 @@ class Swap:
     def create(self) -> None:
         """The scratch databases get the live one's defaults, which routines are created
         with. A missing live database is created, so a snapshot restores onto a new server."""
-        rows = self.client.query(
-            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM "
-            f"information_schema.SCHEMATA WHERE SCHEMA_NAME = {quote_text(self.live)}",
-            f"connecting to database '{self.live}'",
-        )
-        charset, collation = (as_text(value) for value in rows[0]) if rows else ("", "")
-        options = f" CHARACTER SET {charset} COLLATE {collation}" if rows else ""
-        statements = [] if rows else [f"CREATE DATABASE {quote_name(self.live)}"]
+        defaults = live_defaults(self.client, self.live)
+        options = f" CHARACTER SET {defaults[0]} COLLATE {defaults[1]}" if defaults else ""
+        statements = [] if defaults else [f"CREATE DATABASE {quote_name(self.live)}"]
         statements += [f"CREATE DATABASE {quote_name(db)}{options}" for db in self.scratches]
+        if self.source is not None:  # a retired database from the start: see recovery.py
+            statements.append(
+                f"CREATE TABLE {quote_name(self.aside)}.{quote_name(self.retired)} "
+                "(x INT PRIMARY KEY)"
+            )
         self.client.execute(
             statements, f"creating scratch databases (it needs ALL on `{self.live}_snapctl_%`)"
         )
@@ -109,14 +134,23 @@ class Swap:
         )
 
     def run(self, src: Path) -> None:
+        """Load the snapshot into ``scratch``, then swap its tables in."""
         client = self.client
         try:
-            self._load(src)
+            load_dump(client, src, self.scratch, self.workdir, self.jobs)
         except OperationFailed as exc:
             raise OperationFailed(f"{exc}; database '{self.live}' is unchanged") from exc
-        found = list_objects(client, [self.live, self.scratch])
-        old, new = found[self.live], found[self.scratch]
-        new_programs = programs_script(client, self.scratch, new, self.workdir / "new.sql")
+        new = list_objects(client, [self.scratch])[self.scratch]
+        self.exchange(programs_script(client, self.scratch, new, self.workdir / "new.sql"))
+
+    def exchange(self, new_programs: Path | None) -> None:
+        """Swap the tables of ``incoming`` in, and recreate the snapshot's views, triggers,
+        routines and events from ``new_programs``; a failure is undone (``_put_back``)."""
+        client = self.client
+        found = list_objects(client, [self.live, self.incoming])
+        old, new = found[self.live], found[self.incoming]
+        if self.source is not None:  # the copy's marker is no table of the snapshot
+            new.tables = [table for table in new.tables if table != copy_marker(self.source)]
         old_programs = programs_script(client, self.live, old, self.workdir / "old.sql")
         script = self._swap_script(old, new, old_programs, new_programs)
         others = OtherSessions(client, self.live, self.lock_timeout)
@@ -140,29 +174,6 @@ class Swap:
                 failure = others.timed_out(step)  # the same message as the wait's
             self._put_back(old, old_programs, failure)
 
-    def _load(self, src: Path) -> None:
-        """Load the snapshot into the scratch database: whole in one session (a small one, or
-        ``jobs=1``), or split into segments (tables, then their rows by ``jobs`` sessions at
-        once, then the rest)."""
-        what = f"loading the snapshot into '{self.scratch}'"
-        parts = self.workdir / "segments"
-        parts.mkdir()
-        try:
-            try:
-                split = self.jobs > 1 and src.stat().st_size >= _SPLIT_FROM
-                segments = split_dump(src, parts) if split else None
-            except OSError:  # no room for the segments, say: the whole script needs none
-                segments = None
-            if segments is None:
-                self.client.load(src, self.scratch, what)
-                return
-            self.client.load(segments.schema, self.scratch, f"{what} (tables)")
-            rows = [(f"{what} (rows of {rows.label})", rows.path) for rows in segments.data]
-            self.client.load_parallel(rows, self.scratch, self.jobs)
-            self.client.load(segments.post, self.scratch, f"{what} (views and programs)")
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)  # as large as the dump: free it now
-
     def _swap_script(
         self, old: Objects, new: Objects, old_programs: Path | None, new_programs: Path | None
     ) -> Path:
@@ -174,11 +185,13 @@ class Swap:
         2. Drop what cannot move: triggers block a RENAME across schemas, and views cannot
            change schema at all; the scratch copies go too, as a view there could block a table.
         3. One atomic RENAME exchanging all tables and renaming the marker to ``done``: the
-           marker says which tables the live database holds.
+           marker says which tables the live database holds. A prepared copy's marker moves
+           into the scratch database with it: the emptied copy no longer passes for one.
         4. The snapshot's views, triggers, routines and events.
-        5. The second scratch database (the previous tables), then the first one.
+        5. The second scratch database (the previous tables; for a prepared copy, the emptied
+           copy instead, the previous tables being kept), then the first one.
         """
-        scratch, aside = quote_name(self.scratch), quote_name(self.aside)
+        scratch = quote_name(self.scratch)
         pending, done = quote_name(self.pending), quote_name(self.done)
         statements = [
             f"CREATE TABLE {scratch}.{pending} (x INT PRIMARY KEY, old LONGBLOB, new LONGBLOB)"
@@ -186,9 +199,12 @@ class Swap:
             f"INSERT INTO {scratch}.{pending} VALUES "
             f"(1, {_blob(old_programs)}, {_blob(new_programs)});",
         ]
-        statements += drop_programs(self.live, old) + drop_programs(self.scratch, new)
-        clauses = move_tables(self.live, old.tables, self.aside, new.tables, self.scratch)
+        statements += drop_programs(self.live, old) + drop_programs(self.incoming, new)
+        clauses = move_tables(self.live, old.tables, self.aside, new.tables, self.incoming)
         clauses.append(f"{scratch}.{pending} TO {scratch}.{done}")
+        if self.source is not None:
+            marker = quote_name(copy_marker(self.source))
+            clauses.append(f"{quote_name(self.source)}.{marker} TO {scratch}.{marker}")
         statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
         script = self.workdir / "swap.sql"
         with open(script, "wb") as out:
@@ -196,7 +212,8 @@ class Swap:
             if new_programs is not None:
                 out.write(new_programs.read_bytes())
                 out.write(b"\n")
-            out.write(f"DROP DATABASE {aside};\nDROP DATABASE {scratch};\n".encode())
+            last = quote_name(self.dropped_last)
+            out.write(f"DROP DATABASE {last};\nDROP DATABASE {scratch};\n".encode())
         return script
 
     @property
@@ -215,7 +232,7 @@ class Swap:
             schemas = scratch_schemas(client, self.live)
             found = list_objects(client, [self.live, self.scratch, self.aside])
             # Only the script's last two statements drop them: then the snapshot is in place.
-            finished = self.aside not in schemas and (
+            finished = self.dropped_last not in schemas and (
                 self.scratch not in schemas or self.done in found[self.scratch].tables
             )
             if finished:
@@ -228,13 +245,16 @@ class Swap:
             untouched = not swapped and now.names() == old.names()
             statements = [] if untouched else drop_programs(self.live, now)
             if swapped:
-                previous = found[self.aside].tables
-                clauses = move_tables(self.live, now.tables, self.scratch, previous, self.aside)
+                previous = [t for t in found[self.aside].tables if t != self.retired]
+                clauses = move_tables(self.live, now.tables, self.incoming, previous, self.aside)
                 # The marker travels back too: it always says which tables are live.
                 scratch = quote_name(self.scratch)
                 clauses.append(
                     f"{scratch}.{quote_name(self.done)} TO {scratch}.{quote_name(self.pending)}"
                 )
+                if self.source is not None:  # and the copy's: it is whole again
+                    marker = quote_name(copy_marker(self.source))
+                    clauses.append(f"{scratch}.{marker} TO {quote_name(self.source)}.{marker}")
                 statements.append("RENAME TABLE " + ", ".join(clauses) + ";")
             if statements:
                 client.execute(statements, f"putting back '{self.live}'")
