@@ -117,6 +117,7 @@ def test_builtin_connectors_say_what_they_can() -> None:
     assert template.checks and template.forgets and template.extension == "json"
     # Instant restores: the server connectors prepare copies; the file and JSON ones do not.
     assert postgres.prepares_copies and template.prepares_copies
+    assert api.capabilities_of(snapctl.MySQLConnector()).prepares_copies
     for connector in (sqlite, dumpdata):
         assert not connector.prepares_copies
 

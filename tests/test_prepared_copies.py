@@ -338,3 +338,24 @@ def test_instant_swap_without_a_session_in_the_way_ends_ours(project: Project) -
     assert json.loads(ran.stdout)["instant"] == ["default"]
     assert f"pid {backend_pid(ours)}" in ran.stderr and "must reconnect" in ran.stderr
     assert not is_alive(ours)
+
+
+def test_mariadb_restores_instantly_from_its_copy(mariadb_project: Project) -> None:
+    """The same on MariaDB, end to end: prepared, swapped in, exact, and dropped by delete."""
+    from helpers import mariadb_admin
+
+    project, db = mariadb_project, mariadb_project.extra["db"]
+    before = project.digest()
+    name = project.dump()
+    (copy,) = prepare_json(project)["prepared"]  # type: ignore[misc]
+    assert copy["state"] == "ready" and copy["server_size"] > 0
+    mariadb_admin(f"DELETE FROM {db.name}.shop_product_tags; DELETE FROM {db.name}.shop_tag;")
+    assert restore_json(project)["instant"] == ["default"]
+    assert project.digest() == before
+    again = prepare_json(project)["prepared"][0]  # type: ignore[index]
+    project.snapctl("delete", "--yes", name, check=True)
+    like = db.name.replace("_", "\\_") + "\\_snapctl\\_%"
+    deadline = time.monotonic() + 60
+    while mariadb_admin(f"SHOW DATABASES LIKE '{like}'").split() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mariadb_admin(f"SHOW DATABASES LIKE '{like}'").split() == [], again
