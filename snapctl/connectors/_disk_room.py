@@ -45,8 +45,8 @@ def check_room(
     if problem:
         raise ConfigurationError(
             f"not enough room for a prepared copy of {target} on its server's disk "
-            f"({data_directory}): {problem}; free some space, or turn preparing off "
-            "(--no-prepare, SNAPSHOTS['PREPARE'] = 'off')"
+            f"({data_directory}): {problem}; free some space, lower the connector's keep_free, "
+            "or turn preparing off (--no-prepare, SNAPSHOTS['PREPARE'] = 'off')"
         )
 
 

@@ -4,13 +4,12 @@ docs/mysql.md."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
+from snapctl.connectors import _disk_room as room
 from snapctl.connectors.mysql.quoting import as_text, quote_text
 from snapctl.connectors.mysql.session import Client
-from snapctl.errors import ConfigurationError
 
 _LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")  # "": the client's default, the socket
 
@@ -41,10 +40,6 @@ def local_data_directory(client: Client) -> Path | None:
         return None
 
 
-def _size(count: float) -> str:
-    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
-
-
 def check_room(client: Client, live: str, src: Path, keep_free: float) -> None:
     """Refuse a copy of ``live`` from ``src`` that would leave less than ``keep_free`` of the
     server's disk free: it needs about the live database's size or the script's, the larger.
@@ -52,16 +47,5 @@ def check_room(client: Client, live: str, src: Path, keep_free: float) -> None:
     datadir = local_data_directory(client)
     if datadir is None:
         return
-    try:
-        usage = shutil.disk_usage(datadir)
-    except OSError:
-        return
     needed = max(schema_size(client, live), src.stat().st_size)
-    keep = keep_free * usage.total
-    if usage.free - needed < keep:
-        raise ConfigurationError(
-            f"no room for a prepared copy of '{live}': it needs about {_size(needed)} on the "
-            f"database server's disk ({datadir}), which has {_size(usage.free)} free of "
-            f"{_size(usage.total)}, and MySQLConnector(keep_free={keep_free:g}) keeps "
-            f"{_size(keep)} free; free some room there or lower keep_free"
-        )
+    room.check_room(f"'{live}'", None, str(datadir), needed, keep_free)
