@@ -47,6 +47,7 @@ _WAIT_SLACK = 2.0
 # machine (PostgreSQL's pg_restore measured 55 MB/s of archive, MariaDB 18 MB/s).
 _ASSUMED_PACE = 15_000_000
 _MIN_ESTIMATE = 1.0
+_LOG_LIMIT = 1024 * 1024
 _POLL = 0.1
 
 
@@ -427,6 +428,9 @@ def start_in_background(
     made = [new_record(snapshot, snapshot.artifacts[alias], records) for alias in aliases]
     held = []
     log = records.root / "background.log"
+    with contextlib.suppress(OSError):
+        if log.lstat().st_size > _LOG_LIMIT:  # keep the last run's lines, not every run's
+            os.replace(log, log.with_suffix(".log.1"))
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         for record in made:
