@@ -359,3 +359,24 @@ def test_mariadb_restores_instantly_from_its_copy(mariadb_project: Project) -> N
     while mariadb_admin(f"SHOW DATABASES LIKE '{like}'").split() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert mariadb_admin(f"SHOW DATABASES LIKE '{like}'").split() == [], again
+
+
+def test_a_hostile_database_comment_is_kept_as_text(project: Project, tmp_path: Path) -> None:
+    """The comment of the live database goes into the swap's SQL: quotes, dollar quotes and
+    psql meta-commands in it stay text (the owner role, the application's, can set it)."""
+    db = project.extra["db"]
+    planted = tmp_path / "pwned"
+    comment = f"A $snapctl$ $z$ ' \\! touch {planted}\n\\! touch {planted}\n$$"
+    quoted = comment.replace("'", "''")
+    user_sql(db, f"COMMENT ON DATABASE {db.name} IS '{quoted}'")
+    before = project.digest()
+    project.dump()
+    project.snapctl("prepare", check=True)
+    user_sql(db, DATA_CHANGES)
+    assert restore_json(project)["instant"] == ["default"]
+    assert not planted.exists()
+    assert project.digest() == before
+    shown = psql_admin(
+        f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{db.name}'"
+    )
+    assert shown.rstrip("\n") == comment

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from snapctl import notices, other_sessions
 from snapctl.connectors.postgres.connection import Libpq
-from snapctl.connectors.postgres.quoting import literal
+from snapctl.connectors.postgres.quoting import do_block, literal
 from snapctl.errors import OperationFailed
 
 # How often the restore looks again while it waits for other sessions to leave: cheap (one
@@ -32,18 +32,16 @@ TERMINATE_LOOP = """
   END LOOP;
 """
 _TERMINATE = """
-DO $snapctl$
 DECLARE session record;
 BEGIN
 {terminate}
 END
-$snapctl$
 """
 
 
 def terminate_sessions_sql(database: str) -> str:
     """End the other sessions of our role (and roles we belong to) on ``database``."""
-    return _TERMINATE.format(terminate=TERMINATE_LOOP.format(database=literal(database)))
+    return do_block(_TERMINATE.format(terminate=TERMINATE_LOOP.format(database=literal(database))))
 
 
 # The client sessions on {database} but this command's own ({mine}), with what the restore

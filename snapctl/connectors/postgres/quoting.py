@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 
 def ident(name: str) -> str:
     """A quoted SQL identifier."""
@@ -16,3 +18,13 @@ def literal(value: str) -> str:
 def short_name(name: str, limit: int) -> str:
     """``name`` cut to ``limit`` UTF-8 bytes, so derived names stay within NAMEDATALEN."""
     return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def do_block(body: str) -> str:
+    """``DO`` with ``body`` (PL/pgSQL, DECLARE ... END) between dollar quotes whose tag is
+    random: text from the server or the settings inside the body (a comment, a name) cannot
+    end the quotes and have the rest run as SQL, or as a psql meta-command."""
+    tag = f"$snapctl_{secrets.token_hex(8)}$"
+    if tag in body:  # 64 random bits: never by chance
+        raise ValueError("the DO block's quote tag appears in its body")
+    return f"DO {tag}\n{body.strip()}\n{tag}"

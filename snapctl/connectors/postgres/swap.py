@@ -24,7 +24,7 @@ from snapctl.connectors.postgres.blocking_sessions import (
 from snapctl.connectors.postgres.connection import Libpq
 from snapctl.connectors.postgres.leftovers import drop_leftovers, swap_prefix
 from snapctl.connectors.postgres.programs import client_program
-from snapctl.connectors.postgres.quoting import ident, literal
+from snapctl.connectors.postgres.quoting import do_block, ident, literal
 from snapctl.errors import OperationFailed
 
 _MAX_JOBS = 8
@@ -178,7 +178,6 @@ def load(pg: Libpq, src: Path, database: str, owner_flags: list[str], what: str)
 # pg_stat_activity (which is otherwise read once per transaction); the last failure is
 # raised and rolls everything back.
 _SWAP = """
-DO $snapctl$
 DECLARE session record;
 BEGIN
 {checks}  FOR attempt IN 1..{attempts} LOOP
@@ -196,7 +195,6 @@ BEGIN
   END LOOP;
 {finish}  EXECUTE {rename_new};
 END
-$snapctl$
 """
 
 
@@ -212,14 +210,16 @@ def swap_sql(
     """The one statement that puts ``fresh`` in the place of ``database`` (see ``_SWAP``),
     running ``checks`` (PL/pgSQL that raises to stop) first and ``finish`` (statements on
     ``fresh``) just before the last rename."""
-    return _SWAP.format(
-        checks=checks,
-        attempts=_SWAP_ATTEMPTS,
-        pause=_SWAP_PAUSE,
-        terminate=TERMINATE_LOOP.format(database=literal(database)) if terminate else "",
-        rename_old=literal(f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}"),
-        rename_new=literal(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}"),
-        finish="".join(f"  EXECUTE {literal(statement)};\n" for statement in finish),
+    return do_block(
+        _SWAP.format(
+            checks=checks,
+            attempts=_SWAP_ATTEMPTS,
+            pause=_SWAP_PAUSE,
+            terminate=TERMINATE_LOOP.format(database=literal(database)) if terminate else "",
+            rename_old=literal(f"ALTER DATABASE {ident(database)} RENAME TO {ident(old)}"),
+            rename_new=literal(f"ALTER DATABASE {ident(fresh)} RENAME TO {ident(database)}"),
+            finish="".join(f"  EXECUTE {literal(statement)};\n" for statement in finish),
+        )
     )
 
 
