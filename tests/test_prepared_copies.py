@@ -133,8 +133,9 @@ def test_a_copy_of_another_snapshot_is_not_used(project: Project) -> None:
         "COMMENT ON DATABASE {copy} IS 'not the mark'",
         "COMMENT ON DATABASE {live} IS 'changed since'",
         "DROP DATABASE {copy}",
+        "ALTER DATABASE {copy} WITH ALLOW_CONNECTIONS true",
     ],
-    ids=["copy-without-mark", "live-changed", "copy-gone"],
+    ids=["copy-without-mark", "live-changed", "copy-gone", "copy-reopened"],
 )
 def test_a_copy_that_cannot_be_used_falls_back_to_the_snapshot(
     project: Project, tamper: str

@@ -24,6 +24,7 @@ from snapctl.connectors.postgres.blocking_sessions import (
     announce_ending,
     clear_the_way,
     sessions_sql,
+    terminate_sessions_sql,
 )
 from snapctl.connectors.postgres.connection import (
     Libpq,
@@ -61,19 +62,24 @@ _LIVE_AND_COPY = """
 SELECT json_build_object(
   'like_live', {like_live},
   'copy', (SELECT json_build_object('comment', shobj_description(c.oid, 'pg_database'),
-                                    'owns', pg_has_role(c.datdba, 'USAGE'))
+                                    'owns', pg_has_role(c.datdba, 'USAGE'),
+                                    'closed', {closed})
            FROM pg_database c WHERE c.datname = {copy}))
 """
+# Whether copy ``c`` is as prepare left it: closed to connections, and nobody on it.
+_CLOSED = """(NOT c.datallowconn
+   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = c.datname))"""
 # The checks of swap_in, inside the swap's transaction, for the swap by psql: each failure
 # raises an exception whose message starts with a word that _PSQL_REFUSALS knows.
 _CHECKS = """  DECLARE
     copy_state record;
     changed text;
   BEGIN
-    SELECT shobj_description(d.oid, 'pg_database') AS comment,
-           pg_has_role(d.datdba, 'USAGE') AS owns
-      INTO copy_state FROM pg_database d WHERE d.datname = {copy};
+    SELECT shobj_description(c.oid, 'pg_database') AS comment,
+           pg_has_role(c.datdba, 'USAGE') AS owns, {closed} AS closed
+      INTO copy_state FROM pg_database c WHERE c.datname = {copy};
     IF NOT FOUND OR NOT copy_state.owns THEN RAISE EXCEPTION 'snapctl_gone'; END IF;
+    IF NOT copy_state.closed THEN RAISE EXCEPTION 'snapctl_opened'; END IF;
     IF copy_state.comment IS DISTINCT FROM {comment} THEN
       RAISE EXCEPTION 'snapctl_unmarked';
     END IF;
@@ -117,7 +123,7 @@ def copy_comment(database: str, mark: str) -> str:
 def _live_and_copy(pg: Libpq, admin_db: str, database: str, copy: str) -> dict[str, Any]:
     like_live = _LIKE_LIVE.format(live=literal(database))
     state: dict[str, Any] = pg.server.value(
-        _LIVE_AND_COPY.format(like_live=like_live, copy=literal(copy)),
+        _LIVE_AND_COPY.format(like_live=like_live, copy=literal(copy), closed=_CLOSED),
         database=admin_db,
         what=f"looking at database \"{database}\" of '{pg.alias}' and its prepared copy",
     )
@@ -186,14 +192,22 @@ def prepare(
             )
             if fill is not None:
                 fill(pg, info, name)
-            ((size,),) = pg.server.query(
+            ((size, others),) = pg.server.query(
                 # Nobody may connect until it is swapped in: nothing can change it meanwhile.
                 f"ALTER DATABASE {ident(name)} WITH ALLOW_CONNECTIONS false",
+                terminate_sessions_sql(name),
                 f"COMMENT ON DATABASE {ident(name)} IS {literal(copy_comment(database, mark))}",
-                f"SELECT pg_database_size({literal(name)})",
+                f"SELECT pg_database_size({literal(name)}), (SELECT count(*) FROM "
+                f"pg_stat_activity WHERE datname = {literal(name)} "
+                "AND NOT pg_has_role(usesysid, 'MEMBER'))",
                 database=admin_db,
                 what=what,
             )
+            if others:  # another role's session came in while it was filled
+                raise OperationFailed(
+                    f"{what}: another role's session connected to the copy {name} while it "
+                    "was filled; it was dropped, prepare again"
+                )
         except BaseException:
             with contextlib.suppress(OperationFailed):
                 pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
@@ -228,6 +242,11 @@ _PSQL_REFUSALS: dict[str, tuple[type[SnapctlError], str]] = {
         "database {copy} on the server of '{alias}' does not carry the mark of the copy "
         "snapctl prepared",
     ),
+    "snapctl_opened": (
+        IntegrityError,
+        "the prepared copy {copy} of '{alias}' was opened to connections since it was "
+        "prepared, and may have been changed",
+    ),
     "snapctl_no_live": (ConfigurationError, "database \"{database}\" of '{alias}' does not exist"),
     "snapctl_changed": (
         ConfigurationError,
@@ -253,6 +272,7 @@ def _swap_in_by_psql(pg: Libpq, database: str, copy: PreparedCopy) -> PreparedCo
         copy=literal(copy.name),
         comment=literal(copy_comment(database, copy.mark)),
         like_live=_LIKE_LIVE.format(live=literal(database)),
+        closed=_CLOSED,
         expected=literal(json.dumps(like_live)),
         live=literal(database),
         terminate="true" if policy.terminate else "false",
@@ -311,6 +331,11 @@ def _swap_in_by_driver(db_alias: str, copy: PreparedCopy) -> PreparedCopy:
             raise IntegrityError(
                 f"database {copy.name} on the server of '{db_alias}' does not carry the mark "
                 "of the copy snapctl prepared"
+            )
+        if not found["closed"]:
+            raise IntegrityError(
+                f"the prepared copy {copy.name} of '{db_alias}' was opened to connections "
+                "since it was prepared, and may have been changed"
             )
         if live is None:
             raise ConfigurationError(f"database \"{database}\" of '{db_alias}' does not exist")
