@@ -541,6 +541,18 @@ def _prepare_later(
 ) -> None:
     """After dump and restore: in a detached process, drop the databases restores swapped
     out and keep a copy of ``snapshot`` prepared as the policy says; this returns at once."""
+    from snapctl.errors import SnapctlError
+    from snapctl.notices import notice
+
+    try:
+        _start_preparing(ctx, snapshot, aliases, no_prepare)
+    except (SnapctlError, OSError) as exc:  # the dump or restore itself is done
+        notice(f"no copy is prepared in the background: {exc}")
+
+
+def _start_preparing(
+    ctx: typer.Context, snapshot: Snapshot, aliases: list[str], no_prepare: bool
+) -> None:
     from snapctl.operations import preparing
     from snapctl.prepared_copies import Records
 
@@ -592,8 +604,13 @@ def prepare(
     plan = operations.plan_restore(store, snapshot, alias or [])
     aliases = preparing.preparable(plan.snapshot, plan.aliases)
     records = Records()
-    tokens = set((adopt or "").split(","))
-    adopted = [record for record in records.all() if record.token in tokens]
+    # TOKEN:FD of each record dump or restore wrote for this process, and its lock's descriptor.
+    descriptors = dict(pair.split(":", 1) for pair in (adopt or "").split(",") if ":" in pair)
+    adopted = [
+        (record, int(descriptors[record.token]))
+        for record in records.all()
+        if record.token in descriptors and descriptors[record.token].isdigit()
+    ]
     if background:  # started by dump or restore: tidy up first, then prepare what is kept
         os.nice(10)  # the person's own work comes first
         chosen = preparing.policy(no_prepare)
@@ -673,10 +690,18 @@ def show(
 def _copy_records() -> list[CopyRecord]:
     """The prepared copies snapctl knows of; none when its state directory is unusable
     (listing snapshots must not fail for it)."""
+    from dataclasses import replace
+
     from snapctl.prepared_copies import Records
 
     try:
-        return Records().all()
+        records = Records()
+        return [
+            record
+            if record.state != "preparing" or records.under_way(record)
+            else replace(record, state="interrupted")  # the next prepare or restore drops it
+            for record in records.all()
+        ]
     except (SnapctlError, OSError):
         return []
 

@@ -29,7 +29,8 @@ from snapctl.connectors.api import PreparedCopy
 from snapctl.errors import ConfigurationError
 
 Kind = Literal["prepared", "retired"]
-State = Literal["preparing", "ready"]
+# "interrupted": shown for a preparation whose process is gone (never written).
+State = Literal["preparing", "ready", "interrupted"]
 _RECORD_LIMIT = 256 * 1024
 _SUFFIX = ".json"
 

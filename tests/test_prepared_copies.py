@@ -216,7 +216,7 @@ def test_a_killed_preparation_is_cleaned_up(project: Project, tmp_path: Path) ->
     (left,) = side_databases(db.name, PREPARED)
     # The next command finds the record of a preparation nobody runs, and drops its copy.
     listed = json.loads(project.snapctl("list", "--json", check=True).stdout)
-    assert listed[0]["prepared"][0]["state"] == "preparing"
+    assert listed[0]["prepared"][0]["state"] == "interrupted"
     (copy,) = prepare_json(project)["prepared"]  # type: ignore[misc]
     assert side_databases(db.name, PREPARED) == [copy["copy"]]
     assert left not in side_databases(db.name) or left == copy["copy"]

@@ -22,7 +22,7 @@ from typing import Literal, cast
 
 from snapctl import registry
 from snapctl.connectors.api import PreparedCopy, PreparesCopies
-from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
+from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed, SnapctlError
 from snapctl.notices import notice
 from snapctl.operations.loading import (
     connector_errors,
@@ -113,8 +113,9 @@ def _drop(record: CopyRecord, records: Records) -> None:
 
 
 def _stop(record: CopyRecord, records: Records) -> None:
-    """End a preparation under way (it drops what it made), or drop a dead one's leftovers."""
-    if records.under_way(record):
+    """End a preparation under way (it drops what it made), or drop a ready copy or a dead
+    preparation's leftovers."""
+    if record.state == "preparing" and records.under_way(record):
         if record.pid:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(record.pid, signal.SIGTERM)
@@ -166,57 +167,74 @@ def prepare(
     *,
     progress: Progress | None = None,
     records: Records | None = None,
-    adopted: Sequence[CopyRecord] = (),
+    adopted: Sequence[tuple[CopyRecord, int]] = (),
 ) -> list[Prepared]:
     """Have a copy of ``snapshot`` ready for each alias: one ready already, one under way
     (waited for), or one made now. ``adopted``: the records ``start_in_background`` wrote
-    for this process, whose locks it inherited."""
+    for this process, with the descriptors of their locks, which it inherited and closes
+    as each is done."""
     progress = progress or NoProgress()
     records = records or Records()
-    ours = {record.alias: record for record in adopted}
+    ours = {record.alias: record for record, _ in adopted}
+    locks = {record.alias: fd for record, fd in adopted}
     done = []
     for alias in aliases:
-        artifact = snapshot.artifacts[alias]
-        loaded = connector_for_restore(alias, artifact)
-        if not loaded.capabilities.prepares_copies:
-            raise ConfigurationError(
-                f"connector '{artifact.connector}' of '{alias}' keeps no prepared copies; "
-                "its restores read the snapshot directly"
-            )
-        same = [
-            record
-            for record in _tidy(records, _identity(alias))
-            if record.kind == "prepared"
-            and record.sha256 == artifact.sha256
-            and record.token != getattr(ours.get(alias), "token", None)
-        ]
-        ready = next((record for record in same if record.state == "ready"), None)
-        if ready is None and same and alias not in ours:
-            under_way = same[0]
-            expected = under_way.estimate or _estimate(records, artifact)
-            deadline = under_way.started + max(expected * 3, expected + 60)
-            ready = _wait_for(under_way, records, progress, deadline)
-            if ready is None and records.under_way(under_way):
-                raise OperationFailed(
-                    f"the copy of '{alias}' being prepared since "
-                    f"{time.time() - under_way.started:.0f} s (process {under_way.pid}) is "
-                    f"still not ready, where {expected:.0f} s were expected; stop that "
-                    "process, or wait and run prepare again"
-                )
-        if ready is not None:
-            if alias in ours:  # prepared meanwhile by another process
-                records.remove(ours[alias])
-            done.append(Prepared(alias, ready, already=True))
-            continue
-        if alias in ours:  # its lock is ours already, inherited
-            record = replace(ours[alias], pid=os.getpid())
-            ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
-        else:
-            record = new_record(snapshot, artifact, records)
-            with records.working_on(record):
-                ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
-        done.append(Prepared(alias, ready, already=False))
+        try:
+            done.append(_prepare_alias(store, snapshot, alias, progress, records, ours))
+        finally:
+            if alias in locks:
+                with contextlib.suppress(OSError):
+                    os.close(locks.pop(alias))
     return done
+
+
+def _prepare_alias(
+    store: SnapshotStore,
+    snapshot: Snapshot,
+    alias: str,
+    progress: Progress,
+    records: Records,
+    ours: dict[str, CopyRecord],
+) -> Prepared:
+    artifact = snapshot.artifacts[alias]
+    loaded = connector_for_restore(alias, artifact)
+    if not loaded.capabilities.prepares_copies:
+        raise ConfigurationError(
+            f"connector '{artifact.connector}' of '{alias}' keeps no prepared copies; "
+            "its restores read the snapshot directly"
+        )
+    same = [
+        record
+        for record in _tidy(records, _identity(alias))
+        if record.kind == "prepared"
+        and record.sha256 == artifact.sha256
+        and record.token != getattr(ours.get(alias), "token", None)
+    ]
+    ready = next((record for record in same if record.state == "ready"), None)
+    if ready is None and same and alias not in ours:
+        under_way = same[0]
+        expected = under_way.estimate or _estimate(records, artifact)
+        deadline = under_way.started + max(expected * 3, expected + 60)
+        ready = _wait_for(under_way, records, progress, deadline)
+        if ready is None and records.under_way(under_way):
+            raise OperationFailed(
+                f"the copy of '{alias}' being prepared since "
+                f"{time.time() - under_way.started:.0f} s (process {under_way.pid}) is "
+                f"still not ready, where {expected:.0f} s were expected; stop that "
+                "process, or wait and run prepare again"
+            )
+    if ready is not None:
+        if alias in ours:  # prepared meanwhile by another process
+            records.remove(ours[alias])
+        return Prepared(alias, ready, already=True)
+    if alias in ours:  # its lock is ours already, inherited
+        record = replace(ours[alias], pid=os.getpid())
+        ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
+    else:
+        record = new_record(snapshot, artifact, records)
+        with records.working_on(record):
+            ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
+    return Prepared(alias, ready, already=False)
 
 
 def _estimate(records: Records, artifact: Artifact) -> float:
@@ -261,12 +279,14 @@ def _prepare_one(
     started = time.monotonic()
     records.write(record)
     try:
-        with (
-            store.lock(shared=True),
-            tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=scratch_dir(store)) as scratch,
-        ):
+        with tempfile.TemporaryDirectory(
+            prefix=scratch_prefix(), dir=scratch_dir(store)
+        ) as scratch:
             private = Path(scratch) / unpacked_name(artifact)
-            _verify(store, snapshot, artifact, private, progress)
+            # The store is locked while the snapshot is read, not through the load: the
+            # private copy is what gets loaded, and delete and prune may go on meanwhile.
+            with store.lock(shared=True):
+                _verify(store, snapshot, artifact, private, progress)
             with (
                 progress.track(f"Preparing a copy of {alias}"),
                 connector_errors("prepare a copy", artifact.connector, alias),
@@ -336,12 +356,17 @@ def ready_copies(
     """For a restore: each alias's ready copy of exactly its artifact (same checksum, same
     connector). A copy under way is waited for while that should be sooner than loading
     afresh, which takes about as long as preparing: until its expected end, with slack."""
-    records = records or Records()
+    copying = [alias for alias in aliases if connectors[alias].capabilities.prepares_copies]
+    if not copying:
+        return {}
+    try:
+        records = records or Records()
+    except (SnapctlError, OSError) as exc:  # the restore goes on without them
+        notice(f"prepared copies are not looked for: {exc}")
+        return {}
     found: dict[str, CopyRecord] = {}
-    for alias in aliases:
+    for alias in copying:
         artifact = snapshot.artifacts[alias]
-        if not connectors[alias].capabilities.prepares_copies:
-            continue
         same = [
             record
             for record in _tidy(records, _identity(alias))
@@ -436,8 +461,10 @@ def start_in_background(
         for record in made:
             held.append(records.hold(record))
             records.write(replace(record, pid=None))
-        tokens = ["--records", ",".join(record.token for record in made)] if made else []
-        subprocess.Popen(
+        # TOKEN:FD, the descriptor of its lock in the process, which closes it when done.
+        pairs = ",".join(f"{record.token}:{fd}" for record, fd in zip(made, held, strict=True))
+        tokens = ["--records", pairs] if made else []
+        process = subprocess.Popen(
             [sys.executable, "-m", "snapctl", *argv, *tokens],
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
@@ -445,6 +472,8 @@ def start_in_background(
             start_new_session=True,
             pass_fds=held,
         )
+        for record in made:  # so that a restore may ask it to stop before it begins
+            records.write(replace(record, pid=process.pid))
     except OSError as exc:
         for record in made:
             records.remove(record)

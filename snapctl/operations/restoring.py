@@ -160,8 +160,8 @@ def restore(
     restore each selected alias. No database is touched before all checksums match.
 
     An alias with a ready prepared copy of exactly its artifact has it swapped in instead
-    (its checksum and mark are checked, nothing is read); when every alias has one, the
-    snapshot is not read at all. Returns the aliases restored so, instantly."""
+    (its checksum and mark are checked); when the one alias restored has one, the snapshot
+    is not read at all. Returns the aliases restored so, instantly."""
     from snapctl.django_env import database_settings
 
     progress = progress or NoProgress()
@@ -174,7 +174,9 @@ def restore(
         ready = preparing.ready_copies(
             plan.snapshot, plan.connectors, plan.aliases, progress, records
         )
-        if ready.keys() != set(plan.aliases):
+        # Several databases: the snapshot is verified before any is swapped, so that a copy
+        # refused after another went in never leaves them restored by halves unverified.
+        if len(plan.aliases) > 1 or ready.keys() != set(plan.aliases):
             return _verify_and_restore(store, plan, confirm, progress, ready, records)
         confirm(plan)
         instant = [

@@ -280,6 +280,9 @@ def _swap_in_by_psql(pg: Libpq, database: str, copy: PreparedCopy) -> PreparedCo
     comment = like_live.get("comment")
     script = "\n".join(
         [
+            # A lock the renames wait for (a copy of the database being made, say) fails
+            # the swap after the lock timeout, as other sessions' locks do, never hangs it.
+            f"SET lock_timeout = {int(policy.lock_timeout * 1000) or 1};",
             # The sessions the swap ends, to say so (ours only: another role's fail it).
             sessions_sql(database, (), locks=False) + ";",
             swap_sql(
@@ -321,7 +324,12 @@ def _swap_in_by_driver(db_alias: str, copy: PreparedCopy) -> PreparedCopy:
     with connect(db_alias, programs=False) as pg:
         database = pg.server.target or first_query(pg, "SELECT current_database()")
         admin_db = maintenance_database(pg, database)
-        if admin_db is None or copy.name != copy_name(database, copy.mark):
+        if admin_db is None:
+            raise ConfigurationError(
+                f"swapping in a prepared copy of '{db_alias}' needs the 'postgres' or "
+                "'template1' database beside it, and neither can be reached"
+            )
+        if copy.name != copy_name(database, copy.mark):
             raise IntegrityError(f"{copy.name} is not a prepared copy of '{db_alias}'")
         state = _live_and_copy(pg, admin_db, database, copy.name)
         found, live = state["copy"], state["like_live"]
