@@ -292,6 +292,28 @@ def test_a_swap_failing_after_its_rename_is_undone_and_the_copy_whole_again(
     assert leftover_databases(db) == [retired["name"]]
 
 
+def test_a_copy_swaps_into_a_dropped_database_with_its_character_set(project: Project) -> None:
+    db = project.extra["db"]
+    snapshot = project.digest()
+    copy = prepare(project, snapshot_script(project), "mark-1")
+    mariadb_admin(f"DROP DATABASE `{db.name}`")
+
+    retired = swap(project, copy)
+
+    assert project.digest() == snapshot
+    assert mariadb_admin(
+        "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE "
+        f"SCHEMA_NAME = '{db.name}'"
+    ).split() == ["utf8mb4"]
+    assert leftover_databases(db) == [retired["name"]]
+    # A damaged record: its words would go into SQL.
+    other = prepare(project, snapshot_script(project), "mark-2")
+    bad = {"charset": "utf8mb4; DROP DATABASE x", "collation": "utf8mb4_general_ci"}
+    damaged = call(project, "swap_in_copy", copy={**other, "metadata": bad})
+    assert damaged.returncode == EXIT_INTEGRITY, damaged.stderr
+    assert "no character set" in one_error_line(damaged.stderr)
+
+
 def test_drop_copy_finds_a_copy_by_its_mark_and_drops_nothing_else(project: Project) -> None:
     db = project.extra["db"]
     src = snapshot_script(project)

@@ -6,6 +6,7 @@ docs/mysql.md, "Prepared copies"."""
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 
 from snapctl.connectors.api import PreparedCopy
@@ -150,6 +151,11 @@ def _check_live(client: Client, copy: PreparedCopy) -> None:
     are recreated with them); a missing one is created with them, as a restore would."""
     live = client.database
     made_with = (str(copy.metadata.get("charset")), str(copy.metadata.get("collation")))
+    if not all(re.fullmatch(r"\w+", word) for word in made_with):  # words put into SQL
+        raise IntegrityError(
+            f"the record of the prepared copy '{copy.name}' has no character set and "
+            f"collation; '{live}' is unchanged"
+        )
     now = live_defaults(client, live)
     if now is None:
         client.execute(
