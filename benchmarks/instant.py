@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,8 +126,6 @@ class Variant:
 
 def run_untimed(argv: list[str], env: dict[str, str]) -> str:
     """Run a setup command; its stdout, or CommandFailed."""
-    import subprocess
-
     result = subprocess.run(
         argv, cwd=EXAMPLE, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
     )
@@ -295,7 +294,9 @@ def live_bytes(engine: Engine) -> int:
     return engine.database_bytes()
 
 
-def bench_variant(engine: Engine, connector: str, rows: int, built: int, work: Path, runs: int):
+def bench_variant(
+    engine: Engine, connector: str, rows: int, built: int, work: Path, runs: int
+) -> Result:
     variant = Variant(engine, connector, work)
     label = f"{rows:,} rows {engine.name} {connector}"
     print(f"[{label}] dump ...", file=sys.stderr)
