@@ -106,6 +106,8 @@ class Variant:
     work: Path
     server_sizes: list[int] = field(default_factory=list)
     instant_after: list[bool] = field(default_factory=list)
+    # Why a restore after a restore loaded the snapshot after all: snapctl's notices.
+    after_notices: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> Path:
@@ -213,7 +215,14 @@ def after_restore_step(variant: Variant) -> Measured:
     os.sync()
     run_untimed(snapctl("restore", "--yes", "--quiet"), variant.env())
     measured = timed(snapctl("restore", "--yes", "--json"), variant.env(), sync=False)
-    variant.instant_after.append(restored_instantly(measured))
+    instant = restored_instantly(measured)
+    variant.instant_after.append(instant)
+    if not instant:
+        said = [line for line in measured.errors.splitlines() if line.startswith("snapctl:")]
+        variant.after_notices.append(
+            " / ".join(said)
+            or "no notice (no copy under way when it looked, or its preparation ended without one)"
+        )
     drop_copies(variant)  # waits out the preparation this one started, then drops it
     return measured
 
@@ -271,6 +280,7 @@ class Result:
     seconds: dict[str, list[float]]
     failures: dict[str, str]
     instant_after: list[bool]
+    after_notices: list[str]
 
     def median(self, step: str) -> float | None:
         measured = self.medians.get(step)
@@ -323,6 +333,7 @@ def bench_variant(
         {step: [m.seconds for m in taken] for step, taken in rounds.samples.items()},
         rounds.failures,
         variant.instant_after,
+        variant.after_notices,
     )
 
 
@@ -387,6 +398,7 @@ def results_table(results: list[Result]) -> TextTable:
                 for step in (PREPARE, READY, NO_COPY, AFTER)
                 if result.seconds.get(step)
             )
+            + "".join(f"; {AFTER} not instant: {notice}" for notice in result.after_notices)
         )
     return TextTable(
         "instant restores (median seconds; floor = snapctl --version + settings import)",

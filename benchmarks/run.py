@@ -116,7 +116,9 @@ SIZES = {
 class Measured:
     seconds: float
     peak_rss_mb: float
-    output: str = ""  # what the command printed on stdout (instant.py reads its --json)
+    # What the command printed (instant.py reads its --json and its notices).
+    output: str = ""
+    errors: str = ""
 
 
 class CommandFailed(Exception):
@@ -155,7 +157,7 @@ def timed(
         if result.returncode != 0:
             raise CommandFailed(command, result.stderr)
         kilobytes = report.read().split()[-1]
-    return Measured(seconds, int(kilobytes) / 1024, result.stdout)
+    return Measured(seconds, int(kilobytes) / 1024, result.stdout, result.stderr)
 
 
 def snapctl(*args: str) -> list[str]:
