@@ -116,6 +116,9 @@ SIZES = {
 class Measured:
     seconds: float
     peak_rss_mb: float
+    # What the command printed (instant.py reads its --json and its notices).
+    output: str = ""
+    errors: str = ""
 
 
 class CommandFailed(Exception):
@@ -127,16 +130,20 @@ class CommandFailed(Exception):
         self.reason = lines[-1] if lines else "exited with an error"
 
 
-def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) -> Measured:
+def timed(
+    command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE, *, sync: bool = True
+) -> Measured:
     """Run a command (a shell string for redirections); its wall seconds and peak RSS.
 
     The seconds are the benchmark's own clock around the run (GNU time's %e counts in
     10 ms steps, coarse for runs of 0.1 s); the peak RSS is GNU time's %M. GNU time, not
     this process's wait4: a child forked from this Python counts its parent's pages until
     it executes the tool. Dirty pages of the previous run are written out first, so no run
-    pays for another's; with --durable the write-back of its own is counted. stdin is
-    /dev/null: some tools ask for confirmation at a terminal."""
-    os.sync()
+    pays for another's (unless ``sync`` is false: a run meant to follow another at once);
+    with --durable the write-back of its own is counted. stdin is /dev/null: some tools ask
+    for confirmation at a terminal."""
+    if sync:
+        os.sync()
     with tempfile.NamedTemporaryFile("r") as report:
         argv = [GNU_TIME, "-f", "%M", "-o", report.name]
         argv += ["sh", "-c", command] if isinstance(command, str) else command
@@ -150,7 +157,7 @@ def timed(command: list[str] | str, env: dict[str, str], cwd: Path = EXAMPLE) ->
         if result.returncode != 0:
             raise CommandFailed(command, result.stderr)
         kilobytes = report.read().split()[-1]
-    return Measured(seconds, int(kilobytes) / 1024)
+    return Measured(seconds, int(kilobytes) / 1024, result.stdout, result.stderr)
 
 
 def snapctl(*args: str) -> list[str]:
@@ -173,6 +180,10 @@ def last_snapshot_size(snapshots: Path) -> int:
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXAMPLE_", "SNAPCTL_"))}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    # Bytecode is cached, as for an installed package: with PYTHONDONTWRITEBYTECODE set (as
+    # in some sessions) and a fresh editable checkout, every run compiled snapctl's modules
+    # from source, some 0.2 s of CPU per command.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
 
@@ -338,7 +349,13 @@ def mariadb_engine(work: Path) -> Iterator[Engine]:
             settle=lambda: mariadb("SET GLOBAL innodb_max_purge_lag_wait=0"),
         )
     finally:
-        mariadb(f"DROP DATABASE IF EXISTS {name}")
+        # The mysql connector's side databases, <name>_snapctl_<hex>..., go too.
+        listed = mariadb(
+            "SELECT schema_name FROM information_schema.schemata "
+            f"WHERE schema_name = '{name}' OR schema_name LIKE '{name}\\_%'"
+        )
+        for database in listed.split():
+            mariadb(f"DROP DATABASE IF EXISTS `{database}`")
 
 
 def tables_of(schema: str) -> str:
@@ -455,6 +472,7 @@ def django_floor(env: dict[str, str], settings_module: str, cwd: Path) -> list[T
 class Rounds:
     medians: dict[str, Measured]
     failures: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, list[Measured]] = field(default_factory=dict)  # every run, in order
 
 
 def measure_rounds(
@@ -487,14 +505,13 @@ def measure_rounds(
                     raise SystemExit(str(error)) from None
                 print(f"[{label}] {timing.tool} is n/a: {error}", file=sys.stderr)
                 failures[timing.tool] = error.reason
-    medians = {
-        tool: Measured(
-            statistics.median(s.seconds for s in taken), max(s.peak_rss_mb for s in taken)
-        )
-        for tool, taken in samples.items()
-        if tool not in failures
-    }
-    return Rounds(medians, failures)
+    medians = {tool: median_of(taken) for tool, taken in samples.items() if tool not in failures}
+    return Rounds(medians, failures, samples)
+
+
+def median_of(taken: list[Measured]) -> Measured:
+    """The median seconds of some runs, and the largest peak RSS among them."""
+    return Measured(statistics.median(s.seconds for s in taken), max(s.peak_rss_mb for s in taken))
 
 
 # --- results -------------------------------------------------------------------------------
