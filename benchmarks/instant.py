@@ -26,7 +26,7 @@ background, as whole processes (run.py's timed: a sync first, GNU time's peak RS
    that should be sooner than loading afresh, else loads the snapshot.
 Between steps the script waits for snapctl's background processes (found by the state
 directory in their environment) and, at the end of a round, drops the copies left
-(`SNAPCTL_PREPARE=off snapctl prepare --background`, what dump and restore start to tidy up).
+(`snapctl prepare --drop`, then the tidy-up dump and restore start).
 
 A connector that keeps no prepared copies (`snapctl prepare` refuses it) shows its steps 2
 and 3 as n/a with the reason. Targets, each at every size and connector: (3) at most 1.5x
@@ -168,9 +168,10 @@ def copies_listed(variant: Variant) -> list[dict[str, object]]:
 
 
 def drop_copies(variant: Variant) -> None:
-    """Back to no copy and nothing in the background: what dump and restore start to tidy
-    up under SNAPCTL_PREPARE=off drops every copy and retired database of the database."""
+    """Back to no copy and nothing in the background: the snapshot's copies dropped
+    (`snapctl prepare --drop`), and the retired databases by the background tidy-up."""
     wait_for_background(variant)
+    run_untimed(snapctl("prepare", "--drop", "--quiet"), variant.off)
     run_untimed(snapctl("prepare", "--background", "--quiet"), variant.off)
     wait_for_background(variant)
     left = copies_listed(variant)

@@ -589,6 +589,12 @@ def prepare(
     snapshot: SnapshotArgument = None,
     alias: AliasOption = None,
     as_json: JsonOption = False,
+    drop: Annotated[
+        bool,
+        typer.Option(
+            "--drop", help="Drop the snapshot's prepared copies instead, freeing the room."
+        ),
+    ] = False,
     background: Annotated[bool, typer.Option("--background", hidden=True)] = False,
     no_prepare: Annotated[bool, typer.Option("--no-prepare", hidden=True)] = False,
     adopt: Annotated[str | None, typer.Option("--records", hidden=True)] = None,
@@ -611,6 +617,15 @@ def prepare(
         for record in records.all()
         if record.token in descriptors and descriptors[record.token].isdigit()
     ]
+    if drop:
+        problems = preparing.drop_copies_of(plan.snapshot, records)
+        for problem in problems:
+            typer.echo(f"snapctl: error: {problem}", err=True)
+        if problems:
+            raise typer.Exit(EXIT_FAILED)
+        typer.echo(plan.snapshot.name)
+        _say(ctx, f"Dropped the prepared copies of snapshot {plan.snapshot.name}")
+        return
     if background:  # started by dump or restore: tidy up first, then prepare what is kept
         os.nice(10)  # the person's own work comes first
         chosen = preparing.policy(no_prepare)

@@ -92,8 +92,11 @@ def test_instant_restore_is_exact_and_reads_nothing(project: Project) -> None:
     listed = json.loads(project.snapctl("list", "--json", check=True).stdout)
     assert listed[0]["prepared"][0]["state"] == "ready"
     assert "ready" in project.snapctl("show", name, check=True).stdout
-    # Again: the copy is there already.
+    # Again: the copy is there already. Dropped and prepared anew, it is another.
     assert prepare_json(project)["prepared"][0]["already"]  # type: ignore[index]
+    project.snapctl("prepare", "--drop", check=True)
+    assert side_databases(db.name) == []
+    (copy,) = prepare_json(project)["prepared"]  # type: ignore[misc]
     user_sql(db, CHANGES)
     # Nothing of the snapshot is read: a damaged artifact does not stop the swap.
     stored = artifact_path(project.snapshots / name)
