@@ -576,14 +576,19 @@ def mariadb_objects(db: ServerDatabase) -> list[str]:
     )
 
 
-def mariadb_restore_with_shim(project: Project, tmp_path: Path, name: str, moment: str) -> Run:
+def mariadb_shim_env(project: Project, tmp_path: Path, moment: str) -> dict[str, str]:
+    """The project's environment with MARIADB_SHIM as the mariadb and mysql clients."""
     shims = tmp_path / f"bin-{moment}"
     shims.mkdir()
     real = shutil.which("mariadb") or shutil.which("mysql")
     for tool in ("mariadb", "mysql"):
         (shims / tool).write_text(MARIADB_SHIM.format(real=real, moment=moment))
         (shims / tool).chmod(0o755)
-    env = {**project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    return {**project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+
+
+def mariadb_restore_with_shim(project: Project, tmp_path: Path, name: str, moment: str) -> Run:
+    env = mariadb_shim_env(project, tmp_path, moment)
     proc = spawn(project, "restore", "--yes", name, env=env)
     run = finish(proc, time.monotonic())
     wait_for_orphans(proc.pid)

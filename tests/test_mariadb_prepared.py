@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from helpers import (
     one_error_line,
     uncompressed_artifact,
 )
-from test_faults_servers import MARIADB_SHIM, wait_for_orphans
+from test_faults_servers import mariadb_shim_env, wait_for_orphans
 from test_mariadb import (
     CHANGES,
     SCHEMA_OBJECTS,
@@ -397,13 +396,7 @@ def swap_killed(project: Project, tmp_path: Path, copy: dict[str, Any], moment: 
     "before": snapctl killed before that session starts; "orphan": killed as it starts, the
     session finishing alone; "cut": the session ends after its RENAME, then snapctl is
     killed); waits for the orphan."""
-    shims = tmp_path / f"bin-{moment}"
-    shims.mkdir()
-    real = shutil.which("mariadb") or shutil.which("mysql")
-    for tool in ("mariadb", "mysql"):
-        (shims / tool).write_text(MARIADB_SHIM.format(real=real, moment=moment))
-        (shims / tool).chmod(0o755)
-    env = {**project.env, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
+    env = mariadb_shim_env(project, tmp_path, moment)
     proc = start_call(replace(project, env=env), "swap_in_copy", copy=copy)
     proc.communicate(timeout=300)
     assert proc.returncode == -signal.SIGKILL
