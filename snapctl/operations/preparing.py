@@ -243,7 +243,10 @@ def _estimate(records: Records, artifact: Artifact) -> float:
     last = records.last_seconds(_identity(artifact.alias))
     if last is not None:
         return last
-    return _MIN_ESTIMATE + (artifact.unpacked_size or artifact.size) / _ASSUMED_PACE
+    # What a copy holds: the unpacked artifact, or the data a connector keeps on the server
+    # (a postgres-template snapshot is a small descriptor of a large copy).
+    size = max(artifact.unpacked_size or artifact.size, artifact.server_size)
+    return _MIN_ESTIMATE + size / _ASSUMED_PACE
 
 
 def new_record(snapshot: Snapshot, artifact: Artifact, records: Records) -> CopyRecord:
