@@ -825,10 +825,22 @@ def test_dump_during_writes_keeps_whole_transactions(
 
 # --- instant restores: kill -9 while preparing, around the instant swap, and refilling -------
 
-INSTANT_SWAP_KILLER = SWAP_KILLER.replace(
-    "from snapctl.connectors.postgres import swap as postgres",
-    "from snapctl.connectors.postgres import prepared as postgres",
-)
+# The instant swap (one psql run) wrapped likewise: kill -9 just before psql starts, or just
+# after it has committed the renames, before the restore records anything.
+INSTANT_SWAP_KILLER = """
+import os, runpy, signal, sys
+from snapctl.connectors.postgres import prepared
+real = prepared._swap_in_by_psql
+def swap(*args, **kwargs):
+    if "{moment}" == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    swapped = real(*args, **kwargs)
+    assert swapped is not None, "the swap did not go the psql way"
+    os.kill(os.getpid(), signal.SIGKILL)
+prepared._swap_in_by_psql = swap
+sys.argv[0] = "snapctl"
+runpy.run_module("snapctl", run_name="__main__", alter_sys=True)
+"""
 PREPARE_TRIALS = 3
 
 

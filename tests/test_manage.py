@@ -122,6 +122,7 @@ def test_list_is_newest_first_with_a_stable_json_schema(three: tuple[Project, li
         "CONNECTORS",
         "SIZE",
         "COMPRESSION",
+        "PREPARED",
     ]
     assert [line.split()[0] for line in table[1:]] == names[::-1]
     assert "dumpdata" in table[1] and "kB" in table[1] and "ago" in table[1]
