@@ -203,13 +203,8 @@ def _prepare_alias(
             f"connector '{artifact.connector}' of '{alias}' keeps no prepared copies; "
             "its restores read the snapshot directly"
         )
-    same = [
-        record
-        for record in _tidy(records, _identity(alias))
-        if record.kind == "prepared"
-        and record.sha256 == artifact.sha256
-        and record.token != getattr(ours.get(alias), "token", None)
-    ]
+    mine = getattr(ours.get(alias), "token", None)  # the record this process was handed
+    same = [r for r in _copies_of_artifact(records, artifact) if r.token != mine]
     ready = next((record for record in same if record.state == "ready"), None)
     if ready is None and same and alias not in ours:
         under_way = same[0]
@@ -235,6 +230,18 @@ def _prepare_alias(
         with records.working_on(record):
             ready = _prepare_one(store, snapshot, artifact, loaded, records, progress, record)
     return Prepared(alias, ready, already=False)
+
+
+def _copies_of_artifact(records: Records, artifact: Artifact) -> list[CopyRecord]:
+    """The copies, ready or under way, of exactly ``artifact`` (same checksum and connector)
+    on its alias's database, once those of dead preparations are cleaned up."""
+    return [
+        record
+        for record in _tidy(records, _identity(artifact.alias))
+        if record.kind == "prepared"
+        and record.sha256 == artifact.sha256
+        and record.connector == artifact.connector
+    ]
 
 
 def _estimate(records: Records, artifact: Artifact) -> float:
@@ -370,13 +377,7 @@ def ready_copies(
     found: dict[str, CopyRecord] = {}
     for alias in copying:
         artifact = snapshot.artifacts[alias]
-        same = [
-            record
-            for record in _tidy(records, _identity(alias))
-            if record.kind == "prepared"
-            and record.sha256 == artifact.sha256
-            and record.connector == artifact.connector
-        ]
+        same = _copies_of_artifact(records, artifact)
         ready = next((record for record in same if record.state == "ready"), None)
         if ready is None and same:
             under_way = same[0]
