@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from snapctl.operations import RestorePlan
     from snapctl.prepared_copies import CopyRecord
     from snapctl.progress import TerminalProgress
-    from snapctl.store import Snapshot, SnapshotStore
+    from snapctl.store import Artifact, Snapshot, SnapshotStore
 
 
 @dataclass
@@ -260,6 +260,16 @@ ExcludeOption = Annotated[
         help="dumpdata: leave out this app or model (repeatable).",
     ),
 ]
+IdentityOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--identity",
+        "-i",
+        metavar="FILE",
+        help="An age identity file or SSH private key to decrypt with (repeatable; default: "
+        "SNAPCTL_IDENTITY, else your snapctl identity and SSH keys).",
+    ),
+]
 AliasOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -410,6 +420,16 @@ def dump(
         ),
     ] = None,
     exclude: ExcludeOption = None,
+    encrypt_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--encrypt-to",
+            "-r",
+            metavar="KEY|FILE",
+            help="Encrypt with age to this public key (age1..., ssh-ed25519 ..., ssh-rsa ...) "
+            "or file of them, besides SNAPSHOTS['ENCRYPT_TO'] (repeatable).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     no_prepare: NoPrepareOption = False,
 ) -> None:
@@ -433,6 +453,7 @@ def dump(
             level=level,
             connector=connector,
             exclude=exclude or (),
+            encrypt_to=encrypt_to or (),
             progress=progress,
         )
     if as_json:
@@ -479,14 +500,17 @@ def restore(
         ),
     ] = False,
     exclude: ExcludeOption = None,
+    identity: IdentityOption = None,
     no_prepare: NoPrepareOption = False,
 ) -> None:
     """Put the databases back as they were in a snapshot (the newest by default)."""
     from snapctl import notices, operations, other_sessions
     from snapctl.django_env import database_settings
+    from snapctl.encryption import keys
     from snapctl.operations import preparing
 
     _require_confirmation(yes, "restore replaces the current data")
+    keys.use_identities([Path(path) for path in identity or []])
     _load_settings(ctx)
     preparing.policy(no_prepare)  # a bad SNAPSHOTS['PREPARE'] fails before any work
     store = _store(ctx)
@@ -553,11 +577,16 @@ def _prepare_later(
 def _start_preparing(
     ctx: typer.Context, snapshot: Snapshot, aliases: list[str], no_prepare: bool
 ) -> None:
+    from snapctl.encryption import keys
     from snapctl.operations import preparing
     from snapctl.prepared_copies import Records
 
     chosen = preparing.policy(no_prepare)
-    eligible = preparing.preparable(snapshot, aliases)
+    eligible = [
+        alias
+        for alias in preparing.preparable(snapshot, aliases)
+        if _decryptable(snapshot.artifacts[alias])
+    ]
     if not eligible:
         return
     records = Records()
@@ -578,9 +607,19 @@ def _start_preparing(
         argv += ["--storage", state.storage]
     for alias in eligible:
         argv += ["--alias", alias]
+    for identity in keys.chosen_identities():
+        argv += ["--identity", str(identity)]
     if no_prepare:
         argv.append("--no-prepare")
     preparing.start_in_background(argv, snapshot, [] if chosen == "off" else eligible, records)
+
+
+def _decryptable(artifact: Artifact) -> bool:
+    """Whether the user can read the artifact: stored in the clear, or encrypted to one of
+    their identities (a dump on a server that only encrypts prepares nothing)."""
+    from snapctl.encryption import keys
+
+    return artifact.encryption is None or keys.can_decrypt(artifact.encryption.recipients)
 
 
 @command(store=True)
@@ -595,6 +634,7 @@ def prepare(
             "--drop", help="Drop the snapshot's prepared copies instead, freeing the room."
         ),
     ] = False,
+    identity: IdentityOption = None,
     background: Annotated[bool, typer.Option("--background", hidden=True)] = False,
     no_prepare: Annotated[bool, typer.Option("--no-prepare", hidden=True)] = False,
     adopt: Annotated[str | None, typer.Option("--records", hidden=True)] = None,
@@ -602,9 +642,11 @@ def prepare(
     """Prepare a copy of a snapshot (the newest by default) on the database server, so that
     restoring it is instant; waits for one being prepared. Prints the snapshot's name."""
     from snapctl import operations
+    from snapctl.encryption import keys
     from snapctl.operations import preparing
     from snapctl.prepared_copies import Records
 
+    keys.use_identities([Path(path) for path in identity or []])
     _load_settings(ctx)
     store = _store(ctx)
     plan = operations.plan_restore(store, snapshot, alias or [])
@@ -835,6 +877,29 @@ def prune(
     _remove(ctx, store, names, as_json=as_json, dry_run=dry_run)
     done = "Would delete {} snapshot(s), keeping" if dry_run else "Deleted {} snapshot(s), kept"
     _say(ctx, f"{done.format(len(names))} the newest {keep}")
+
+
+@command()
+def keygen(
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write the new identity (default: your snapctl identity file).",
+        ),
+    ] = None,
+) -> None:
+    """Make a new age identity for decrypting snapshots and print its public key, the one
+    to give to SNAPSHOTS['ENCRYPT_TO'] or --encrypt-to."""
+    from snapctl.encryption import keys
+
+    path = output or keys.default_identity_path()
+    public = keys.new_identity(path)
+    typer.echo(public)
+    _say(ctx, f"Wrote a new identity to {path}: keep it secret, and keep a copy")
 
 
 @command("list-connectors")

@@ -12,9 +12,9 @@ import gzip
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from snapctl.errors import ConfigurationError, IntegrityError
 
@@ -28,6 +28,10 @@ ZSTD_JOB_SIZE = 2 * 1024 * 1024
 ZSTD_READ = 256 * 1024
 GZIP_DEFAULT_LEVEL = 6
 SUFFIXES = {"zstd": ".zst", "gzip": ".gz", "none": ""}
+# An encrypted artifact's name ends so, after its compression's suffix.
+ENCRYPTED_SUFFIX = ".age"
+# What an encrypted artifact is read through: its plaintext, from its stored bytes.
+Unseal = Callable[[BinaryIO], contextlib.AbstractContextManager[BinaryIO]]
 
 
 # zstd up to this level compresses faster than the dump tools write (hundreds of MB/s on
@@ -82,15 +86,28 @@ def check_method(method: str, level: int | None = None) -> str:
 
 
 class ArtifactWriter:
-    """Writes one artifact: compresses what it is given with ``method`` and hashes and counts
-    the bytes that reach the file, in one pass, so nothing is read back afterwards."""
+    """Writes one artifact: compresses what it is given with ``method``, encrypts that to
+    ``recipients`` (pyrage's) if any, and hashes and counts the bytes that reach the file, in
+    one pass, so nothing is read back afterwards."""
 
-    def __init__(self, raw: BinaryIO, method: str, level: int | None = None) -> None:
+    def __init__(
+        self,
+        raw: BinaryIO,
+        method: str,
+        level: int | None = None,
+        recipients: Sequence[Any] = (),
+    ) -> None:
+        from snapctl.encryption.streams import EncryptingWriter
+
         self._file = _HashingWriter(raw)
-        self._stream: _Stream = self._file
+        # Compressed, then encrypted: encrypted bytes do not compress.
+        self._encrypting = EncryptingWriter(self._file, recipients) if recipients else None
+        sealed: _Stream = self._encrypting or self._file
+        self._stream: _Stream = sealed
         self._end: Callable[[], None] | None = None  # writes the compressed stream's trailer
         self.size = 0
         self.sha256 = ""
+        self.plaintext_sha256: str | None = None  # of what was encrypted, if it was
         self.unpacked = 0  # bytes given: what unpacking the artifact gives back
         if method == "zstd":
             import zstandard
@@ -105,12 +122,12 @@ class ArtifactWriter:
             )
             compressor = zstandard.ZstdCompressor(compression_params=params)
             zstd = compressor.stream_writer(
-                cast(IO[bytes], self._file), write_size=CHUNK, closefd=False
+                cast(IO[bytes], sealed), write_size=CHUNK, closefd=False
             )
             self._stream, self._end = zstd, zstd.close
         elif method == "gzip":
             gz = gzip.GzipFile(
-                fileobj=cast(IO[bytes], self._file),
+                fileobj=cast(IO[bytes], sealed),
                 mode="wb",
                 compresslevel=GZIP_DEFAULT_LEVEL if level is None else level,
                 mtime=0,
@@ -125,21 +142,35 @@ class ArtifactWriter:
         """End the compressed stream; ``size`` and ``sha256`` then describe the file."""
         if self._end is not None:
             self._end()
+        if self._encrypting is not None:
+            self._encrypting.finish()
+            self.plaintext_sha256 = self._encrypting.plaintext_sha256
         self.size = self._file.size
         self.sha256 = self._file.sha256.hexdigest()
 
+    def abandon(self) -> None:
+        """Stop the encryption's thread, if any: the artifact will not be finished."""
+        if self._encrypting is not None:
+            self._encrypting.abandon()
+
 
 @contextlib.contextmanager
-def artifact_writer(dest: Path, method: str, level: int | None = None) -> Iterator[ArtifactWriter]:
+def artifact_writer(
+    dest: Path, method: str, level: int | None = None, recipients: Sequence[Any] = ()
+) -> Iterator[ArtifactWriter]:
     """An :class:`ArtifactWriter` into a new private file ``dest``, finished and flushed to
     disk when the block ends; ``dest`` is removed if the block fails."""
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         # Buffered: a raw file may write less than it is given; a buffered one never does.
         with open(fd, "wb", closefd=True) as raw:
-            writer = ArtifactWriter(raw, method, level)
-            yield writer
-            writer.finish()
+            writer = ArtifactWriter(raw, method, level, recipients)
+            try:
+                yield writer
+                writer.finish()
+            except BaseException:
+                writer.abandon()
+                raise
             raw.flush()
             os.fsync(raw.fileno())
     except BaseException:
@@ -147,13 +178,18 @@ def artifact_writer(dest: Path, method: str, level: int | None = None) -> Iterat
         raise
 
 
-def compress(src: Path, dest: Path, method: str, level: int | None = None) -> tuple[int, str, int]:
-    """Write ``src`` compressed with ``method`` to ``dest``; return the size and sha256 of
-    ``dest`` and the size of ``src``."""
-    with open(src, "rb", buffering=0) as reader, artifact_writer(dest, method, level) as writer:
+def compress(
+    src: Path, dest: Path, method: str, level: int | None = None, recipients: Sequence[Any] = ()
+) -> ArtifactWriter:
+    """Write ``src`` compressed with ``method`` (and encrypted to ``recipients``) to
+    ``dest``; the finished writer says what was written."""
+    with (
+        open(src, "rb", buffering=0) as reader,
+        artifact_writer(dest, method, level, recipients) as writer,
+    ):
         while chunk := reader.read(CHUNK):
             writer.write(chunk)
-    return writer.size, writer.sha256, writer.unpacked
+    return writer
 
 
 def file_sha256(path: Path) -> str:
@@ -192,9 +228,17 @@ class _HashingReader:
 _NEW_PRIVATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def decompress(src: BinaryIO, name: str, dest: Path, method: str, limit: int | None = None) -> str:
-    """Write the artifact open as ``src`` (called ``name``) decompressed to a new private
-    file ``dest``, at most ``limit`` bytes; return the sha256 of ``src`` as read.
+def decompress(
+    src: BinaryIO,
+    name: str,
+    dest: Path,
+    method: str,
+    limit: int | None = None,
+    unseal: Unseal | None = None,
+) -> str:
+    """Write the artifact open as ``src`` (called ``name``) decrypted with ``unseal`` if it
+    is encrypted and decompressed to a new private file ``dest``, at most ``limit`` bytes;
+    return the sha256 of ``src`` as read.
 
     The caller compares that digest with the manifest before using ``dest``: one pass over
     the artifact both verifies it and makes the private copy that is restored, so what is
@@ -203,37 +247,45 @@ def decompress(src: BinaryIO, name: str, dest: Path, method: str, limit: int | N
     fd = os.open(dest, _NEW_PRIVATE_FILE, 0o600)
     with open(fd, "wb") as writer:
         reader = _HashingReader(src)
-        for chunk in _unpacked(cast(BinaryIO, reader), name, method, limit):
+        for chunk in _unpacked(cast(BinaryIO, reader), name, method, limit, unseal):
             writer.write(chunk)
         return reader.finish()
 
 
 def unpacked_chunks(
-    src: BinaryIO, name: str, method: str, limit: int | None = None, sha256: str | None = None
+    src: BinaryIO,
+    name: str,
+    method: str,
+    limit: int | None = None,
+    sha256: str | None = None,
+    unseal: Unseal | None = None,
 ) -> Generator[bytes]:
     """The content of the artifact open as ``src`` (called ``name``), in chunks of up to
     :data:`CHUNK` bytes, at most ``limit`` bytes in all. With ``sha256``, the artifact's
     bytes are hashed as they are read and the last chunk is followed by an
     :class:`IntegrityError` if they differ: they changed since they were verified."""
     reader = _HashingReader(src)
-    yield from _unpacked(cast(BinaryIO, reader), name, method, limit)
+    yield from _unpacked(cast(BinaryIO, reader), name, method, limit, unseal)
     if sha256 is not None and reader.finish() != sha256:
         raise IntegrityError(f"artifact {name} changed after it was verified; restore it again")
 
 
-def _unpacked(raw: BinaryIO, name: str, method: str, limit: int | None) -> Iterator[bytes]:
-    """Decompress ``raw`` with ``method``, never past ``limit`` bytes (what the manifest
-    records: a few KB can stand for terabytes); a damaged stream, or one longer than that,
-    is an :class:`IntegrityError`."""
+def _unpacked(
+    raw: BinaryIO, name: str, method: str, limit: int | None, unseal: Unseal | None
+) -> Iterator[bytes]:
+    """Decrypt ``raw`` with ``unseal``, if given, and decompress it with ``method``, never
+    past ``limit`` bytes (what the manifest records: a few KB can stand for terabytes); a
+    damaged stream, or one longer than that, is an :class:`IntegrityError`."""
     total = 0
-    for chunk in _decompressed(raw, name, method):
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise IntegrityError(
-                f"artifact {name} unpacks to more than the {limit} bytes its manifest "
-                "records; it is damaged or crafted, restore another snapshot"
-            )
-        yield chunk
+    with unseal(raw) if unseal is not None else contextlib.nullcontext(raw) as plain:
+        for chunk in _decompressed(plain, name, method):
+            total += len(chunk)
+            if limit is not None and total > limit:
+                raise IntegrityError(
+                    f"artifact {name} unpacks to more than the {limit} bytes its manifest "
+                    "records; it is damaged or crafted, restore another snapshot"
+                )
+            yield chunk
 
 
 def _decompressed(raw: BinaryIO, name: str, method: str) -> Iterator[bytes]:

@@ -14,9 +14,9 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from snapctl import compression
 from snapctl.errors import OperationFailed
@@ -35,6 +35,7 @@ class Received:
         self.size = 0
         self.sha256 = ""
         self.unpacked = 0
+        self.plaintext_sha256: str | None = None  # of what was encrypted, if it was
 
 
 def make_pipe(path: Path) -> bool:
@@ -47,10 +48,12 @@ def make_pipe(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def receive(pipe: Path, dest: Path, method: str, level: int | None) -> Iterator[Received]:
+def receive(
+    pipe: Path, dest: Path, method: str, level: int | None, recipients: Sequence[Any] = ()
+) -> Iterator[Received]:
     """Write what the block sends into ``pipe`` (made by :func:`make_pipe`) to ``dest``,
-    compressed with ``method``. When the block ends the artifact is complete and flushed to
-    disk; if it fails, ``dest`` is removed.
+    compressed with ``method`` (and encrypted to ``recipients``, pyrage's). When the block
+    ends the artifact is complete and flushed to disk; if it fails, ``dest`` is removed.
 
     A failure of the writing (a full disk, say) is the error raised, even when the block
     failed too: the dump then only died of the broken pipe.
@@ -60,7 +63,7 @@ def receive(pipe: Path, dest: Path, method: str, level: int | None) -> Iterator[
     ended = threading.Event()  # the pump has seen the end of the stream
     try:
         with (
-            compression.artifact_writer(dest, method, level) as writer,
+            compression.artifact_writer(dest, method, level, recipients) as writer,
             _reader(pipe, ended) as reader,
             _spare_writer(pipe) as spare,
         ):
@@ -98,6 +101,7 @@ def receive(pipe: Path, dest: Path, method: str, level: int | None) -> Iterator[
         pipe.unlink(missing_ok=True)
     received.size, received.sha256 = writer.size, writer.sha256
     received.unpacked = writer.unpacked
+    received.plaintext_sha256 = writer.plaintext_sha256
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from snapctl.connector_listing import ConnectorRow
     from snapctl.operations.preparing import Prepared
     from snapctl.prepared_copies import CopyRecord
-    from snapctl.store import Snapshot, SnapshotStore
+    from snapctl.store import Artifact, Snapshot, SnapshotStore
 
 
 def print_json(data: Any) -> None:
@@ -163,10 +163,30 @@ def print_snapshots(
             ", ".join(sorted({a.vendor for a in artifacts})),
             ", ".join(sorted({a.connector for a in artifacts})),
             human_size(snap.size, snap.server_size),
-            ", ".join(sorted({a.compression for a in artifacts})),
+            ", ".join(sorted({stored_as(a) for a in artifacts})),
             describe_copies(copies(snap)),
         )
     _console().print(table)
+
+
+def stored_as(artifact: Artifact) -> str:
+    """How an artifact is stored: its compression, ``+age`` if encrypted."""
+    return artifact.compression + ("+age" if artifact.encryption else "")
+
+
+def describe_encryption(snap: Snapshot) -> str:
+    """To whom a snapshot's artifacts are encrypted, public keys as people know them."""
+    from snapctl.encryption.keys import describe
+
+    recipients = {
+        recipient: None
+        for artifact in snap.artifacts.values()
+        if artifact.encryption
+        for recipient in artifact.encryption.recipients
+    }
+    if not recipients:
+        return "no"
+    return "with age, to " + ", ".join(describe(recipient) for recipient in recipients)
 
 
 def print_snapshot(store: SnapshotStore, snap: Snapshot, copies: Sequence[CopyRecord] = ()) -> None:
@@ -183,6 +203,7 @@ def print_snapshot(store: SnapshotStore, snap: Snapshot, copies: Sequence[CopyRe
     console.print(f"Versions  snapctl {snap.snapctl_version}, Django {snap.django_version}")
     console.print(f"Size      {human_size(snap.size, snap.server_size)} ({snap.size} bytes)")
     console.print(f"Prepared  {describe_copies(copies)}")
+    console.print(f"Encrypted {describe_encryption(snap)}")
     console.print()
     table = Table(box=None, pad_edge=False)
     for column in ("ALIAS", "DATABASE", "CONNECTOR", "ENGINE", "SERVER", "FILE", "SIZE", "SHA256"):

@@ -39,8 +39,10 @@ class Unpacking:
         method: str,
         limit: int | None = None,
         sha256: str | None = None,
+        unseal: compression.Unseal | None = None,
     ) -> None:
         self.path = path
+        self._unseal = unseal
         self._stored = stored
         self._name = name
         self._sha256 = sha256
@@ -143,7 +145,7 @@ class Unpacking:
         """Write the content out; False if told to stop first."""
         with contextlib.closing(
             compression.unpacked_chunks(
-                self._stored, self._name, self._method, self._limit, self._sha256
+                self._stored, self._name, self._method, self._limit, self._sha256, self._unseal
             )
         ) as chunks:
             for chunk in chunks:

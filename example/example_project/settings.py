@@ -9,6 +9,7 @@ the same project at any server:
 - EXAMPLE_DB_USER, EXAMPLE_DB_PASSWORD, EXAMPLE_DB_HOST, EXAMPLE_DB_PORT
 - EXAMPLE_DB2_NAME: if set, adds a second sqlite alias ``other`` at that path
 - EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS["DIRECTORY"]``
+- EXAMPLE_ENCRYPT_TO: if set, ``SNAPSHOTS["ENCRYPT_TO"]`` (public keys or files, comma-separated)
 - EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
 - EXAMPLE_PG_IN_PLACE_BELOW: the PostgreSQL connector's ``in_place_below`` (0: always swap)
 - EXAMPLE_S3_BUCKET (with EXAMPLE_S3_ENDPOINT, EXAMPLE_S3_ACCESS_KEY, EXAMPLE_S3_SECRET_KEY):
@@ -73,6 +74,8 @@ if os.environ.get("EXAMPLE_DB2_NAME"):
 SNAPSHOTS: dict[str, Any] = {}
 if os.environ.get("EXAMPLE_SNAPSHOTS_DIR"):
     SNAPSHOTS["DIRECTORY"] = os.environ["EXAMPLE_SNAPSHOTS_DIR"]
+if os.environ.get("EXAMPLE_ENCRYPT_TO"):
+    SNAPSHOTS["ENCRYPT_TO"] = os.environ["EXAMPLE_ENCRYPT_TO"].split(",")
 if os.environ.get("EXAMPLE_SQLITE_FORMAT"):
     # The reference API's way to configure a connector: an instance in settings.
     from snapctl import SQLiteConnector

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from snapctl import compression, registry
+from snapctl.encryption import keys
 from snapctl.errors import ConfigurationError, OperationFailed
 from snapctl.operations.hooks import call_hook
 from snapctl.operations.loading import (
@@ -48,24 +49,29 @@ def dump(
     level: int | None = None,
     connector: str | None = None,
     exclude: Sequence[str] = (),
+    encrypt_to: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Snapshot:
     """Dump ``aliases`` into a new snapshot and return it once it is complete; ``exclude``
-    names apps or models a connector that takes exclusions (dumpdata) leaves out."""
+    names apps or models a connector that takes exclusions (dumpdata) leaves out;
+    ``encrypt_to`` adds recipients (keys or files of them) to SNAPSHOTS['ENCRYPT_TO']."""
     import django
 
     from snapctl import __version__
 
     compression.check_method(method, level)
+    recipients = keys.recipients_for_dump(encrypt_to)
     progress = progress or NoProgress()
     choices = [registry.choose(alias, connector) for alias in aliases]
     for choice in choices:
         check_binaries(choice.name, choice.capabilities)
         add_exclusions(choice.name, choice.loaded, exclude)
+        if recipients:
+            _check_encryptable(choice)
     start_apps_for([choice.loaded for choice in choices])
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
-        store.new_snapshot(label) as pending,
+        store.new_snapshot(label, recipients) as pending,
         disk_errors(f"writing the snapshot in {store.where}", "nothing was kept"),
     ):
         try:
@@ -122,6 +128,7 @@ def _dump_one(
             method,
             received.size,
             received.sha256,
+            plaintext_sha256=received.plaintext_sha256,
             unpacked_size=received.unpacked,
             **fields,
             metadata=metadata,
@@ -129,6 +136,17 @@ def _dump_one(
         return
     with progress.track(f"Compressing {choice.alias}", file_size(final)):
         pending.add(choice.alias, raw, method, level, **fields, metadata=metadata)
+
+
+def _check_encryptable(choice: registry.Choice) -> None:
+    """Encryption protects the artifact only: a connector that keeps the data elsewhere (a
+    copy on the server) would leave it in the clear, so it is refused."""
+    if choice.capabilities.checks or choice.capabilities.forgets:
+        raise ConfigurationError(
+            f"connector '{choice.name}' keeps the data of '{choice.alias}' outside the "
+            "snapshot, where encryption cannot protect it; dump it with another connector "
+            "(--connector) to encrypt it"
+        )
 
 
 def _call_dump(choice: registry.Choice, dest: Path) -> dict[str, Any]:

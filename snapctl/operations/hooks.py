@@ -18,6 +18,7 @@ from snapctl.operations.loading import (
     start_apps_for,
     unpack_limit,
     unpacked_name,
+    unsealer,
 )
 from snapctl.store import Artifact, Snapshot, SnapshotStore
 
@@ -85,7 +86,8 @@ def _plain(store: SnapshotStore, snapshot: Snapshot, artifact: Artifact) -> Iter
     ):
         plain = Path(scratch) / unpacked_name(artifact)
         limit = unpack_limit(artifact, Path(scratch), needs_room=True)
-        compression.decompress(stored, artifact.file, plain, artifact.compression, limit)
+        unseal = unsealer(artifact)
+        compression.decompress(stored, artifact.file, plain, artifact.compression, limit, unseal)
         yield plain
 
 

@@ -5,6 +5,7 @@ turning its failures and the disk's into clear errors."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -96,10 +97,29 @@ def connector_for_restore(alias: str, artifact: Artifact) -> registry.LoadedConn
 
 
 def unpacked_name(artifact: Artifact) -> str:
-    """The artifact's file name without its compression suffix: connectors read the
-    format from it (``default.sql``)."""
-    suffix = compression.SUFFIXES[artifact.compression]
+    """The artifact's file name without its compression and encryption suffixes: connectors
+    read the format from it (``default.sql``)."""
+    suffix = artifact.suffix
     return artifact.file.removesuffix(suffix) if suffix else artifact.file
+
+
+def unsealer(artifact: Artifact) -> compression.Unseal | None:
+    """How to read an encrypted artifact's plaintext with the user's identities (a
+    :class:`ConfigurationError` naming its recipients if none of them can); None for an
+    artifact stored unencrypted."""
+    if artifact.encryption is None:
+        return None
+    from snapctl.encryption import keys, streams
+
+    identities = keys.identities_for(
+        artifact.encryption.recipients, f"the snapshot of '{artifact.alias}'"
+    )
+    return functools.partial(
+        streams.decrypting,
+        identities=identities,
+        name=artifact.file,
+        plaintext_sha256=artifact.encryption.plaintext_sha256,
+    )
 
 
 def unpack_limit(artifact: Artifact, scratch: Path, *, needs_room: bool) -> int:
@@ -133,7 +153,8 @@ def verify_into(
     ``private``, unpacked, for its connector to restore from; the sha256 read. A link to the
     open file where nobody else can write it and it needs no unpacking, else a copy made
     while hashing."""
-    if artifact.compression == "none" and store.link_privately(stored, private):
+    unseal = unsealer(artifact)
+    if artifact.compression == "none" and unseal is None and store.link_privately(stored, private):
         with progress.track(f"Verifying {artifact.alias}", *reading(stored, artifact)):
             return compression.sha256_of(stored)
     limit = unpack_limit(artifact, private.parent, needs_room=True)
@@ -141,7 +162,9 @@ def verify_into(
         progress.track(f"Verifying {artifact.alias}", *reading(stored, artifact)),
         disk_errors(f"unpacking {artifact.file}", "no database was touched"),
     ):
-        return compression.decompress(stored, artifact.file, private, artifact.compression, limit)
+        return compression.decompress(
+            stored, artifact.file, private, artifact.compression, limit, unseal
+        )
 
 
 def reading(stored: BinaryIO, artifact: Artifact) -> tuple[Callable[[], int], int]:

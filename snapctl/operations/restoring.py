@@ -26,6 +26,7 @@ from snapctl.operations.loading import (
     start_apps_for,
     unpack_limit,
     unpacked_name,
+    unsealer,
     vendor_of,
     verify_into,
 )
@@ -83,6 +84,7 @@ def plan_restore(
             )
         check_binaries(artifact.connector, loaded.capabilities)
         add_exclusions(artifact.connector, loaded, exclude)
+        unsealer(artifact)  # no identity for it: said now, before anything is read
         connectors[alias] = loaded
     start_apps_for(list(connectors.values()))
     notes = [
@@ -262,6 +264,12 @@ def _restore_following(
     unpacked = Path(scratch) / unpacked_name(artifact)
     limit = unpack_limit(artifact, Path(scratch), needs_room=False)
     with Unpacking(
-        stored, artifact.file, unpacked, artifact.compression, limit, artifact.sha256
+        stored,
+        artifact.file,
+        unpacked,
+        artifact.compression,
+        limit,
+        artifact.sha256,
+        unsealer(artifact),
     ) as unpacking:
         connector.restore_while_unpacking(alias, unpacking)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from snapctl import compression
+from snapctl.encryption import keys
 from snapctl.errors import IntegrityError
 from snapctl.store import manifest_fields as fields
 from snapctl.store.files import fsync_dir, read_regular_file
@@ -22,6 +23,35 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # A manifest lists a few databases: far below this, which bounds what a planted one costs.
 MAX_MANIFEST = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """How an artifact is encrypted: with age, to ``recipients`` (public keys), its
+    plaintext (the compressed artifact) hashing to ``plaintext_sha256``."""
+
+    recipients: tuple[str, ...]
+    plaintext_sha256: str
+    method: str = "age"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "recipients": list(self.recipients),
+            "plaintext_sha256": self.plaintext_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> Encryption:
+        fields.one_of(data, "method", ("age",), where)
+        recipients = data.get("recipients")
+        if (
+            not isinstance(recipients, list)
+            or not recipients
+            or not all(isinstance(r, str) and keys.is_recipient(r) for r in recipients)
+        ):
+            raise fields.MalformedManifest(f"{where}recipients is not a list of public keys")
+        return cls(tuple(recipients), fields.sha256(data, "plaintext_sha256", where))
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,14 @@ class Artifact:
     unpacked_size: int | None = None
     # Which database it is of (django_env.database_identity). None in older snapshots.
     database: dict[str, str] | None = None
+    # None: stored as compressed, unencrypted.
+    encryption: Encryption | None = None
+
+    @property
+    def suffix(self) -> str:
+        """How the file's name ends past its format: compression, then encryption."""
+        encrypted = compression.ENCRYPTED_SUFFIX if self.encryption else ""
+        return compression.SUFFIXES[self.compression] + encrypted
 
     def is_of(self, identity: dict[str, str]) -> bool:
         """Whether this artifact was taken of the database ``identity`` names (taken to be
@@ -82,6 +120,7 @@ class Artifact:
             "vendor": self.vendor,
             "server_version": self.server_version,
             "metadata": self.metadata,
+            "encryption": self.encryption.to_json() if self.encryption else None,
         }
 
     @classmethod
@@ -89,14 +128,17 @@ class Artifact:
         """Read strictly: a field of the wrong type is a :class:`MalformedManifest`."""
         where = f"databases.{alias}."
         method = fields.one_of(data, "compression", tuple(compression.SUFFIXES), where)
+        encryption = (
+            Encryption.from_json(fields.mapping(data, "encryption", where), f"{where}encryption.")
+            if data.get("encryption") is not None
+            else None
+        )
+        ending = compression.SUFFIXES[method] + (compression.ENCRYPTED_SUFFIX if encryption else "")
         file = fields.text(data, "file", where)
-        if (
-            Path(file).name != file
-            or file.startswith(".")
-            or not file.endswith(compression.SUFFIXES[method])
-        ):
+        if Path(file).name != file or file.startswith(".") or not file.endswith(ending):
             raise fields.MalformedManifest(
-                f"{where}file {file!r} is not a plain file name ending as its compression does"
+                f"{where}file {file!r} is not a plain file name ending as its compression "
+                "and encryption do"
             )
         connector = fields.mapping(data, "connector", where)
         return cls(
@@ -114,6 +156,7 @@ class Artifact:
             metadata=fields.mapping(data, "metadata", where) if "metadata" in data else {},
             unpacked_size=fields.optional_whole_number(data, "unpacked_size", where),
             database=_database(data, where),
+            encryption=encryption,
         )
 
 

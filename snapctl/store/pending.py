@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from snapctl import compression, receiver
+from snapctl.encryption import keys
 from snapctl.errors import IntegrityError
 from snapctl.receiver import Received
 from snapctl.store.files import fsync_dir, fsync_file
 from snapctl.store.leftovers import scratch_prefix
-from snapctl.store.manifest import Artifact, Snapshot, read_manifest, write_manifest
+from snapctl.store.manifest import (
+    Artifact,
+    Encryption,
+    Snapshot,
+    read_manifest,
+    write_manifest,
+)
 from snapctl.store.names import snapshot_name
 
 if TYPE_CHECKING:
@@ -29,9 +36,14 @@ if TYPE_CHECKING:
 class PendingSnapshot:
     """A snapshot being written in a private temporary directory."""
 
-    def __init__(self, store: SnapshotStore, label: str | None) -> None:
+    def __init__(
+        self, store: SnapshotStore, label: str | None, recipients: tuple[str, ...] = ()
+    ) -> None:
         self.store = store
         self.label = label
+        # Every artifact is encrypted to these (public keys), if any.
+        self.recipients = recipients
+        self._sealing = [keys.parse_recipient(recipient) for recipient in recipients]
         self.created = datetime.now(timezone.utc)
         self.path = Path(tempfile.mkdtemp(prefix=scratch_prefix(), dir=store.root))
         self.artifacts: dict[str, Artifact] = {}
@@ -40,10 +52,10 @@ class PendingSnapshot:
         """Where a connector writes its uncompressed dump of ``alias``."""
         return self.path / f"{alias}.{extension}" if extension else self.path / alias
 
-    @staticmethod
-    def final_path(raw: Path, method: str) -> Path:
-        """The artifact's file once compressed with ``method``."""
-        return raw.with_name(raw.name + compression.SUFFIXES[method])
+    def final_path(self, raw: Path, method: str) -> Path:
+        """The artifact's file once compressed with ``method`` (and encrypted)."""
+        encrypted = compression.ENCRYPTED_SUFFIX if self.recipients else ""
+        return raw.with_name(raw.name + compression.SUFFIXES[method] + encrypted)
 
     def add(self, alias: str, raw: Path, method: str, level: int | None, **fields: Any) -> Artifact:
         """Compress (or keep) the connector's file, checksum it, and record it."""
@@ -53,17 +65,26 @@ class PendingSnapshot:
             raw.touch()
         if not raw.is_file():
             raise IntegrityError(f"connector '{fields['connector']}' wrote no file for {alias}")
-        if method == "none":
+        if method == "none" and not self.recipients:
             final = raw
-            size, digest = raw.stat().st_size, compression.file_sha256(raw)
-            unpacked = size
+            size = raw.stat().st_size
             final.chmod(0o600)
             fsync_file(final)
-        else:
-            final = self.final_path(raw, method)
-            size, digest, unpacked = compression.compress(raw, final, method, level)
-            raw.unlink()
-        return self.record(alias, final, method, size, digest, unpacked_size=unpacked, **fields)
+            digest = compression.file_sha256(raw)
+            return self.record(alias, final, method, size, digest, unpacked_size=size, **fields)
+        final = self.final_path(raw, method)
+        written = compression.compress(raw, final, method, level, self._sealing)
+        raw.unlink()
+        return self.record(
+            alias,
+            final,
+            method,
+            written.size,
+            written.sha256,
+            unpacked_size=written.unpacked,
+            plaintext_sha256=written.plaintext_sha256,
+            **fields,
+        )
 
     @contextlib.contextmanager
     def receive(self, raw: Path, method: str, level: int | None) -> Iterator[Received | None]:
@@ -74,15 +95,33 @@ class PendingSnapshot:
         if not receiver.make_pipe(pipe):
             yield None
             return
-        with receiver.receive(pipe, self.final_path(raw, method), method, level) as received:
+        final = self.final_path(raw, method)
+        with receiver.receive(pipe, final, method, level, self._sealing) as received:
             yield received
 
     def record(
-        self, alias: str, final: Path, method: str, size: int, digest: str, **fields: Any
+        self,
+        alias: str,
+        final: Path,
+        method: str,
+        size: int,
+        digest: str,
+        plaintext_sha256: str | None = None,
+        **fields: Any,
     ) -> Artifact:
-        """Record a complete artifact file, already private and flushed to disk."""
+        """Record a complete artifact file, already private and flushed to disk; encrypted
+        if ``plaintext_sha256`` (of what was encrypted) is given."""
+        encryption = (
+            Encryption(self.recipients, plaintext_sha256) if plaintext_sha256 is not None else None
+        )
         artifact = Artifact(
-            alias=alias, file=final.name, compression=method, size=size, sha256=digest, **fields
+            alias=alias,
+            file=final.name,
+            compression=method,
+            size=size,
+            sha256=digest,
+            encryption=encryption,
+            **fields,
         )
         self.artifacts[alias] = artifact
         return artifact

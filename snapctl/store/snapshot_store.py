@@ -106,10 +106,13 @@ class SnapshotStore:
         clean_leftovers(self.root)
 
     @contextlib.contextmanager
-    def new_snapshot(self, label: str | None) -> Iterator[PendingSnapshot]:
-        """A snapshot under construction; removed unless committed inside the block."""
+    def new_snapshot(
+        self, label: str | None, recipients: tuple[str, ...] = ()
+    ) -> Iterator[PendingSnapshot]:
+        """A snapshot under construction, encrypted to ``recipients`` if any; removed unless
+        committed inside the block."""
         self.ensure()
-        pending = PendingSnapshot(self, label)
+        pending = PendingSnapshot(self, label, recipients)
         try:
             yield pending
         finally:
