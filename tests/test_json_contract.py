@@ -22,6 +22,7 @@ ARTIFACT = {
     "metadata": dict,
     "unpacked_size": int,
     "database": dict,
+    "encryption": (dict, type(None)),
 }
 SNAPSHOT = {
     "name": str,

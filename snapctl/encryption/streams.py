@@ -150,12 +150,15 @@ class EncryptingWriter:
         self._out = _Recording(out)
         self._digest = hashlib.sha256()
         self.plaintext_sha256 = ""
-        self._thread = _Thread(
-            "snapctl-encrypt",
-            lambda: pyrage.encrypt_io(
-                cast(Any, self._pipe), cast(Any, self._out), list(recipients)
-            ),
-        )
+
+        def encrypt() -> None:
+            try:
+                pyrage.encrypt_io(cast(Any, self._pipe), cast(Any, self._out), list(recipients))
+            except BaseException:
+                self._pipe.abandoned.set()  # the writer's next wait ends: nobody reads
+                raise
+
+        self._thread = _Thread("snapctl-encrypt", encrypt)
 
     def write(self, data: bytes | memoryview) -> int:
         self._digest.update(data)
