@@ -22,6 +22,7 @@ ARTIFACT = {
     "metadata": dict,
     "unpacked_size": int,
     "database": dict,
+    "excluded_data": list,
 }
 SNAPSHOT = {
     "name": str,
