@@ -220,7 +220,25 @@ def test_postgres_names_with_pattern_characters_leave_out_exactly_themselves(
     assert counts == ['"a.b"|0', '"x*"|0', '"q""t"|0', "ab|1", "xyz|1", "b|1"]
 
 
-def test_mariadb_leaves_the_rows_out_in_one_transaction(mariadb_project: Project) -> None:
+PARALLEL = """
+from snapctl import MySQLConnector
+
+SNAPSHOTS = {"DATABASE_CONNECTORS": {"default": MySQLConnector(jobs=3)}}
+"""
+
+
+def _parallel(project: Project, tmp_path: Path) -> None:
+    """A script large enough (20 MB) for the restore to split it and load rows in parallel."""
+    project.manage("bulk_fill", "--rows", "20000")
+    _settings(tmp_path, project, PARALLEL)
+
+
+@pytest.mark.parametrize("load", ["whole", "parallel"])
+def test_mariadb_leaves_the_rows_out_in_one_transaction(
+    mariadb_project: Project, tmp_path: Path, load: str
+) -> None:
+    if load == "parallel":
+        _parallel(mariadb_project, tmp_path)
     round_trip(mariadb_project)
 
 
@@ -239,9 +257,13 @@ main()
 """
 
 
+@pytest.mark.parametrize("load", ["whole", "parallel"])
 def test_mariadb_without_ignore_table_data_dumps_the_empty_tables_first(
-    mariadb_project: Project,
+    mariadb_project: Project, tmp_path: Path, load: str
 ) -> None:
+    if load == "parallel":  # the two tools' output, split as one dump
+        _parallel(mariadb_project, tmp_path)
+
     def snapctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-c", WITHOUT_IGNORE_TABLE_DATA, *args],
@@ -457,3 +479,27 @@ def test_a_malformed_excluded_data_is_the_snapshots_error(tmp_path: Path, value:
         manifest["databases"]["default"]["excluded_data"] = value
     result = run_on_store(store, "show", name)
     assert_one_line(result, EXIT_INTEGRITY, "excluded_data")
+
+
+def test_a_command_line_entry_applies_to_every_database_holding_it(
+    sqlite_project: Project, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.sqlite3"
+    with (
+        sqlite3.connect(sqlite_project.env["EXAMPLE_DB_NAME"]) as live,
+        sqlite3.connect(other) as copy,
+    ):
+        live.backup(copy)
+        copy.execute("CREATE TABLE only_other (v TEXT)")
+        copy.execute("INSERT INTO only_other VALUES ('left-out-of-other')")
+    sqlite_project.env["EXAMPLE_DB2_NAME"] = str(other)
+    missing = sqlite_project.snapctl("dump", "-X", "only_other")  # default only
+    assert_one_line(missing, EXIT_USAGE, "no table 'only_other' in database 'default'")
+    name = sqlite_project.dump("--all", "-X", "django_session", "-X", "only_other")
+    databases = manifest_of(sqlite_project.snapshots / name)["databases"]
+    assert databases["default"]["excluded_data"] == ["django_session"]
+    assert databases["other"]["excluded_data"] == ["django_session", "only_other"]
+    restored = sqlite_project.snapctl("restore", "--yes", name)
+    assert "tables restored empty (other): django_session, only_other" in restored.stderr
+    with sqlite3.connect(other) as copy:
+        assert copy.execute("SELECT count(*) FROM only_other").fetchone() == (0,)
