@@ -90,8 +90,8 @@ def _unreadable_routine(
 def _ignores_table_data(client: Client) -> bool:
     """Whether the dump tool can dump a table without its rows in the same run
     (``--ignore-table-data``: MariaDB's, from 10.1.46/10.5.5; Oracle's mysqldump cannot)."""
-    argv = [client.dumper.path, "--help"]
-    return "--ignore-table-data" in client.run(argv[0], argv[1:], "mysqldump --help")
+    dumper = client.dumper.path
+    return "--ignore-table-data" in client.run(dumper, ["--help"], f"{Path(dumper).name} --help")
 
 
 class MySQLConnector:
