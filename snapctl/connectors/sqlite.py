@@ -242,6 +242,9 @@ def _without_rows(
     scratch = None
     try:
         scratch = sqlite3.connect(scratch_path, isolation_level=None)
+        # Scratch: the artifact made from it is what gets flushed to disk (VACUUM: 1.6 s
+        # with syncs, 0.8 s without, on a 227 MB database).
+        scratch.execute("PRAGMA synchronous=OFF")
         source.backup(scratch)
         # The copy's rollback journal in memory: no file beside it ever holds the rows.
         scratch.execute("PRAGMA journal_mode=DELETE")
