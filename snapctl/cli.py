@@ -430,6 +430,16 @@ def dump(
             "or file of them, besides SNAPSHOTS['ENCRYPT_TO'] (repeatable).",
         ),
     ] = None,
+    exclude_data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude-data",
+            "-X",
+            metavar="TABLE|APP.MODEL",
+            help="Keep this table (or model's table) but leave its rows out: a restore gives "
+            "it back empty (repeatable; added to SNAPSHOTS['EXCLUDE_DATA']).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     no_prepare: NoPrepareOption = False,
 ) -> None:
@@ -454,6 +464,7 @@ def dump(
             connector=connector,
             exclude=exclude or (),
             encrypt_to=encrypt_to or (),
+            exclude_data=exclude_data or (),
             progress=progress,
         )
     if as_json:
@@ -557,6 +568,10 @@ def restore(
         copies = "its prepared copy" if len(instant) == 1 else "their prepared copies"
         how = f" instantly ({', '.join(instant)} from {copies})"
     _say(ctx, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}{how}")
+    for restored in plan.aliases:
+        emptied = plan.snapshot.artifacts[restored].excluded_data
+        if emptied:
+            _say(ctx, f"snapctl: tables restored empty ({restored}): {', '.join(emptied)}")
     _prepare_later(ctx, plan.snapshot, plan.aliases, no_prepare)
 
 

@@ -225,6 +225,9 @@ def print_snapshot(store: SnapshotStore, snap: Snapshot, copies: Sequence[CopyRe
         # Metadata is any JSON a connector returned: its control characters are not sent.
         printable = CONTROL_CHARACTERS.sub("?", details)
         console.print(f"{a.alias}: {printable or 'no metadata'}")
+    for a in snap.artifacts.values():
+        if a.excluded_data:
+            console.print(f"{a.alias}: tables restored empty: {', '.join(a.excluded_data)}")
 
 
 def print_verified(results: Mapping[str, Sequence[str]]) -> None:

@@ -23,6 +23,7 @@ ARTIFACT = {
     "unpacked_size": int,
     "database": dict,
     "encryption": (dict, type(None)),
+    "excluded_data": list,
 }
 SNAPSHOT = {
     "name": str,

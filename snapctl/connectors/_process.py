@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from snapctl.errors import ConfigurationError, OperationFailed
 
@@ -116,14 +116,19 @@ def run(
     what: str,
     env: Mapping[str, str] | None = None,
     stdin: Path | None = None,
-    stdout: Path | None = None,
+    stdout: Path | BinaryIO | None = None,
     secrets: Sequence[str] = (),
 ) -> str:
-    """Run a tool to completion; stream stdin/stdout from/to files; return its stdout if not
+    """Run a tool to completion; stream stdin/stdout from/to files (``stdout`` may be a file
+    already open, for tools writing one after another into it); return its stdout if not
     redirected. A non-zero exit raises OperationFailed naming ``what`` and the tool's error."""
     with contextlib.ExitStack() as stack:
         stdin_file = stack.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
-        stdout_file = stack.enter_context(open(stdout, "wb")) if stdout else subprocess.PIPE
+        stdout_file: Any = subprocess.PIPE
+        if isinstance(stdout, Path):
+            stdout_file = stack.enter_context(open(stdout, "wb"))
+        elif stdout is not None:
+            stdout_file = stdout
         proc = _spawn(
             argv, _child_env(env), stdin=stdin_file, stdout=stdout_file, stderr=subprocess.PIPE
         )

@@ -115,6 +115,17 @@ class TakesExclusions(Protocol):
     exclude: tuple[str, ...]
 
 
+class LeavesOutData(Protocol):
+    """Optional: an ``exclude_data`` attribute, the tables (names as in the database) whose
+    rows ``dump()`` leaves out while keeping the tables themselves, with their indexes,
+    constraints and sequences: a restore gives them back empty. snapctl sets it before
+    ``dump()`` from ``--exclude-data`` and ``SNAPSHOTS["EXCLUDE_DATA"]``, after checking that
+    each table exists and that no table whose rows are kept references one of them; for any
+    other connector those are a usage error. Every built-in connector leaves out data."""
+
+    exclude_data: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class PreparedCopy:
     """A side database on the alias's server that a connector made, as snapctl records it
@@ -173,6 +184,7 @@ CONTRACT: tuple[type, ...] = (
     RestoresWhileUnpacking,
     KeepsDataOutside,
     TakesExclusions,
+    LeavesOutData,
     PreparesCopies,
     PreparedCopy,
 )
@@ -198,6 +210,7 @@ class Capabilities:
     forgets: bool  # forget(db_alias, src)
     takes_exclusions: bool
     prepares_copies: bool
+    leaves_out_data: bool = False  # exclude_data: a tuple of table names
 
     def has_hook(self, hook: Hook) -> bool:
         return self.checks if hook == "check" else self.forgets
@@ -287,6 +300,12 @@ class _Reader:
         self.strings("exclude")  # None counts as no exclusions yet
         return True
 
+    def data_exclusions(self) -> bool:
+        if getattr(self.connector, "exclude_data", _ABSENT) is _ABSENT:
+            return False
+        self.strings("exclude_data")  # None counts as none yet
+        return True
+
     def copies(self) -> bool:
         found = [method for method in _COPY_METHODS if self.method(method)]
         if found and len(found) < len(_COPY_METHODS):
@@ -325,6 +344,7 @@ def capabilities_of(connector: object) -> Capabilities:
         forgets=read.method("forget"),
         takes_exclusions=read.exclusions(),
         prepares_copies=read.copies(),
+        leaves_out_data=read.data_exclusions(),
     )
     read.refuse_problems(capabilities.name)
     return capabilities

@@ -57,9 +57,27 @@ def _models(exclude: Sequence[str], *, excluded: bool) -> list[Any]:
     return chosen
 
 
-def _model_labels(exclude: Sequence[str]) -> list[str]:
-    """What a dump covers: every model that ``exclude`` keeps."""
-    return [model._meta.label for model in _models(exclude, excluded=False)]
+def _model_labels(exclude: Sequence[str], empty_tables: Sequence[str] = ()) -> list[str]:
+    """What a dump covers: every model that ``exclude`` keeps, but those whose table is in
+    ``empty_tables`` (their rows are left out; a restore empties every model table)."""
+    return [
+        model._meta.label
+        for model in _models(exclude, excluded=False)
+        if model._meta.db_table not in empty_tables
+    ]
+
+
+def _check_model_tables(db_alias: str, tables: Sequence[str], exclude: Sequence[str]) -> None:
+    """Each table whose rows are left out must be a dumped model's: a restore empties only
+    those, and the rows of any other table would stay as they are, not come back empty."""
+    covered = {model._meta.db_table for model in _models(exclude, excluded=False)}
+    other = [table for table in tables if table not in covered]
+    if other:
+        raise ConfigurationError(
+            f"the dumpdata connector cannot leave out the rows of {', '.join(other)} in "
+            f"'{db_alias}': it dumps and restores only the tables of installed models that "
+            "--exclude keeps; leave them out of --exclude-data"
+        )
 
 
 def _kept_tables(exclude: Sequence[str]) -> frozenset[str]:
@@ -231,6 +249,7 @@ class DjangoDumpDataConnector:
     binaries: tuple[str, ...] = ()
     extension = "jsonl"
     portable = True  # the format is the same whatever the engine
+    exclude_data: tuple[str, ...] = ()  # model tables whose objects are left out
 
     def __init__(self, exclude: Sequence[str] = ()) -> None:
         # Apps or models (``wagtailsearch``, ``wagtailsearch.IndexEntry``) left out of dumps
@@ -248,17 +267,22 @@ class DjangoDumpDataConnector:
         from snapctl.connectors import _exact_jsonl
 
         _check_labels(self.exclude)
+        _check_model_tables(db_alias, self.exclude_data, self.exclude)
         serializers.register_serializer(_exact_jsonl.FORMAT, _exact_jsonl.__name__)
+        labels = _model_labels(self.exclude, self.exclude_data)
         try:
-            call_command(
-                "dumpdata",
-                *_model_labels(self.exclude),
-                database=db_alias,
-                format=_exact_jsonl.FORMAT,
-                output=str(dest),
-                use_base_manager=True,
-                verbosity=0,
-            )
+            if labels:
+                call_command(
+                    "dumpdata",
+                    *labels,
+                    database=db_alias,
+                    format=_exact_jsonl.FORMAT,
+                    output=str(dest),
+                    use_base_manager=True,
+                    verbosity=0,
+                )
+            else:  # dumpdata without labels would dump every model
+                dest.write_bytes(b"")
         except Exception as exc:
             raise OperationFailed(f"dumpdata of '{db_alias}' failed: {exc}") from exc
         metadata: dict[str, Any] = {"format": "jsonl", "objects": _count_lines(dest)}

@@ -228,6 +228,58 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
             target_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _without_rows(
+    source: sqlite3.Connection, dest: Path, tables: tuple[str, ...], *, vacuum: bool
+) -> Iterator[tuple[sqlite3.Connection, Path]]:
+    """A scratch copy of ``source`` (the backup API: one consistent read), private, beside
+    ``dest`` in the snapshot being written, with the rows of ``tables`` deleted; vacuumed
+    when its pages are the artifact, since freed pages would still hold those rows. The
+    live database is only read; sqlite_sequence keeps its counters. Removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix=".snapctl-rows-", suffix=".sqlite3", dir=dest.parent)
+    os.close(fd)  # 0600 from mkstemp; SQLite takes an empty file for a new database
+    scratch_path = Path(name)
+    scratch = None
+    try:
+        scratch = sqlite3.connect(scratch_path, isolation_level=None)
+        # Scratch: the artifact made from it is what gets flushed to disk (VACUUM: 1.6 s
+        # with syncs, 0.8 s without, on a 227 MB database).
+        scratch.execute("PRAGMA synchronous=OFF")
+        source.backup(scratch)
+        # The copy's rollback journal in memory: no file beside it ever holds the rows.
+        scratch.execute("PRAGMA journal_mode=DELETE")
+        scratch.execute("PRAGMA journal_mode=MEMORY")
+        # Deleted content zeroed in place, whatever the build's default (Debian's is on):
+        # with VACUUM after, twice sure that no page keeps a row.
+        scratch.execute("PRAGMA secure_delete=ON")
+        scratch.execute("BEGIN")
+        for table in tables:
+            scratch.execute(f"DELETE FROM {_quoted(table)}")
+        scratch.execute("COMMIT")
+        if vacuum:
+            scratch.execute("VACUUM")
+        yield scratch, scratch_path
+    finally:
+        if scratch is not None:
+            scratch.close()
+        for leftover in (scratch_path, *(Path(name + end) for end in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _stream_file(path: Path, dest: Path) -> None:
+    """Copy a finished scratch database to ``dest`` (a file or a pipe) front to back."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with open(dest, "wb") as out:
+            _copy_range(fd, out, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
 def _declared_database_file(src: Path) -> bool:
     """Whether the artifact is a database file rather than a script, as its name says: the
     manifest's file name, ``<alias>.sqlite3`` or ``<alias>.sql``, decides, never the content."""
@@ -333,6 +385,7 @@ class SQLiteConnector:
     engines = ("sqlite3",)
     binaries: tuple[str, ...] = ()
     dump_to_pipe = True  # both formats are written front to back
+    exclude_data: tuple[str, ...] = ()  # tables dumped empty, from a scratch copy
 
     def __init__(self, format: str = "backup") -> None:
         if format not in FORMATS:
@@ -351,7 +404,9 @@ class SQLiteConnector:
         try:
             page_size = source.execute("PRAGMA page_size").fetchone()[0]
             journal_mode = source.execute("PRAGMA journal_mode").fetchone()[0]
-            if self.format == "backup":
+            if self.exclude_data:
+                self._dump_without_rows(source, dest)
+            elif self.format == "backup":
                 _copy_database(source, database_path(db_alias), dest)
             else:
                 with open(dest, "w", encoding="utf-8", newline="\n") as script:
@@ -368,6 +423,19 @@ class SQLiteConnector:
             "page_size": page_size,
             "journal_mode": journal_mode,
         }
+
+    def _dump_without_rows(self, source: sqlite3.Connection, dest: Path) -> None:
+        """The dump of a scratch copy without the rows of ``exclude_data``."""
+        backup = self.format == "backup"
+        with _without_rows(source, dest, tuple(self.exclude_data), vacuum=backup) as (copy, path):
+            if backup:
+                copy.close()
+                _stream_file(path, dest)
+                return
+            with open(dest, "w", encoding="utf-8", newline="\n") as script:
+                for statement in _script_statements(copy):
+                    script.write(statement)
+                    script.write("\n")
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the SQLite database for db_alias from src, read as the format its name

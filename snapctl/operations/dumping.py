@@ -11,8 +11,10 @@ from typing import Any
 from snapctl import compression, registry
 from snapctl.encryption import keys
 from snapctl.errors import ConfigurationError, OperationFailed
+from snapctl.operations import data_exclusions
 from snapctl.operations.hooks import call_hook
 from snapctl.operations.loading import (
+    add_data_exclusions,
     add_exclusions,
     check_binaries,
     connector_errors,
@@ -49,12 +51,15 @@ def dump(
     level: int | None = None,
     connector: str | None = None,
     exclude: Sequence[str] = (),
+    exclude_data: Sequence[str] = (),
     encrypt_to: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Snapshot:
     """Dump ``aliases`` into a new snapshot and return it once it is complete; ``exclude``
-    names apps or models a connector that takes exclusions (dumpdata) leaves out;
-    ``encrypt_to`` adds recipients (keys or files of them) to SNAPSHOTS['ENCRYPT_TO']."""
+    names apps or models a connector that takes exclusions (dumpdata) leaves out,
+    ``exclude_data`` tables or models whose rows are left out, added to the setting's
+    (data_exclusions.py), and ``encrypt_to`` recipients (keys or files of them) added to
+    SNAPSHOTS['ENCRYPT_TO']."""
     import django
 
     from snapctl import __version__
@@ -69,6 +74,9 @@ def dump(
         if recipients:
             _check_encryptable(choice)
     start_apps_for([choice.loaded for choice in choices])
+    emptied = data_exclusions.resolve([choice.alias for choice in choices], exclude_data)
+    for choice in choices:
+        add_data_exclusions(choice.name, choice.loaded, emptied.get(choice.alias, ()))
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label, recipients) as pending,
@@ -76,7 +84,8 @@ def dump(
     ):
         try:
             for choice in choices:
-                _dump_one(pending, choice, method, level, progress, dumped)
+                excluded = emptied.get(choice.alias, ())
+                _dump_one(pending, choice, method, level, progress, dumped, excluded)
             return pending.commit(__version__, django.get_version())
         except BaseException:
             # The snapshot will not exist: release what connectors keep outside it.
@@ -94,8 +103,10 @@ def _dump_one(
     level: int | None,
     progress: Progress,
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]],
+    excluded_data: tuple[str, ...],
 ) -> None:
-    """Dump one alias into the pending snapshot, then compress and record it."""
+    """Dump one alias into the pending snapshot, then compress and record it; the tables
+    of ``excluded_data`` come back empty from it."""
     from snapctl.django_env import database_settings
 
     extension = choice.capabilities.extension
@@ -110,6 +121,7 @@ def _dump_one(
         "connector_class": choice.class_path,
         "engine": str(database_settings(choice.alias).get("ENGINE", "")),
         "vendor": vendor_of(choice.alias),
+        "excluded_data": excluded_data,
     }
     # Compressed as it arrives, beside the dump, when the connector allows it and the
     # compression keeps up: no second pass over a raw file.

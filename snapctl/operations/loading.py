@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from snapctl import compression, registry
-from snapctl.connectors.api import Capabilities, TakesExclusions
+from snapctl.connectors.api import Capabilities, LeavesOutData, TakesExclusions
 from snapctl.errors import ConfigurationError, OperationFailed, SnapctlError
 from snapctl.progress import Progress, read_position
 from snapctl.store import Artifact, SnapshotStore
@@ -44,6 +44,19 @@ def add_exclusions(name: str, loaded: registry.LoadedConnector, exclude: Sequenc
         )
     taking = cast(TakesExclusions, loaded.connector)
     taking.exclude = (*(taking.exclude or ()), *exclude)  # None: none yet
+
+
+def add_data_exclusions(name: str, loaded: registry.LoadedConnector, tables: Sequence[str]) -> None:
+    """The tables whose rows a dump leaves out, for a connector that can (``exclude_data``)."""
+    if not tables:
+        return
+    if not loaded.capabilities.leaves_out_data:
+        raise ConfigurationError(
+            f"connector '{name}' cannot leave out the rows of {', '.join(tables)} "
+            "(--exclude-data, SNAPSHOTS['EXCLUDE_DATA']); the built-in connectors can: sqlite, "
+            "postgres, postgres-template, mysql, dumpdata"
+        )
+    cast(LeavesOutData, loaded.connector).exclude_data = tuple(tables)
 
 
 def check_binaries(choice_name: str, capabilities: Capabilities) -> None:

@@ -74,6 +74,8 @@ class Artifact:
     unpacked_size: int | None = None
     # Which database it is of (django_env.database_identity). None in older snapshots.
     database: dict[str, str] | None = None
+    # Tables whose rows the dump left out (sorted): a restore gives them back empty.
+    excluded_data: tuple[str, ...] = ()
     # None: stored as compressed, unencrypted.
     encryption: Encryption | None = None
 
@@ -121,6 +123,7 @@ class Artifact:
             "server_version": self.server_version,
             "metadata": self.metadata,
             "encryption": self.encryption.to_json() if self.encryption else None,
+            "excluded_data": list(self.excluded_data),
         }
 
     @classmethod
@@ -157,10 +160,35 @@ class Artifact:
             unpacked_size=fields.optional_whole_number(data, "unpacked_size", where),
             database=_database(data, where),
             encryption=encryption,
+            excluded_data=_excluded_data(data, where),
         )
 
 
 IDENTITY_KEYS = ("vendor", "name", "host", "port")
+# Longer than any engine's table names (PostgreSQL 63 bytes, MySQL 64 characters).
+_MAX_TABLE_NAME = 255
+
+
+def _excluded_data(data: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The tables an artifact holds empty: a list of distinct names, printable, on one line
+    (``show`` and ``restore`` print them); absent in older snapshots, meaning none."""
+    if "excluded_data" not in data:
+        return ()
+    value = data["excluded_data"]
+    if not isinstance(value, list):
+        raise fields.MalformedManifest(f"{where}excluded_data is not a list")
+    for table in value:
+        if (
+            not isinstance(table, str)
+            or not 0 < len(table) <= _MAX_TABLE_NAME
+            or fields.CONTROL_CHARACTERS.search(table)
+        ):
+            raise fields.MalformedManifest(
+                f"{where}excluded_data holds {table!r}, not a table name"
+            )
+    if len(set(value)) != len(value):
+        raise fields.MalformedManifest(f"{where}excluded_data names a table twice")
+    return tuple(value)
 
 
 def _database(data: dict[str, Any], where: str) -> dict[str, str] | None:

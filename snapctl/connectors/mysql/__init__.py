@@ -87,6 +87,13 @@ def _unreadable_routine(
     )
 
 
+def _ignores_table_data(client: Client) -> bool:
+    """Whether the dump tool can dump a table without its rows in the same run
+    (``--ignore-table-data``: MariaDB's, from 10.1.46/10.5.5; Oracle's mysqldump cannot)."""
+    dumper = client.dumper.path
+    return "--ignore-table-data" in client.run(dumper, ["--help"], f"{Path(dumper).name} --help")
+
+
 class MySQLConnector:
     """Back up and restore MySQL/MariaDB databases using mysqldump and mysql."""
 
@@ -96,6 +103,7 @@ class MySQLConnector:
     binaries = ("mariadb-dump|mysqldump", "mariadb|mysql")
     extension = "sql"
     dump_to_pipe = True  # the dump tool writes its script front to back
+    exclude_data: tuple[str, ...] = ()  # dumped without their rows
 
     def __init__(self, jobs: int | None = None, keep_free: float = 0.05) -> None:
         """``jobs``: sessions loading rows at once in a restore (default: cores, at most 4;
@@ -130,10 +138,8 @@ class MySQLConnector:
                     f"`{client.database}`) or set DATABASES['{db_alias}']['NAME'] to the "
                     "database to snapshot"
                 )
-            dumper = client.dumper
-            args = [*_dump_flags(dumper), f"--result-file={dest}", "--", client.database]
             try:
-                client.run(dumper.path, args, f"{Path(dumper.path).name} of '{db_alias}'")
+                self._run_dump(client, dest)
             except OperationFailed as exc:
                 grant = _unreadable_routine(exc, db_alias, account)
                 if grant is None:
@@ -147,6 +153,35 @@ class MySQLConnector:
             "dump_tool": Path(client.dumper.path).name,
             "dump_tool_version": client.dumper.version,
         }
+
+    def _run_dump(self, client: Client, dest: Path) -> None:
+        """The dump tool's script of the database into ``dest``, without the rows of
+        ``exclude_data``: in the same single transaction where the tool can leave out a
+        table's rows (``--ignore-table-data``, MariaDB's); else those tables' definitions
+        and triggers first (``--no-data``), then the rest (``--ignore-table``), one tool
+        after the other into ``dest`` opened once. The rows all come from the second
+        tool's one transaction; only the empty tables' definitions are read just before."""
+        dumper = client.dumper
+        what = f"{Path(dumper.path).name} of '{client.alias}'"
+        flags, database = _dump_flags(dumper), client.database
+        if not self.exclude_data:
+            client.run(dumper.path, [*flags, f"--result-file={dest}", "--", database], what)
+            return
+        # The tools take "database.table" whole, compared with the names as they are.
+        named = [f"{database}.{table}" for table in self.exclude_data]
+        if _ignores_table_data(client):
+            left_out = [f"--ignore-table-data={name}" for name in named]
+            client.run(
+                dumper.path, [*flags, *left_out, f"--result-file={dest}", "--", database], what
+            )
+            return
+        empty = ["--no-data", "--skip-routines", "--skip-events", "--triggers"]
+        ignored = [f"--ignore-table={name}" for name in named]
+        with open(dest, "wb") as out:
+            client.run(
+                dumper.path, [*flags, *empty, "--", database, *self.exclude_data], what, stdout=out
+            )
+            client.run(dumper.path, [*flags, *ignored, "--", database], what, stdout=out)
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the MySQL/MariaDB database from src: load aside, then swap in, waiting for

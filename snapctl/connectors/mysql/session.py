@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from snapctl.connectors import _process
 from snapctl.connectors.mysql.option_file import option_file_text, ssl_mode
@@ -247,7 +247,7 @@ class Client:
         args: Sequence[str],
         what: str,
         stdin: Path | None = None,
-        stdout: Path | None = None,
+        stdout: Path | BinaryIO | None = None,
     ) -> str:
         # The option file must come first: the tools only honour it there.
         argv = [program, f"--defaults-extra-file={self.defaults}", *args]

@@ -47,6 +47,7 @@ from snapctl.connectors.postgres.programs import (
     version_num,
 )
 from snapctl.connectors.postgres.swap import load, restore_by_swap
+from snapctl.connectors.postgres.table_data import qualified_tables
 from snapctl.connectors.postgres.target import can_swap, in_place_is_exact
 from snapctl.errors import OperationFailed
 
@@ -75,6 +76,7 @@ class PostgresConnector:
     # skipping from block to block, as fast here (2.3-2.5 s for a 300 MB archive either
     # way); the dump's compression and checksum run beside it instead of after it.
     dump_to_pipe = True
+    exclude_data: tuple[str, ...] = ()  # pg_dump --exclude-table-data
 
     def __init__(self, in_place_below: int = IN_PLACE_BELOW, keep_free: float = KEEP_FREE) -> None:
         """``keep_free``: the share of the server's disk a prepared copy must leave free."""
@@ -87,6 +89,11 @@ class PostgresConnector:
         with connect(db_alias) as pg:
             # --no-sync: the store fsyncs the artifact it keeps.
             options = ["--format=custom", "--compress=0", "--no-sync"]
+            # Rows left out, the tables kept with their indexes, constraints and sequences.
+            options += [
+                f"--exclude-table-data={pattern}"
+                for pattern in qualified_tables(pg, self.exclude_data)
+            ]
             what = f"pg_dump of '{db_alias}'"
             try:
                 head = pg.run_into([pg_dump, "-w", *options], dest, what, ARCHIVE_HEAD)

@@ -25,6 +25,7 @@ from snapctl.connectors.postgres.connection import (
 )
 from snapctl.connectors.postgres.quoting import ident, literal, short_name
 from snapctl.connectors.postgres.swap import drop_database_sql, replace_by_swap
+from snapctl.connectors.postgres.table_data import qualified_tables
 from snapctl.connectors.postgres.target import inspect_target
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 
@@ -256,6 +257,7 @@ class PostgresTemplateConnector:
     engines: tuple[str, ...] = ()  # never chosen by ENGINE: pick it by name
     binaries: tuple[str, ...] = ()  # the server does all of it; snapctl only asks
     extension = "json"
+    exclude_data: tuple[str, ...] = ()  # truncated in the snapshot's copy
 
     def __init__(self, strategy: str = "file_copy", keep_free: float = KEEP_FREE) -> None:
         """``strategy``: how the server copies (PostgreSQL 15+); ``keep_free``: the share of
@@ -305,6 +307,7 @@ class PostgresTemplateConnector:
                     raise _busy(pg, database, others) from exc
                 raise
             try:
+                self._empty_tables(pg, copy)
                 (size,) = pg.server.query(
                     # Nobody may connect: nothing can change it, or block the next restore.
                     f"ALTER DATABASE {ident(copy)} WITH ALLOW_CONNECTIONS false",
@@ -340,6 +343,24 @@ class PostgresTemplateConnector:
                 raise
         # server_size: what snapctl shows beside the artifact's few bytes in list and show.
         return {**descriptor, "server_size": int(size)}
+
+    def _empty_tables(self, pg: Libpq, copy: str) -> None:
+        """TRUNCATE the tables of ``exclude_data`` in the snapshot's copy, never the live
+        database: their files are replaced by empty ones, so no page of the copy keeps the
+        rows; their sequences keep their values (no RESTART IDENTITY)."""
+        if not self.exclude_data:
+            return
+        try:
+            tables = qualified_tables(pg, self.exclude_data, copy)
+            pg.server.query(
+                f"TRUNCATE TABLE {', '.join(tables)}",
+                database=copy,
+                what=f"emptying {', '.join(self.exclude_data)} in the copy of '{pg.alias}'",
+            )
+        finally:
+            # Nobody may stay connected to the copy: it is the template of every restore,
+            # and dropped if this failed.
+            pg.server.close()
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Replace the database with a new copy of the snapshot's copy, swapped in by renames."""
