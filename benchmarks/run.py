@@ -25,7 +25,7 @@ For each size and engine it builds the database (customers with JSON and long te
 order lines, products with binary images, many-to-many tags, indexes and foreign keys), then
 times, median of --runs, in rounds that run every tool once in turn:
 - snapctl dump and restore, its default (zstd) only unless --variants names more (zstd, gzip,
-  none, sql-zstd, template, or all);
+  none, sql-zstd, template, age: zstd encrypted with age, or all);
 - the engine's own tool: SQLite's `.backup`/`.restore`, `pg_dump -Fc` / `pg_restore -j`, and
   `mariadb-dump` / `mariadb < dump.sql`;
 - the peers asked for;
@@ -184,8 +184,22 @@ def base_env(**extra: str) -> dict[str, str]:
     # in some sessions) and a fresh editable checkout, every run compiled snapctl's modules
     # from source, some 0.2 s of CPU per command.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # Plain dumps and restores: a copy prepared in the background after each dump would load
+    # the server while the next tool is timed (benchmarks/instant.py times prepared copies).
+    env["SNAPCTL_PREPARE"] = "off"
     env.update(extra)
     return env
+
+
+def age_variant(work: Path) -> tuple[str, list[str], dict[str, str]]:
+    """The default dump encrypted with age to a new identity, restored with it."""
+    import pyrage
+
+    path = work / "age-identity.txt"
+    identity = pyrage.x25519.Identity.generate()
+    path.write_text(f"{identity}\n")
+    path.chmod(0o600)
+    return ("age", ["--encrypt-to", str(identity.to_public())], {"SNAPCTL_IDENTITY": str(path)})
 
 
 # --- engines -------------------------------------------------------------------------------
@@ -246,6 +260,7 @@ def sqlite_engine(work: Path) -> Iterator[Engine]:
             ("none", ["--compress", "none"], {}),
             # The SQL-script format, chosen in the example's settings.
             ("sql-zstd", [], {"EXAMPLE_SQLITE_FORMAT": "sql"}),
+            age_variant(work),
         ],
         reference_dump=lambda out: ["sqlite3", str(db), f".backup '{out}'"],
         reference_restore=lambda out: ["sqlite3", str(db), f".restore '{out}'"],
@@ -286,6 +301,7 @@ def postgres_engine(work: Path) -> Iterator[Engine]:
                 ("gzip", ["--compress", "gzip"], {}),
                 ("none", ["--compress", "none"], {}),
                 ("template", ["--connector", "postgres-template"], {}),
+                age_variant(work),
             ],
             reference_dump=lambda out: f"pg_dump {pg} -Fc -f '{out}' {name}",
             # Like snapctl's swap: a new database restored in parallel from the file.
@@ -336,6 +352,7 @@ def mariadb_engine(work: Path) -> Iterator[Engine]:
                 ("zstd", [], {}),
                 ("gzip", ["--compress", "gzip"], {}),
                 ("none", ["--compress", "none"], {}),
+                age_variant(work),
             ],
             reference_dump=lambda out: (
                 f"{dump} -uroot -h127.0.0.1 --single-transaction --routines --triggers "
