@@ -384,3 +384,29 @@ def test_a_hostile_database_comment_is_kept_as_text(project: Project, tmp_path: 
         f"SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{db.name}'"
     )
     assert shown.rstrip("\n") == comment
+
+
+def test_an_encrypted_snapshot_is_prepared_only_where_it_can_be_decrypted(
+    project: Project, tmp_path: Path
+) -> None:
+    """A server that only encrypts (no identity there) prepares nothing after its dump; a
+    developer with the key prepares it and restores it instantly, exactly."""
+    db = project.extra["db"]
+    identity = tmp_path / "me.txt"
+    public = project.snapctl("keygen", "--output", str(identity), check=True).stdout.strip()
+    stranger = tmp_path / "server-home"
+    stranger.mkdir()
+    server = {"SNAPCTL_PREPARE": "latest", "HOME": str(stranger)}
+    before = project.digest()
+    project.snapctl("dump", "--encrypt-to", public, **server, check=True)
+    records = Path(project.env["SNAPCTL_STATE_DIR"]) / "copies"
+    assert not records.exists() or not list(records.glob("*.json"))  # none was started
+    assert side_databases(db.name, PREPARED) == []
+
+    developer = {"SNAPCTL_PREPARE": "latest", "SNAPCTL_IDENTITY": str(identity)}
+    assert prepare_json(project, **developer)["prepared"][0]["state"] == "ready"  # type: ignore[index]
+    user_sql(db, DATA_CHANGES)
+    refused = project.snapctl("restore", "--yes", **server)
+    assert refused.returncode == EXIT_USAGE and public in refused.stderr
+    assert restore_json(project, "--no-prepare", **developer)["instant"] == ["default"]
+    assert project.digest() == before
