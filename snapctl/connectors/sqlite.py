@@ -218,12 +218,7 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
         target.close()
     if to_pipe:
         try:
-            fd = os.open(target_path, os.O_RDONLY)
-            try:
-                with open(dest, "wb") as out:
-                    _copy_range(fd, out, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
+            _stream_file(target_path, dest)
         finally:
             target_path.unlink(missing_ok=True)
 

@@ -37,9 +37,12 @@ class _Abandoned(Exception):
 
 class _Pipe:
     """A bounded queue of chunks between a thread that writes and one that reads, either of
-    which may give up: the other then stops at its next wait instead of waiting forever."""
+    which may give up: the other then stops at its next wait instead of waiting forever.
+    ``digest`` hashes what passes, on the writing side, a whole chunk at a time (hashlib lets
+    other threads run meanwhile)."""
 
     def __init__(self) -> None:
+        self.digest = hashlib.sha256()
         self._queue: queue.Queue[bytes] = queue.Queue(_QUEUED)
         self._pending = bytearray()  # written, not yet queued: pyrage writes 8 KiB at a time
         self._current = memoryview(b"")
@@ -72,6 +75,7 @@ class _Pipe:
         return bytes(data)
 
     def _put(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
         while not self.abandoned.is_set():
             with contextlib.suppress(queue.Full):
                 self._queue.put(chunk, timeout=_POLL_SECONDS)
@@ -148,7 +152,6 @@ class EncryptingWriter:
 
         self._pipe = _Pipe()
         self._out = _Recording(out)
-        self._digest = hashlib.sha256()
         self.plaintext_sha256 = ""
 
         def encrypt() -> None:
@@ -161,7 +164,6 @@ class EncryptingWriter:
         self._thread = _Thread("snapctl-encrypt", encrypt)
 
     def write(self, data: bytes | memoryview) -> int:
-        self._digest.update(data)
         try:
             self._pipe.write(data)
         except _Abandoned:
@@ -176,7 +178,7 @@ class EncryptingWriter:
             self._pipe.close_writing()
         self._thread.join()
         self._raise_error()
-        self.plaintext_sha256 = self._digest.hexdigest()
+        self.plaintext_sha256 = self._pipe.digest.hexdigest()
 
     def abandon(self) -> None:
         """Stop the encryption thread: the artifact is not wanted any more."""
@@ -236,14 +238,12 @@ class _DecryptedReader:
         self._source = source
         self._name = name
         self._expected = plaintext_sha256
-        self._digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""
         data = self._pipe.read(size)
         if data:
-            self._digest.update(data)
             return data
         self._thread.join()
         self._check()
@@ -258,7 +258,7 @@ class _DecryptedReader:
         error = self._thread.error
         if error is not None:
             raise IntegrityError(_decryption_problem(self._name, error)) from error
-        if self._digest.hexdigest() != self._expected:
+        if self._pipe.digest.hexdigest() != self._expected:
             raise IntegrityError(
                 f"artifact {self._name} decrypts to other bytes than its manifest records; "
                 "it was replaced or tampered with, restore another snapshot"
