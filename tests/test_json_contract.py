@@ -22,6 +22,7 @@ ARTIFACT = {
     "metadata": dict,
     "unpacked_size": int,
     "database": dict,
+    "sanitized": (dict, type(None)),
 }
 SNAPSHOT = {
     "name": str,
@@ -89,6 +90,7 @@ def test_every_command_prints_its_documented_shape(sqlite_project: Project) -> N
         "snapshot": dumped["name"],
         "restored": ["default"],
         "instant": [],
+        "sanitized": [],
     }
 
     rows = _json(sqlite_project, "list-connectors")
@@ -122,5 +124,6 @@ def test_prepared_copies_print_their_documented_shape(postgres_project: Project)
         "snapshot": dumped["name"],
         "restored": ["default"],
         "instant": ["default"],
+        "sanitized": [],
     }
     postgres_project.snapctl("delete", "--yes", dumped["name"], check=True)

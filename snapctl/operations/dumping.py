@@ -6,9 +6,10 @@ import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from snapctl import compression, registry
+from snapctl.connectors.api import DumpsSanitized
 from snapctl.errors import ConfigurationError, OperationFailed
 from snapctl.operations.hooks import call_hook
 from snapctl.operations.loading import (
@@ -21,6 +22,9 @@ from snapctl.operations.loading import (
 )
 from snapctl.progress import NoProgress, Progress, file_size
 from snapctl.store import PendingSnapshot, Snapshot, SnapshotStore
+
+if TYPE_CHECKING:
+    from snapctl.sanitizing.applying import Sanitizing
 
 DEFAULT_ALIAS = "default"
 
@@ -49,12 +53,16 @@ def dump(
     connector: str | None = None,
     exclude: Sequence[str] = (),
     progress: Progress | None = None,
+    sanitize: bool | None = None,
 ) -> Snapshot:
     """Dump ``aliases`` into a new snapshot and return it once it is complete; ``exclude``
-    names apps or models a connector that takes exclusions (dumpdata) leaves out."""
+    names apps or models a connector that takes exclusions (dumpdata) leaves out;
+    ``sanitize`` True or False sanitizes every alias or none, None those
+    ``SNAPSHOTS["SANITIZE_BY_DEFAULT"]`` lists."""
     import django
 
     from snapctl import __version__
+    from snapctl.sanitizing.planning import sanitizers_for
 
     compression.check_method(method, level)
     progress = progress or NoProgress()
@@ -63,6 +71,14 @@ def dump(
         check_binaries(choice.name, choice.capabilities)
         add_exclusions(choice.name, choice.loaded, exclude)
     start_apps_for([choice.loaded for choice in choices])
+    # The rules, the key and every connector's part checked before anything is written.
+    sanitizers = sanitizers_for(aliases, sanitize)
+    for choice in choices:
+        if choice.alias in sanitizers and not choice.capabilities.dumps_sanitized:
+            raise ConfigurationError(
+                f"connector '{choice.name}' of '{choice.alias}' cannot dump sanitized copies; "
+                "use a connector that can (sqlite, postgres, mysql, dumpdata) or --no-sanitize"
+            )
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label) as pending,
@@ -70,7 +86,8 @@ def dump(
     ):
         try:
             for choice in choices:
-                _dump_one(pending, choice, method, level, progress, dumped)
+                sanitizer = sanitizers.get(choice.alias)
+                _dump_one(pending, choice, method, level, progress, dumped, sanitizer)
             return pending.commit(__version__, django.get_version())
         except BaseException:
             # The snapshot will not exist: release what connectors keep outside it.
@@ -88,8 +105,10 @@ def _dump_one(
     level: int | None,
     progress: Progress,
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]],
+    sanitizer: Sanitizing | None = None,
 ) -> None:
-    """Dump one alias into the pending snapshot, then compress and record it."""
+    """Dump one alias into the pending snapshot (sanitized by ``sanitizer``, if given),
+    then compress and record it."""
     from snapctl.django_env import database_settings
 
     extension = choice.capabilities.extension
@@ -110,10 +129,13 @@ def _dump_one(
     streamed = choice.capabilities.dump_to_pipe and compression.keeps_up(method, level)
     receiving = pending.receive(raw, method, level) if streamed else contextlib.nullcontext()
     with receiving as received:
-        with progress.track(f"Dumping {choice.alias}", file_size(final if received else raw)):
-            metadata = _call_dump(choice, received.pipe if received else raw)
+        doing = "Sanitizing and dumping" if sanitizer else "Dumping"
+        with progress.track(f"{doing} {choice.alias}", file_size(final if received else raw)):
+            metadata = _call_dump(choice, received.pipe if received else raw, sanitizer)
         dumped.append((choice, (final,) if received else (final, raw)))
     _check_metadata(choice, metadata)
+    if sanitizer is not None:
+        fields["sanitized"] = {"rules": sanitizer.applied_rules}
     fields["server_version"] = metadata.get("server_version")
     if received is not None:
         pending.record(
@@ -131,9 +153,13 @@ def _dump_one(
         pending.add(choice.alias, raw, method, level, **fields, metadata=metadata)
 
 
-def _call_dump(choice: registry.Choice, dest: Path) -> dict[str, Any]:
+def _call_dump(choice: registry.Choice, dest: Path, sanitizer: Sanitizing | None) -> dict[str, Any]:
     with connector_errors("dump", choice.name, choice.alias):
-        metadata = choice.connector.dump(choice.alias, dest)
+        if sanitizer is None:
+            metadata = choice.connector.dump(choice.alias, dest)
+        else:
+            sanitizing = cast(DumpsSanitized, choice.connector)
+            metadata = sanitizing.dump_sanitized(choice.alias, dest, sanitizer)
     return metadata if isinstance(metadata, dict) else {}
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from snapctl import compression
-from snapctl.errors import IntegrityError
+from snapctl.errors import ConfigurationError, IntegrityError
+from snapctl.sanitizing.rules import parse_rule
 from snapctl.store import manifest_fields as fields
 from snapctl.store.files import fsync_dir, read_regular_file
 from snapctl.store.names import snapshot_name
@@ -44,6 +45,9 @@ class Artifact:
     unpacked_size: int | None = None
     # Which database it is of (django_env.database_identity). None in older snapshots.
     database: dict[str, str] | None = None
+    # The sanitizing rules the dump applied ({"rules": {target: spec}}, never the key), or
+    # None for a dump of the real data.
+    sanitized: dict[str, Any] | None = None
 
     def is_of(self, identity: dict[str, str]) -> bool:
         """Whether this artifact was taken of the database ``identity`` names (taken to be
@@ -82,6 +86,7 @@ class Artifact:
             "vendor": self.vendor,
             "server_version": self.server_version,
             "metadata": self.metadata,
+            "sanitized": self.sanitized,
         }
 
     @classmethod
@@ -114,7 +119,32 @@ class Artifact:
             metadata=fields.mapping(data, "metadata", where) if "metadata" in data else {},
             unpacked_size=fields.optional_whole_number(data, "unpacked_size", where),
             database=_database(data, where),
+            sanitized=_sanitized(data, where),
         )
+
+
+def _sanitized(data: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The ``sanitized`` record: ``{"rules": {target: spec}}``, each rule as settings would
+    write it (sanitizing/rules.py's grammar). Only shown, never acted on: a callable's path is
+    never imported."""
+    if data.get("sanitized") is None:
+        return None
+    record = fields.mapping(data, "sanitized", where)
+    if sorted(record) != ["rules"]:
+        raise fields.MalformedManifest(f"{where}sanitized must hold 'rules' only")
+    rules = fields.mapping(record, "rules", f"{where}sanitized.")
+    for target, spec in rules.items():
+        try:
+            parse_rule(target, spec)
+        except ConfigurationError:
+            raise fields.MalformedManifest(
+                f"{where}sanitized.rules has a rule that is not one: {str(target)[:80]!r}"
+            ) from None
+        texts = [spec] if isinstance(spec, str) else list(spec.values())
+        for text in [target, *texts]:
+            if isinstance(text, str) and fields.CONTROL_CHARACTERS.search(text):
+                raise fields.MalformedManifest(f"{where}sanitized.rules holds control characters")
+    return {"rules": dict(rules)}
 
 
 IDENTITY_KEYS = ("vendor", "name", "host", "port")
