@@ -95,3 +95,13 @@ def assert_no_original_in(data: bytes, values: dict[tuple[str, str], list[str]])
 def leftovers(root: Path) -> list[str]:
     """Scratch files of a sanitized dump anywhere under ``root``."""
     return [str(path) for path in root.rglob("*") if ".sanitize-" in str(path)]
+
+
+def query_via_django(project: Project, sql: str) -> list[list[Any]]:
+    """Rows of ``sql`` on the project's database, through Django (any engine)."""
+    code = (
+        "import json; from django.db import connection; c = connection.cursor(); "
+        f"c.execute({sql!r}); print(json.dumps([list(r) for r in c.fetchall()], default=str))"
+    )
+    out = project.manage("shell", "-v", "0", "-c", code)
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
