@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from snapctl.connectors._disk_room import KEEP_FREE
-from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.api import PreparedCopy, Sanitizer
 from snapctl.connectors.postgres import prepared
 from snapctl.connectors.postgres.connection import (
     Libpq,
@@ -248,6 +248,16 @@ def _drop(pg: Libpq, name: str, server_version_num: int, database: str | None) -
     )
 
 
+def _sanitize_copy(pg: Libpq, db_alias: str, copy: str, sanitizer: Sanitizer) -> None:
+    """Rewrite the new copy by the rules, then refresh its statistics (a column's most
+    common values are kept in pg_statistic) and VACUUM FULL it: the copy is the server's
+    files, where the rewritten rows' old versions stay until the tables are rewritten."""
+    sanitizer.sanitize_database({"NAME": copy})
+    what = f"vacuuming the sanitized copy of '{db_alias}'"
+    pg.server.query("ANALYZE", "VACUUM FULL", database=copy, what=what)
+    pg.server.close()  # nobody stays connected to the copy
+
+
 class PostgresTemplateConnector:
     """Snapshots as server-side copies (CREATE DATABASE ... TEMPLATE); restore by rename swap."""
 
@@ -273,6 +283,14 @@ class PostgresTemplateConnector:
 
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Copy the database on its server and write the copy's descriptor to ``dest``."""
+        return self._dump(db_alias, dest, None)
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """As ``dump()``, the copy sanitized before it is closed and marked: the copy *is*
+        the snapshot, so no other scratch database is needed (see ``_sanitize_copy``)."""
+        return self._dump(db_alias, dest, sanitizer)
+
+    def _dump(self, db_alias: str, dest: Path, sanitizer: Sanitizer | None) -> dict[str, Any]:
         _require_postgresql(db_alias)
         with connect(db_alias, programs=False) as pg:
             info = inspect_target(pg, set())
@@ -305,6 +323,8 @@ class PostgresTemplateConnector:
                     raise _busy(pg, database, others) from exc
                 raise
             try:
+                if sanitizer is not None:
+                    _sanitize_copy(pg, db_alias, copy, sanitizer)
                 (size,) = pg.server.query(
                     # Nobody may connect: nothing can change it, or block the next restore.
                     f"ALTER DATABASE {ident(copy)} WITH ALLOW_CONNECTIONS false",
