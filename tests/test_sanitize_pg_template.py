@@ -8,7 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import EXIT_FAILED, EXIT_OK, Project, manifest_of, psql_admin
+from helpers import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Project,
+    assert_one_line,
+    manifest_of,
+    psql_admin,
+)
 from sanitize_checks import (
     ADD_USERS,
     JOIN_SQL,
@@ -24,9 +32,17 @@ CONNECTOR = ("--connector", "postgres-template")
 
 @pytest.fixture
 def project(postgres_project: Project) -> Project:
+    """The example project as the superuser (a sanitized server copy needs one)."""
     postgres_project.manage("shell", "-c", ADD_USERS)
-    postgres_project.env.update(sanitize_env())
+    postgres_project.env.update(sanitize_env(EXAMPLE_DB_USER="postgres", EXAMPLE_DB_PASSWORD=""))
     return postgres_project
+
+
+def test_a_role_that_is_not_superuser_is_refused(postgres_project: Project) -> None:
+    postgres_project.env.update(sanitize_env())
+    result = postgres_project.snapctl("dump", *CONNECTOR, "--sanitize")
+    assert_one_line(result, EXIT_USAGE, "needs a superuser", "--connector postgres")
+    assert copies(postgres_project) == [] and postgres_project.store_entries() == []
 
 
 def server_files(database: str) -> bytes:
@@ -53,6 +69,8 @@ def test_the_server_copy_holds_no_original_value(project: Project) -> None:
         pytest.skip("the PostgreSQL server's files are not on this machine")
     before = project.digest()
     values = originals(lambda sql: query_via_django(project, sql))
+    # Statistics sample the columns' values: the copy must not keep them either.
+    psql_admin("ANALYZE", project.extra["db"].name)
     first = dump(project)
     copy = manifest_of(project.snapshots / first)["databases"]["default"]["metadata"]
     psql_admin("CHECKPOINT")  # the copy's pages on disk, as the server has them

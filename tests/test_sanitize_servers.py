@@ -171,3 +171,34 @@ def test_an_interrupted_dump_drops_its_scratch_copy(project: Project, tmp_path: 
     assert scratch_databases(project) == []
     assert project.store_entries() == []
     assert project.digest() == before
+
+
+def test_a_postgres_database_in_use_is_copied_by_streaming(postgres_project: Project) -> None:
+    # With nobody else connected the copy is CREATE DATABASE ... TEMPLATE (the tests above);
+    # with a session on the database, pg_dump | pg_restore, which never makes it wait.
+    project = postgres_project
+    project.manage("shell", "-c", ADD_USERS)
+    project.env.update(sanitize_env())
+    db = project.extra["db"]
+    values = originals(lambda sql: query(project, sql))
+    session = subprocess.Popen(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db.name, "-c", "SELECT pg_sleep(60)"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        waiting = (
+            f"SELECT 1 FROM pg_stat_activity WHERE datname = '{db.name}' "
+            "AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+        )
+        while not psql_admin(waiting).strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        name = dump(project)
+        assert session.poll() is None  # neither ended nor made to wait
+    finally:
+        session.kill()
+        session.wait()
+    assert_no_original_in(unpacked_bytes(project, name), values)
+    assert scratch_databases(project) == []

@@ -169,7 +169,7 @@ def test_sanitizing_by_default_and_no_sanitize(sqlite_project: Project) -> None:
         ({"shop.Customer.email": {"format": "c-{hash:4}"}}, ["unique", "{hash:8}"]),
         ({"shop.Product.price": "email"}, ["makes text", "DecimalField"]),
         ({"shop.Product.price": {"value": "abc"}}, ["constant does not fit"]),
-        ({"shop.Product.sku": {"value": "x" * 40}}, ["longer than max_length 32"]),
+        ({"shop.Product.title": {"value": "x" * 250}}, ["longer than max_length 200"]),
         ({"shop.Product.sku": {"format": "{hash:40}"}}, ["40 characters", "32"]),
         ({"shop.Customer.notes": {"format": "{hash"}}, ["bad format"]),
         ({"shop.Customer.notes": {"callable": "shop.nowhere.fake"}}, ["cannot import"]),

@@ -7,7 +7,7 @@ touched (binding.py refuses rules on them)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from snapctl.errors import OperationFailed
@@ -18,7 +18,7 @@ from snapctl.sanitizing.scratch_alias import temporary_alias
 
 # How many times a unique column's colliding fake is derived again before giving up.
 _ATTEMPTS = 8
-_FETCH = 10_000
+_BATCH = 10_000  # rows read, faked and written at a time
 _TEMPORARY_TABLE = "snapctl_sanitize_fakes"
 
 
@@ -136,86 +136,116 @@ def apply_to_database(alias: str, bound: list[BoundRule], faker: Faker) -> None:
     with transaction.atomic(using=alias):
         for table, rules in _by_table(bound).items():
             columns = [_Column(rule, faker) for rule in rules]
-            changed = _fakes_of_table(connection, table, columns)
-            if changed:
-                _write(connection, table, rules[0].pk_column, [r.column for r in rules], changed)
+            writer = _Writer(connection, table, rules[0].pk_column, [r.column for r in rules])
+            for changed in _fakes_of_table(connection, table, columns):
+                writer.write(changed)
+            writer.finish()
 
 
-def _fakes_of_table(connection: Any, table: str, columns: list[_Column]) -> list[tuple[Any, ...]]:
-    """(fake, ..., pk) of every row with something to change, in primary key order (the
-    order unique columns resolve their rare collisions in)."""
+def _fakes_of_table(
+    connection: Any, table: str, columns: list[_Column]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """(fake, ..., pk) of the rows with something to change, a batch at a time, in primary
+    key order (the order unique columns resolve their rare collisions in). Read by ranges of
+    the primary key: memory stays bounded, and no read is open while a batch is written."""
     quote = connection.ops.quote_name
-    pk = columns[0].bound.pk_column
+    pk = quote(columns[0].bound.pk_column)
     names = ", ".join(quote(column.bound.column) for column in columns)
-    changed: list[tuple[Any, ...]] = []
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {quote(pk)}, {names} FROM {quote(table)} ORDER BY {quote(pk)}")
-        while rows := cursor.fetchmany(_FETCH):
-            for row in rows:
-                values = list(row[1:])
-                dirty = False
-                for index, column in enumerate(columns):
-                    value = values[index]
-                    if value is None or value == "":
-                        continue
-                    fake = column.fake(value)
-                    if column.prepare:
-                        field = column.bound.field
-                        fake = field.get_db_prep_save(field.to_python(fake), connection)
-                    values[index] = fake
-                    dirty = True
-                if dirty:
-                    changed.append((*values, row[0]))
-    return changed
-
-
-def _write(
-    connection: Any, table: str, pk: str, columns: list[str], rows: list[tuple[Any, ...]]
-) -> None:
-    quote = connection.ops.quote_name
-    if connection.vendor == "sqlite":
-        sets = ", ".join(f"{quote(column)} = %s" for column in columns)
+    select = f"SELECT {pk}, {names} FROM {quote(table)}"
+    last: Any = None
+    while True:
         with connection.cursor() as cursor:
-            cursor.executemany(f"UPDATE {quote(table)} SET {sets} WHERE {quote(pk)} = %s", rows)
-        return
-    fakes = quote(_TEMPORARY_TABLE)
-    names = [quote(column) for column in columns]
-    selected = ", ".join([*names, quote(pk)])
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {fakes} ON COMMIT DROP AS "
-                f"SELECT {selected} FROM {quote(table)} WITH NO DATA"
-            )
-            _fill_postgres(cursor, fakes, selected, rows)
-            sets = ", ".join(f"{name} = f.{name}" for name in names)
-            cursor.execute(
-                f"UPDATE {quote(table)} AS t SET {sets} FROM {fakes} AS f "
-                f"WHERE t.{quote(pk)} = f.{quote(pk)}"
-            )
-            cursor.execute(f"DROP TABLE {fakes}")
+            if last is None:
+                cursor.execute(f"{select} ORDER BY {pk} LIMIT {_BATCH}")
+            else:
+                cursor.execute(f"{select} WHERE {pk} > %s ORDER BY {pk} LIMIT {_BATCH}", [last])
+            rows = cursor.fetchall()
+        if not rows:
             return
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {fakes} AS SELECT {selected} FROM {quote(table)} LIMIT 0"
-        )
-        cursor.execute(f"ALTER TABLE {fakes} ADD PRIMARY KEY ({quote(pk)})")
-        marks = ", ".join(["%s"] * (len(columns) + 1))
-        cursor.executemany(f"INSERT INTO {fakes} ({selected}) VALUES ({marks})", rows)
-        sets = ", ".join(f"t.{name} = f.{name}" for name in names)
-        cursor.execute(
-            f"UPDATE {quote(table)} AS t JOIN {fakes} AS f ON t.{quote(pk)} = f.{quote(pk)} "
-            f"SET {sets}"
-        )
-        cursor.execute(f"DROP TEMPORARY TABLE {fakes}")
+        last = rows[-1][0]
+        changed = [fakes for row in rows if (fakes := _fakes_of_row(connection, row, columns))]
+        if changed:
+            yield changed
 
 
-def _fill_postgres(cursor: Any, fakes: str, selected: str, rows: list[tuple[Any, ...]]) -> None:
-    """COPY the fakes in (psycopg 3), else INSERT them in batches (psycopg 2)."""
-    raw = cursor.cursor
-    if hasattr(raw, "copy"):
-        with raw.copy(f"COPY {fakes} ({selected}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    marks = ", ".join(["%s"] * len(rows[0]))
-    cursor.executemany(f"INSERT INTO {fakes} ({selected}) VALUES ({marks})", rows)
+def _fakes_of_row(connection: Any, row: Sequence[Any], columns: list[_Column]) -> tuple[Any, ...]:
+    """(fake, ..., pk) of one row, or () when it has nothing to change."""
+    values = list(row[1:])
+    dirty = False
+    for index, column in enumerate(columns):
+        value = values[index]
+        if value is None or value == "":
+            continue
+        fake = column.fake(value)
+        if column.prepare:
+            field = column.bound.field
+            fake = field.get_db_prep_save(field.to_python(fake), connection)
+        values[index] = fake
+        dirty = True
+    return (*values, row[0]) if dirty else ()
+
+
+class _Writer:
+    """Writes a table's fakes back, batch by batch: ``executemany`` of UPDATE by primary key
+    on SQLite (each a B-tree lookup in process); on servers, into a temporary table (COPY on
+    PostgreSQL), then one UPDATE ... FROM/JOIN for the whole table, not a round trip a row."""
+
+    def __init__(self, connection: Any, table: str, pk: str, columns: list[str]) -> None:
+        self.connection = connection
+        self.vendor = connection.vendor
+        quote = connection.ops.quote_name
+        self.table, self.pk = quote(table), quote(pk)
+        self.names = [quote(column) for column in columns]
+        self.fakes = quote(_TEMPORARY_TABLE)
+        self.selected = ", ".join([*self.names, self.pk])
+        self.started = False
+
+    def _start(self, cursor: Any) -> None:
+        if self.vendor == "postgresql":
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.fakes} ON COMMIT DROP AS "
+                f"SELECT {self.selected} FROM {self.table} WITH NO DATA"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.fakes} AS "
+                f"SELECT {self.selected} FROM {self.table} LIMIT 0"
+            )
+            cursor.execute(f"ALTER TABLE {self.fakes} ADD PRIMARY KEY ({self.pk})")
+        self.started = True
+
+    def write(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.connection.cursor() as cursor:
+            if self.vendor == "sqlite":
+                sets = ", ".join(f"{name} = %s" for name in self.names)
+                cursor.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = %s", rows)
+                return
+            if not self.started:
+                self._start(cursor)
+            raw = cursor.cursor
+            if self.vendor == "postgresql" and hasattr(raw, "copy"):  # psycopg 3
+                with raw.copy(f"COPY {self.fakes} ({self.selected}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return
+            marks = ", ".join(["%s"] * len(rows[0]))
+            cursor.executemany(f"INSERT INTO {self.fakes} ({self.selected}) VALUES ({marks})", rows)
+
+    def finish(self) -> None:
+        if not self.started:
+            return
+        with self.connection.cursor() as cursor:
+            if self.vendor == "postgresql":
+                sets = ", ".join(f"{name} = f.{name}" for name in self.names)
+                cursor.execute(
+                    f"UPDATE {self.table} AS t SET {sets} FROM {self.fakes} AS f "
+                    f"WHERE t.{self.pk} = f.{self.pk}"
+                )
+                cursor.execute(f"DROP TABLE {self.fakes}")
+            else:
+                sets = ", ".join(f"t.{name} = f.{name}" for name in self.names)
+                cursor.execute(
+                    f"UPDATE {self.table} AS t JOIN {self.fakes} AS f "
+                    f"ON t.{self.pk} = f.{self.pk} SET {sets}"
+                )
+                cursor.execute(f"DROP TEMPORARY TABLE {self.fakes}")

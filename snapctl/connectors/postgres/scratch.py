@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 from snapctl.connectors import _process
 from snapctl.connectors.postgres.connection import Libpq, connect, maintenance_database
 from snapctl.connectors.postgres.leftovers import drop_leftovers, swap_prefix
 from snapctl.connectors.postgres.programs import client_program
+from snapctl.connectors.postgres.quoting import literal
 from snapctl.connectors.postgres.swap import create_database_sql, drop_database_sql
 from snapctl.connectors.postgres.target import inspect_target
 from snapctl.errors import ConfigurationError, OperationFailed
@@ -61,12 +63,46 @@ def scratch_copy(db_alias: str) -> Iterator[str]:
         version = info["server_version_num"]
         what = f"making a scratch copy of '{db_alias}' to sanitize"
         try:
-            pg.server.query(*create_database_sql(name, info), database=admin_db, what=what)
-            _fill(pg, name, [] if info["owners_ok"] else ["--no-owner"], what)
+            if not _copy_by_template(pg, info, name, admin_db, what):
+                pg.server.query(*create_database_sql(name, info), database=admin_db, what=what)
+                _fill(pg, name, [] if info["owners_ok"] else ["--no-owner"], what)
             yield name
         finally:
             with contextlib.suppress(OperationFailed):
                 pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
+
+
+def _copy_by_template(pg: Libpq, info: dict[str, Any], name: str, admin_db: str, what: str) -> bool:
+    """Copy the database by ``CREATE DATABASE ... TEMPLATE`` where nobody else is connected
+    to it: the server copies its files (0.65 s against 7 s for the streamed copy of a 280 MB
+    database, measured). A session that connects meanwhile waits for the copy, so a database
+    in use (any other session) is copied by streaming instead, which never blocks one; so is
+    one whose copy fails (a session came in first). False when not copied so."""
+    database = info["database"]
+    pg.server.close()
+    # Ours, closed a moment ago, may still be listed for a few ms: they are left out by pid.
+    ours = ", ".join(str(pid) for pid in sorted(pg.server.pids)) or "0"
+    others = pg.server.value(
+        f"SELECT count(*) FROM pg_stat_activity WHERE datname = {literal(database)} "
+        f"AND pid <> pg_backend_pid() AND pid NOT IN ({ours}) "
+        "AND backend_type <> 'autovacuum worker'",
+        database=admin_db,
+        what=what,
+    )
+    if others:
+        return False
+    version = info["server_version_num"]
+    strategy = "file_copy" if version >= 150000 else None
+    try:
+        pg.server.query(
+            *create_database_sql(name, info, template=database, strategy=strategy),
+            database=admin_db,
+            what=what,
+        )
+    except OperationFailed:
+        pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
+        return False
+    return True
 
 
 def _fill(pg: Libpq, name: str, owner_flags: list[str], what: str) -> None:

@@ -249,9 +249,10 @@ def _drop(pg: Libpq, name: str, server_version_num: int, database: str | None) -
 
 
 def _sanitize_copy(pg: Libpq, db_alias: str, copy: str, sanitizer: Sanitizer) -> None:
-    """Rewrite the new copy by the rules, then refresh its statistics (a column's most
-    common values are kept in pg_statistic) and VACUUM FULL it: the copy is the server's
-    files, where the rewritten rows' old versions stay until the tables are rewritten."""
+    """Rewrite the new copy by the rules, then refresh its statistics (pg_statistic keeps
+    sampled values of each column) and VACUUM FULL it, pg_statistic included (our role is a
+    superuser): the copy is the server's files, where old row versions stay until the tables
+    are rewritten."""
     sanitizer.sanitize_database({"NAME": copy})
     what = f"vacuuming the sanitized copy of '{db_alias}'"
     pg.server.query("ANALYZE", "VACUUM FULL", database=copy, what=what)
@@ -296,6 +297,14 @@ class PostgresTemplateConnector:
             info = inspect_target(pg, set())
             database = info["database"]
             _require_privileges(pg, info, "snapshot")
+            if sanitizer is not None and not info["superuser"]:
+                # The copy is the server's files: pg_statistic's sampled values of the live
+                # columns come along, and only a superuser may vacuum their old versions away.
+                raise ConfigurationError(
+                    f"a sanitized postgres-template snapshot of '{db_alias}' needs a superuser "
+                    "role (the copy's pg_statistic holds sampled values that only a superuser "
+                    "can rewrite); use --connector postgres, whose dump carries no statistics"
+                )
             close_django_connection(db_alias)
             admin_db = _admin_database(pg, database)
             copy = copy_name(database)
