@@ -242,6 +242,9 @@ class _Writer:
                     f"WHERE t.{self.pk} = f.{self.pk}"
                 )
                 cursor.execute(f"DROP TABLE {self.fakes}")
+                # A copy made by TEMPLATE carries the live columns' sampled values in
+                # pg_statistic, which a dump with statistics (pg_dump 18's option) would show.
+                cursor.execute(f"ANALYZE {self.table}")
             else:
                 sets = ", ".join(f"t.{name} = f.{name}" for name in self.names)
                 cursor.execute(
