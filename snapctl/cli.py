@@ -442,6 +442,15 @@ def dump(
     ] = None,
     as_json: JsonOption = False,
     no_prepare: NoPrepareOption = False,
+    sanitize: Annotated[
+        bool | None,
+        typer.Option(
+            "--sanitize/--no-sanitize",
+            help="Apply SNAPSHOTS['SANITIZE'] rules to a scratch copy and dump that, or not "
+            "(default: the aliases SNAPSHOTS['SANITIZE_BY_DEFAULT'] lists).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Take a snapshot of the default database (or those named) and print its name."""
     from snapctl import operations
@@ -466,13 +475,15 @@ def dump(
             encrypt_to=encrypt_to or (),
             exclude_data=exclude_data or (),
             progress=progress,
+            sanitize=sanitize,
         )
     if as_json:
         rendering.print_json(rendering.snapshot_json(store, snapshot))
     else:
         typer.echo(snapshot.name)
     dumped = ", ".join(
-        f"{a.alias} ({a.connector}, {rendering.human_size(a.size)})"
+        f"{a.alias} ({a.connector}, {rendering.human_size(a.size)}"
+        f"{', sanitized' if a.sanitized is not None else ''})"
         for a in snapshot.artifacts.values()
     )
     _say(ctx, f"Dumped {dumped} into {store.location(snapshot.name)}")
@@ -567,6 +578,9 @@ def restore(
     if instant:
         copies = "its prepared copy" if len(instant) == 1 else "their prepared copies"
         how = f" instantly ({', '.join(instant)} from {copies})"
+    sanitized = [a for a in plan.aliases if plan.snapshot.artifacts[a].sanitized is not None]
+    if sanitized:
+        how += f"; sanitized data in {', '.join(sanitized)}, not the real values"
     _say(ctx, f"Restored {', '.join(plan.aliases)} from snapshot {plan.snapshot.name}{how}")
     for restored in plan.aliases:
         emptied = plan.snapshot.artifacts[restored].excluded_data

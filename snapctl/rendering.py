@@ -77,7 +77,13 @@ def snapshot_json(
 def restored_json(
     snapshot: Snapshot, aliases: Sequence[str], instant: Sequence[str] = ()
 ) -> dict[str, Any]:
-    return {"snapshot": snapshot.name, "restored": list(aliases), "instant": list(instant)}
+    return {
+        "snapshot": snapshot.name,
+        "restored": list(aliases),
+        "instant": list(instant),
+        # Those restored from sanitized data (fakes, not the real values).
+        "sanitized": [a for a in aliases if snapshot.artifacts[a].sanitized is not None],
+    }
 
 
 def prepared_json(snapshot: Snapshot, prepared: Sequence[Prepared]) -> dict[str, Any]:
@@ -159,7 +165,10 @@ def print_snapshots(
             snap.name,
             f"{snap.created:%Y-%m-%d %H:%M:%S}",
             age(snap.created),
-            ", ".join(f"{a.alias} ({a.database_name})" for a in artifacts),
+            ", ".join(
+                f"{a.alias} ({a.database_name}){' sanitized' if a.sanitized else ''}"
+                for a in artifacts
+            ),
             ", ".join(sorted({a.vendor for a in artifacts})),
             ", ".join(sorted({a.connector for a in artifacts})),
             human_size(snap.size, snap.server_size),
@@ -228,6 +237,20 @@ def print_snapshot(store: SnapshotStore, snap: Snapshot, copies: Sequence[CopyRe
     for a in snap.artifacts.values():
         if a.excluded_data:
             console.print(f"{a.alias}: tables restored empty: {', '.join(a.excluded_data)}")
+        if a.sanitized is not None:
+            console.print(f"{a.alias}: sanitized, {describe_rules(a.sanitized)}")
+
+
+def describe_rules(sanitized: Mapping[str, Any]) -> str:
+    """A sanitized artifact's rules on one line (checked free of control characters when
+    the manifest was read)."""
+    rules = sanitized.get("rules") or {}
+    if not rules:
+        return "no rule applied to its tables"
+    return "rules: " + ", ".join(
+        f"{target}={spec if isinstance(spec, str) else json.dumps(spec, ensure_ascii=False)}"
+        for target, spec in sorted(rules.items())
+    )
 
 
 def print_verified(results: Mapping[str, Sequence[str]]) -> None:

@@ -24,6 +24,7 @@ ARTIFACT = {
     "database": dict,
     "encryption": (dict, type(None)),
     "excluded_data": list,
+    "sanitized": (dict, type(None)),
 }
 SNAPSHOT = {
     "name": str,
@@ -91,6 +92,7 @@ def test_every_command_prints_its_documented_shape(sqlite_project: Project) -> N
         "snapshot": dumped["name"],
         "restored": ["default"],
         "instant": [],
+        "sanitized": [],
     }
 
     rows = _json(sqlite_project, "list-connectors")
@@ -124,5 +126,6 @@ def test_prepared_copies_print_their_documented_shape(postgres_project: Project)
         "snapshot": dumped["name"],
         "restored": ["default"],
         "instant": ["default"],
+        "sanitized": [],
     }
     postgres_project.snapctl("delete", "--yes", dumped["name"], check=True)

@@ -11,6 +11,8 @@ the same project at any server:
 - EXAMPLE_SNAPSHOTS_DIR: if set, ``SNAPSHOTS["DIRECTORY"]``
 - EXAMPLE_ENCRYPT_TO: if set, ``SNAPSHOTS["ENCRYPT_TO"]`` (public keys or files, comma-separated)
 - EXAMPLE_SQLITE_FORMAT: ``backup`` or ``sql``, the SQLite connector's format
+- EXAMPLE_SANITIZE: ``SNAPSHOTS["SANITIZE"]`` as JSON; EXAMPLE_SANITIZE_BY_DEFAULT: aliases
+  (comma-separated) for ``SNAPSHOTS["SANITIZE_BY_DEFAULT"]``
 - EXAMPLE_PG_IN_PLACE_BELOW: the PostgreSQL connector's ``in_place_below`` (0: always swap)
 - EXAMPLE_S3_BUCKET (with EXAMPLE_S3_ENDPOINT, EXAMPLE_S3_ACCESS_KEY, EXAMPLE_S3_SECRET_KEY):
   keep snapshots in that S3 bucket, through django-storages
@@ -76,6 +78,13 @@ if os.environ.get("EXAMPLE_SNAPSHOTS_DIR"):
     SNAPSHOTS["DIRECTORY"] = os.environ["EXAMPLE_SNAPSHOTS_DIR"]
 if os.environ.get("EXAMPLE_ENCRYPT_TO"):
     SNAPSHOTS["ENCRYPT_TO"] = os.environ["EXAMPLE_ENCRYPT_TO"].split(",")
+if os.environ.get("EXAMPLE_SANITIZE"):
+    # Sanitized snapshots: the rules as JSON (README, "Sanitized snapshots").
+    import json
+
+    SNAPSHOTS["SANITIZE"] = json.loads(os.environ["EXAMPLE_SANITIZE"])
+if os.environ.get("EXAMPLE_SANITIZE_BY_DEFAULT"):
+    SNAPSHOTS["SANITIZE_BY_DEFAULT"] = os.environ["EXAMPLE_SANITIZE_BY_DEFAULT"].split(",")
 if os.environ.get("EXAMPLE_SQLITE_FORMAT"):
     # The reference API's way to configure a connector: an instance in settings.
     from snapctl import SQLiteConnector

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django.core.serializers import jsonl
 from django.core.serializers.json import DjangoJSONEncoder
 
 FORMAT = "snapctl-jsonl"
+# What each object goes through before it is written (a sanitizer's), for the dump under way.
+TRANSFORM: ContextVar[Callable[[dict[str, Any]], dict[str, Any]] | None] = ContextVar(
+    "snapctl_jsonl_transform", default=None
+)
 
 
 class ExactJSONEncoder(DjangoJSONEncoder):
@@ -34,7 +40,11 @@ class Serializer(jsonl.Serializer):
     def end_object(self, obj: Any) -> None:
         # Django 4.2 passes its encoder here, later versions through json_kwargs: replace both.
         options = {**self.json_kwargs, "cls": ExactJSONEncoder}
-        json.dump(self.get_dump_object(obj), self.stream, **options)
+        dumped = self.get_dump_object(obj)
+        transform = TRANSFORM.get()
+        if transform is not None:
+            dumped = transform(dumped)
+        json.dump(dumped, self.stream, **options)
         self.stream.write("\n")
         self._current = None
 

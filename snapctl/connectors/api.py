@@ -8,6 +8,7 @@ through :func:`capabilities_of`, once; docs/connector-contract.md tells why.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeGuard, runtime_checkable
@@ -126,6 +127,39 @@ class LeavesOutData(Protocol):
     exclude_data: tuple[str, ...]
 
 
+class Sanitizer(Protocol):
+    """What snapctl passes to ``dump_sanitized()``: the project's rules and key, bound to
+    the alias. A connector uses the method that fits how it dumps."""
+
+    def sanitize_database(self, overrides: Mapping[str, Any]) -> None:
+        """Apply the rules, in one transaction, to the database that the alias's
+        ``DATABASES`` entry updated with ``overrides`` (``{"NAME": scratch}``, say) points at,
+        through a Django connection of its own, closed when it returns."""
+        ...
+
+    def sanitize_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """One serialized object (``{"model": "app.model", "pk": ..., "fields": {...}}``, as
+        Django's serializers make them), its sanitized fields replaced, for a connector that
+        writes objects: call it on each as it is written, in the order they are written."""
+        ...
+
+
+class DumpsSanitized(Protocol):
+    """Optional, for ``dump --sanitize``: dump the database with the project's
+    ``SNAPSHOTS["SANITIZE"]`` rules applied, so the artifact never holds the real values,
+    never touching the live database. Without it, ``--sanitize`` is a usage error naming the
+    connector."""
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """As ``dump()``, from a private scratch copy of the database: make it (the SQLite
+        backup API, a scratch database on the server), call ``sanitizer.sanitize_database()``
+        pointing at it (or pass each object through ``sanitizer.sanitize_object()`` as it is
+        written), leave no old value in it (VACUUM), dump it, and drop it, also on
+        failure or interrupt. Name the copy so that a killed dump's copy can be found and
+        dropped later."""
+        ...
+
+
 @dataclass(frozen=True)
 class PreparedCopy:
     """A side database on the alias's server that a connector made, as snapctl records it
@@ -185,6 +219,8 @@ CONTRACT: tuple[type, ...] = (
     KeepsDataOutside,
     TakesExclusions,
     LeavesOutData,
+    DumpsSanitized,
+    Sanitizer,
     PreparesCopies,
     PreparedCopy,
 )
@@ -211,6 +247,7 @@ class Capabilities:
     takes_exclusions: bool
     prepares_copies: bool
     leaves_out_data: bool = False  # exclude_data: a tuple of table names
+    dumps_sanitized: bool = False  # dump_sanitized(db_alias, dest, sanitizer)
 
     def has_hook(self, hook: Hook) -> bool:
         return self.checks if hook == "check" else self.forgets
@@ -345,6 +382,7 @@ def capabilities_of(connector: object) -> Capabilities:
         takes_exclusions=read.exclusions(),
         prepares_copies=read.copies(),
         leaves_out_data=read.data_exclusions(),
+        dumps_sanitized=read.method("dump_sanitized"),
     )
     read.refuse_problems(capabilities.name)
     return capabilities

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from snapctl.connectors.api import Sanitizer
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.notices import notice
 
@@ -289,6 +290,17 @@ class DjangoDumpDataConnector:
         if self.exclude:
             metadata["excluded"] = list(self.exclude)
         return metadata
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """Dump as ``dump()`` does, each object's sanitized fields replaced as it is
+        serialized: the real values are never written, and no scratch copy is needed."""
+        from snapctl.connectors import _exact_jsonl
+
+        token = _exact_jsonl.TRANSFORM.set(sanitizer.sanitize_object)
+        try:
+            return self.dump(db_alias, dest)
+        finally:
+            _exact_jsonl.TRANSFORM.reset(token)
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore all data for db_alias from the JSON Lines dump at src."""

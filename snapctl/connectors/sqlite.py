@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from snapctl import notices, other_sessions
 from snapctl.connectors._file_holders import holders
+from snapctl.connectors.api import Sanitizer
 from snapctl.errors import ConfigurationError, IntegrityError, OperationFailed
 from snapctl.unpacking import Unpacking
 
@@ -372,6 +373,19 @@ def _database_layout(unpacking: Unpacking) -> tuple[int, int] | None:
     return (size, count) if count else None
 
 
+def _vacuum(path: Path) -> None:
+    """Rebuild the scratch copy: pages its rewritten rows freed would otherwise still hold
+    the old values, and a dump copies every page."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("VACUUM")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        raise OperationFailed(f"vacuuming the sanitized copy {path.name} failed: {exc}") from exc
+    finally:
+        connection.close()
+
+
 class SQLiteConnector:
     """Back up and restore SQLite databases using the stdlib sqlite3 module."""
 
@@ -431,6 +445,37 @@ class SQLiteConnector:
                 for statement in _script_statements(copy):
                     script.write(statement)
                     script.write("\n")
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """Dump a sanitized copy: the backup API copies the database (one read transaction,
+        as a dump) into a private scratch file beside ``dest`` (inside the snapshot being
+        written, which a killed dump's successor removes), the rules rewrite the copy,
+        VACUUM rebuilds it so that no freed page keeps an old value, and the copy is dumped
+        as the live database would be. The live database is only read."""
+        from snapctl.sanitizing.scratch_alias import temporary_alias
+
+        scratch_dir = Path(tempfile.mkdtemp(prefix=".sanitize-", dir=dest.parent))
+        try:
+            scratch = scratch_dir / f"{db_alias}.sqlite3"
+            source = _connect(database_path(db_alias), "rw")
+            try:
+                copy = sqlite3.connect(scratch)
+                try:
+                    source.backup(copy)
+                finally:
+                    copy.close()
+            except sqlite3.Error as exc:
+                raise OperationFailed(
+                    f"copying SQLite database '{db_alias}' to sanitize it failed: {exc}"
+                ) from exc
+            finally:
+                source.close()
+            sanitizer.sanitize_database({"NAME": str(scratch)})
+            _vacuum(scratch)
+            with temporary_alias(db_alias, {"NAME": str(scratch)}) as alias:
+                return self.dump(alias, dest)
+        finally:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the SQLite database for db_alias from src, read as the format its name

@@ -6,9 +6,10 @@ import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from snapctl import compression, registry
+from snapctl.connectors.api import DumpsSanitized
 from snapctl.encryption import keys
 from snapctl.errors import ConfigurationError, OperationFailed
 from snapctl.operations import data_exclusions
@@ -24,6 +25,9 @@ from snapctl.operations.loading import (
 )
 from snapctl.progress import NoProgress, Progress, file_size
 from snapctl.store import PendingSnapshot, Snapshot, SnapshotStore
+
+if TYPE_CHECKING:
+    from snapctl.sanitizing.applying import Sanitizing
 
 DEFAULT_ALIAS = "default"
 
@@ -54,15 +58,18 @@ def dump(
     exclude_data: Sequence[str] = (),
     encrypt_to: Sequence[str] = (),
     progress: Progress | None = None,
+    sanitize: bool | None = None,
 ) -> Snapshot:
     """Dump ``aliases`` into a new snapshot and return it once it is complete; ``exclude``
     names apps or models a connector that takes exclusions (dumpdata) leaves out,
     ``exclude_data`` tables or models whose rows are left out, added to the setting's
     (data_exclusions.py), and ``encrypt_to`` recipients (keys or files of them) added to
-    SNAPSHOTS['ENCRYPT_TO']."""
+    SNAPSHOTS['ENCRYPT_TO']. ``sanitize`` True or False sanitizes every alias or none, None
+    those ``SNAPSHOTS["SANITIZE_BY_DEFAULT"]`` lists."""
     import django
 
     from snapctl import __version__
+    from snapctl.sanitizing.planning import sanitizers_for
 
     compression.check_method(method, level)
     recipients = keys.recipients_for_dump(encrypt_to)
@@ -77,6 +84,14 @@ def dump(
     emptied = data_exclusions.resolve([choice.alias for choice in choices], exclude_data)
     for choice in choices:
         add_data_exclusions(choice.name, choice.loaded, emptied.get(choice.alias, ()))
+    # The rules, the key and every connector's part checked before anything is written.
+    sanitizers = sanitizers_for(aliases, sanitize)
+    for choice in choices:
+        if choice.alias in sanitizers and not choice.capabilities.dumps_sanitized:
+            raise ConfigurationError(
+                f"connector '{choice.name}' of '{choice.alias}' cannot dump sanitized copies; "
+                "use a connector that can (sqlite, postgres, mysql, dumpdata) or --no-sanitize"
+            )
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]] = []
     with (
         store.new_snapshot(label, recipients) as pending,
@@ -85,7 +100,8 @@ def dump(
         try:
             for choice in choices:
                 excluded = emptied.get(choice.alias, ())
-                _dump_one(pending, choice, method, level, progress, dumped, excluded)
+                sanitizer = sanitizers.get(choice.alias)
+                _dump_one(pending, choice, method, level, progress, dumped, excluded, sanitizer)
             return pending.commit(__version__, django.get_version())
         except BaseException:
             # The snapshot will not exist: release what connectors keep outside it.
@@ -104,9 +120,10 @@ def _dump_one(
     progress: Progress,
     dumped: list[tuple[registry.Choice, tuple[Path, ...]]],
     excluded_data: tuple[str, ...],
+    sanitizer: Sanitizing | None = None,
 ) -> None:
-    """Dump one alias into the pending snapshot, then compress and record it; the tables
-    of ``excluded_data`` come back empty from it."""
+    """Dump one alias into the pending snapshot (sanitized by ``sanitizer``, if given),
+    then compress and record it; the tables of ``excluded_data`` come back empty from it."""
     from snapctl.django_env import database_settings
 
     extension = choice.capabilities.extension
@@ -128,10 +145,13 @@ def _dump_one(
     streamed = choice.capabilities.dump_to_pipe and compression.keeps_up(method, level)
     receiving = pending.receive(raw, method, level) if streamed else contextlib.nullcontext()
     with receiving as received:
-        with progress.track(f"Dumping {choice.alias}", file_size(final if received else raw)):
-            metadata = _call_dump(choice, received.pipe if received else raw)
+        doing = "Sanitizing and dumping" if sanitizer else "Dumping"
+        with progress.track(f"{doing} {choice.alias}", file_size(final if received else raw)):
+            metadata = _call_dump(choice, received.pipe if received else raw, sanitizer)
         dumped.append((choice, (final,) if received else (final, raw)))
     _check_metadata(choice, metadata)
+    if sanitizer is not None:
+        fields["sanitized"] = {"rules": sanitizer.applied_rules}
     fields["server_version"] = metadata.get("server_version")
     if received is not None:
         pending.record(
@@ -161,9 +181,13 @@ def _check_encryptable(choice: registry.Choice) -> None:
         )
 
 
-def _call_dump(choice: registry.Choice, dest: Path) -> dict[str, Any]:
+def _call_dump(choice: registry.Choice, dest: Path, sanitizer: Sanitizing | None) -> dict[str, Any]:
     with connector_errors("dump", choice.name, choice.alias):
-        metadata = choice.connector.dump(choice.alias, dest)
+        if sanitizer is None:
+            metadata = choice.connector.dump(choice.alias, dest)
+        else:
+            sanitizing = cast(DumpsSanitized, choice.connector)
+            metadata = sanitizing.dump_sanitized(choice.alias, dest, sanitizer)
     return metadata if isinstance(metadata, dict) else {}
 
 

@@ -14,7 +14,8 @@ from typing import Any, BinaryIO
 
 from snapctl import compression
 from snapctl.encryption import keys
-from snapctl.errors import IntegrityError
+from snapctl.errors import ConfigurationError, IntegrityError
+from snapctl.sanitizing.rules import parse_rule
 from snapctl.store import manifest_fields as fields
 from snapctl.store.files import fsync_dir, read_regular_file
 from snapctl.store.names import snapshot_name
@@ -78,6 +79,9 @@ class Artifact:
     excluded_data: tuple[str, ...] = ()
     # None: stored as compressed, unencrypted.
     encryption: Encryption | None = None
+    # The sanitizing rules the dump applied ({"rules": {target: spec}}, never the key), or
+    # None for a dump of the real data.
+    sanitized: dict[str, Any] | None = None
 
     @property
     def suffix(self) -> str:
@@ -124,6 +128,7 @@ class Artifact:
             "metadata": self.metadata,
             "encryption": self.encryption.to_json() if self.encryption else None,
             "excluded_data": list(self.excluded_data),
+            "sanitized": self.sanitized,
         }
 
     @classmethod
@@ -161,7 +166,32 @@ class Artifact:
             database=_database(data, where),
             encryption=encryption,
             excluded_data=_excluded_data(data, where),
+            sanitized=_sanitized(data, where),
         )
+
+
+def _sanitized(data: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The ``sanitized`` record: ``{"rules": {target: spec}}``, each rule as settings would
+    write it (sanitizing/rules.py's grammar). Only shown, never acted on: a callable's path is
+    never imported."""
+    if data.get("sanitized") is None:
+        return None
+    record = fields.mapping(data, "sanitized", where)
+    if sorted(record) != ["rules"]:
+        raise fields.MalformedManifest(f"{where}sanitized must hold 'rules' only")
+    rules = fields.mapping(record, "rules", f"{where}sanitized.")
+    for target, spec in rules.items():
+        try:
+            parse_rule(target, spec)
+        except ConfigurationError:
+            raise fields.MalformedManifest(
+                f"{where}sanitized.rules has a rule that is not one: {str(target)[:80]!r}"
+            ) from None
+        texts = [spec] if isinstance(spec, str) else list(spec.values())
+        for text in [target, *texts]:
+            if isinstance(text, str) and fields.CONTROL_CHARACTERS.search(text):
+                raise fields.MalformedManifest(f"{where}sanitized.rules holds control characters")
+    return {"rules": dict(rules)}
 
 
 IDENTITY_KEYS = ("vendor", "name", "host", "port")

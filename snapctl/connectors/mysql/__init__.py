@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from snapctl import other_sessions
-from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.api import PreparedCopy, Sanitizer
 from snapctl.connectors.mysql import prepared
 from snapctl.connectors.mysql.quoting import as_text, sql_text
 from snapctl.connectors.mysql.recovery import recover
+from snapctl.connectors.mysql.scratch import scratch_copy
 from snapctl.connectors.mysql.session import Client, Tool, lock_wait_seconds
 from snapctl.connectors.mysql.swap import Swap
 from snapctl.errors import ConfigurationError, OperationFailed
@@ -182,6 +183,23 @@ class MySQLConnector:
                 dumper.path, [*flags, *empty, "--", database, *self.exclude_data], what, stdout=out
             )
             client.run(dumper.path, [*flags, *ignored, "--", database], what, stdout=out)
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """Dump a sanitized scratch copy (scratch.py): made beside the live database and
+        filled from it, rewritten by the rules, dumped as the live database would be (a dump
+        reads no old row versions), then dropped."""
+        from snapctl.sanitizing.scratch_alias import temporary_alias
+
+        with (
+            Client.open(db_alias) as client,
+            scratch_copy(client, _dump_flags(client.dumper)) as name,
+        ):
+            client.close()  # not held open while the rules and the dump run
+            sanitizer.sanitize_database({"NAME": name})
+            with temporary_alias(db_alias, {"NAME": name}) as alias:
+                metadata = self.dump(alias, dest)
+        metadata["database"] = client.database  # the live database's, not the copy's
+        return metadata
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the MySQL/MariaDB database from src: load aside, then swap in, waiting for

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from snapctl.connectors._disk_room import KEEP_FREE
-from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.api import PreparedCopy, Sanitizer
 from snapctl.connectors.postgres import prepared
 from snapctl.connectors.postgres.archive import (
     ARCHIVE_HEAD,
@@ -46,6 +46,7 @@ from snapctl.connectors.postgres.programs import (
     restricts_meta_commands,
     version_num,
 )
+from snapctl.connectors.postgres.scratch import scratch_copy
 from snapctl.connectors.postgres.swap import load, restore_by_swap
 from snapctl.connectors.postgres.table_data import qualified_tables
 from snapctl.connectors.postgres.target import can_swap, in_place_is_exact
@@ -113,6 +114,18 @@ class PostgresConnector:
             "server_version_num": version_num(server_text),
             "pg_dump_version": pg_dump_version,
         }
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """Dump a sanitized scratch copy (scratch.py): the copy is made on the server and
+        filled from the live database, the rules rewrite it, and it is dumped as the live
+        database would be (pg_dump reads no dead row versions: no VACUUM is needed), then
+        dropped."""
+        from snapctl.sanitizing.scratch_alias import temporary_alias
+
+        with scratch_copy(db_alias) as name:
+            sanitizer.sanitize_database({"NAME": name})
+            with temporary_alias(db_alias, {"NAME": name}) as alias:
+                return self.dump(alias, dest)
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Replace the PostgreSQL database with exactly the archive at src (docs/postgres.md)."""

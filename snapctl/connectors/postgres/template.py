@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from snapctl.connectors._disk_room import KEEP_FREE
-from snapctl.connectors.api import PreparedCopy
+from snapctl.connectors.api import PreparedCopy, Sanitizer
 from snapctl.connectors.postgres import prepared
 from snapctl.connectors.postgres.connection import (
     Libpq,
@@ -249,6 +249,17 @@ def _drop(pg: Libpq, name: str, server_version_num: int, database: str | None) -
     )
 
 
+def _sanitize_copy(pg: Libpq, db_alias: str, copy: str, sanitizer: Sanitizer) -> None:
+    """Rewrite the new copy by the rules, then refresh its statistics (pg_statistic keeps
+    sampled values of each column) and VACUUM FULL it, pg_statistic included (our role is a
+    superuser): the copy is the server's files, where old row versions stay until the tables
+    are rewritten."""
+    sanitizer.sanitize_database({"NAME": copy})
+    what = f"vacuuming the sanitized copy of '{db_alias}'"
+    pg.server.query("ANALYZE", "VACUUM FULL", database=copy, what=what)
+    pg.server.close()  # nobody stays connected to the copy
+
+
 class PostgresTemplateConnector:
     """Snapshots as server-side copies (CREATE DATABASE ... TEMPLATE); restore by rename swap."""
 
@@ -275,11 +286,27 @@ class PostgresTemplateConnector:
 
     def dump(self, db_alias: str, dest: Path) -> dict[str, Any]:
         """Copy the database on its server and write the copy's descriptor to ``dest``."""
+        return self._dump(db_alias, dest, None)
+
+    def dump_sanitized(self, db_alias: str, dest: Path, sanitizer: Sanitizer) -> dict[str, Any]:
+        """As ``dump()``, the copy sanitized before it is closed and marked: the copy *is*
+        the snapshot, so no other scratch database is needed (see ``_sanitize_copy``)."""
+        return self._dump(db_alias, dest, sanitizer)
+
+    def _dump(self, db_alias: str, dest: Path, sanitizer: Sanitizer | None) -> dict[str, Any]:
         _require_postgresql(db_alias)
         with connect(db_alias, programs=False) as pg:
             info = inspect_target(pg, set())
             database = info["database"]
             _require_privileges(pg, info, "snapshot")
+            if sanitizer is not None and not info["superuser"]:
+                # The copy is the server's files: pg_statistic's sampled values of the live
+                # columns come along, and only a superuser may vacuum their old versions away.
+                raise ConfigurationError(
+                    f"a sanitized postgres-template snapshot of '{db_alias}' needs a superuser "
+                    "role (the copy's pg_statistic holds sampled values that only a superuser "
+                    "can rewrite); use --connector postgres, whose dump carries no statistics"
+                )
             close_django_connection(db_alias)
             admin_db = _admin_database(pg, database)
             copy = copy_name(database)
@@ -308,6 +335,8 @@ class PostgresTemplateConnector:
                 raise
             try:
                 self._empty_tables(pg, copy)
+                if sanitizer is not None:
+                    _sanitize_copy(pg, db_alias, copy, sanitizer)
                 (size,) = pg.server.query(
                     # Nobody may connect: nothing can change it, or block the next restore.
                     f"ALTER DATABASE {ident(copy)} WITH ALLOW_CONNECTIONS false",
