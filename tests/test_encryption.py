@@ -516,3 +516,28 @@ def test_server_side_copies_cannot_be_encrypted(postgres_project: Project) -> No
     )
     assert_one_line(refused, EXIT_USAGE, "postgres-template", "encryption")
     assert postgres_project.store_entries() == []
+
+
+def test_a_private_key_given_as_a_recipient_is_never_echoed(tmp_path: Path) -> None:
+    identity = tmp_path / "identity.txt"
+    keys.new_identity(identity)
+    secret = next(line for line in identity.read_text().splitlines() if line.startswith("AGE-"))
+    for entry in (str(identity), secret):
+        with pytest.raises(ConfigurationError, match="private key") as raised:
+            keys.recipients_from([entry], "--encrypt-to")
+        assert secret[16:30] not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "ssh-ed25519 AAAAA",  # not base64
+        "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ==",  # base64 of an ssh-rsa key's header
+    ],
+)
+def test_an_ssh_recipient_must_hold_a_key_of_its_type(tmp_path: Path, recipient: str) -> None:
+    store = new_store(tmp_path)
+    snapshot = _encrypted_snapshot(store, str(pyrage.x25519.Identity.generate().to_public()))
+    with edited_manifest(snapshot) as manifest:
+        manifest["databases"]["default"]["encryption"]["recipients"] = [recipient]
+    assert_one_line(run_on_store(store, "show"), EXIT_INTEGRITY, "malformed")

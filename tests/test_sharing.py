@@ -22,10 +22,40 @@ from sanitize_checks import (
 )
 
 LEFT_OUT = "shop_orderline"
+# An audit trigger, as django-pghistory or a hand-written history table has: fired by the
+# sanitizing UPDATEs, it would copy every original email into the snapshot.
+AUDIT = {
+    "sqlite": [
+        "CREATE TABLE audit (old_email TEXT)",
+        "CREATE TRIGGER audit_customer AFTER UPDATE ON shop_customer "
+        "BEGIN INSERT INTO audit VALUES (OLD.email); END",
+    ],
+    "postgresql": [
+        "CREATE TABLE audit (old_email text)",
+        "CREATE FUNCTION audit_customer() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO audit VALUES (OLD.email); RETURN NEW; END $$",
+        "CREATE TRIGGER audit_customer AFTER UPDATE ON shop_customer "
+        "FOR EACH ROW EXECUTE FUNCTION audit_customer()",
+    ],
+    "mysql": [
+        "CREATE TABLE audit (old_email varchar(254))",
+        "CREATE TRIGGER audit_customer AFTER UPDATE ON shop_customer "
+        "FOR EACH ROW INSERT INTO audit VALUES (OLD.email)",
+    ],
+}
+
+
+def _add_audit_trigger(project: Project) -> None:
+    code = (
+        "from django.db import connection; c = connection.cursor(); "
+        f"[c.execute(s) for s in {AUDIT!r}[connection.vendor]]"
+    )
+    project.manage("shell", "-c", code)
 
 
 def _share_and_restore(project: Project, tmp_path: Path) -> None:
     project.manage("shell", "-c", ADD_USERS)
+    _add_audit_trigger(project)
     before = originals(lambda sql: query_via_django(project, sql))
     joined = query_via_django(project, JOIN_SQL)[0][0]
     identity = tmp_path / "developer.txt"
@@ -64,6 +94,12 @@ def _share_and_restore(project: Project, tmp_path: Path) -> None:
     for column, values in after.items():
         assert not set(values) & set(before[column]), column
     assert query_via_django(project, JOIN_SQL)[0][0] == joined  # joins still match
+    assert query_via_django(project, "SELECT count(*) FROM audit")[0][0] == 0  # it never fired
+    # ...and it is back, unchanged: an update on the restored database is audited.
+    project.manage(
+        "shell", "-c", "from shop.models import Customer; Customer.objects.update(name='x')"
+    )
+    assert query_via_django(project, "SELECT count(*) FROM audit")[0][0] > 0
     assert manifest_of(project.snapshots / name)["databases"]["default"]["sanitized"]
 
 

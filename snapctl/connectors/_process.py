@@ -82,9 +82,15 @@ def _tail(stream: IO[bytes]) -> str:
     return stream.read().decode("utf-8", "replace")
 
 
+# snapctl's own secrets, which no database tool needs to see.
+_WITHHELD = ("SNAPCTL_SANITIZE_KEY",)
+
+
 def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment plus the child's own variables (secrets go only here)."""
-    return {**os.environ, **(extra or {})}
+    """This process's environment, without snapctl's own secrets, plus the child's own
+    variables (secrets go only here)."""
+    inherited = {key: value for key, value in os.environ.items() if key not in _WITHHELD}
+    return {**inherited, **(extra or {})}
 
 
 @contextlib.contextmanager

@@ -375,9 +375,15 @@ def _database_layout(unpacking: Unpacking) -> tuple[int, int] | None:
 
 def _vacuum(path: Path) -> None:
     """Rebuild the scratch copy: pages its rewritten rows freed would otherwise still hold
-    the old values, and a dump copies every page."""
+    the old values, and a dump copies every page. Statistics an ANALYZE left (with STAT4,
+    sampled index keys: real emails) are sampled again, from the fakes."""
     connection = sqlite3.connect(path, isolation_level=None)
     try:
+        stats = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'sqlite_stat%'"
+        ).fetchone()[0]
+        if stats:
+            connection.execute("ANALYZE")
         connection.execute("VACUUM")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.Error as exc:

@@ -39,8 +39,18 @@ _MAX_KEY_FILE = 256 * 1024
 
 
 def is_recipient(text: str) -> bool:
-    """Whether ``text`` is a recipient as a manifest records it."""
-    return bool(AGE_RECIPIENT.fullmatch(text) or SSH_RECIPIENT.fullmatch(text))
+    """Whether ``text`` is a recipient as a manifest records it: an age key, or an SSH key
+    whose base64 holds a key of the type it names."""
+    if AGE_RECIPIENT.fullmatch(text):
+        return True
+    if not SSH_RECIPIENT.fullmatch(text):
+        return False
+    kind, _, encoded = text.partition(" ")
+    try:
+        named, _ = _ssh_string(base64.b64decode(encoded, validate=True), 0)
+    except (binascii.Error, struct.error, ValueError):
+        return False
+    return named == kind.encode()
 
 
 def recipients_from(entries: Iterable[str], where: str) -> tuple[str, ...]:
@@ -49,6 +59,8 @@ def recipients_from(entries: Iterable[str], where: str) -> tuple[str, ...]:
     found: dict[str, None] = {}
     for entry in entries:
         text = entry.strip()
+        if _is_private(text):  # never echoed: it is a secret
+            raise ConfigurationError(f"{where}: that is a private key; give its public key")
         keys = [text] if _looks_like_key(text) else _recipients_file(text, where)
         for key in keys:
             found[_checked_recipient(key, where)] = None
@@ -87,9 +99,22 @@ def _recipients_file(text: str, where: str) -> list[str]:
             f"nor a readable file of them ({_reason(exc)})"
         ) from exc
     keys = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if any(_is_private(key) for key in keys):  # never echoed: it is a secret
+        raise ConfigurationError(
+            f"{where}: {path} holds a private key; give the public key instead (age-keygen "
+            "-y FILE, or the first line of a snapctl keygen file)"
+        )
     if not keys:
         raise ConfigurationError(f"{where}: the recipients file {path} holds no public key")
     return keys
+
+
+def _is_ssh_private(text: str) -> bool:
+    return "PRIVATE KEY-----" in text
+
+
+def _is_private(text: str) -> bool:
+    return bool(_AGE_SECRET.search(text)) or "PRIVATE KEY" in text
 
 
 def _checked_recipient(key: str, where: str) -> str:
@@ -103,6 +128,8 @@ def _checked_recipient(key: str, where: str) -> str:
             return normalized
         except ConfigurationError:
             pass
+    if _is_private(key):
+        raise ConfigurationError(f"{where}: that is a private key; give its public key instead")
     raise ConfigurationError(
         f"{where}: {_shortened(key)!r} is not an age or SSH (ed25519, rsa) public key"
     )
@@ -149,7 +176,7 @@ class IdentityFile:
             )
         text = _read_key_file(self.path)
         try:
-            if _OPENSSH_PRIVATE.search(text) or "PRIVATE KEY-----" in text:
+            if _is_ssh_private(text):
                 return [pyrage.ssh.Identity.from_buffer(text.encode())]
             return [pyrage.x25519.Identity.from_str(key) for key in _AGE_SECRET.findall(text)]
         except pyrage.IdentityError as exc:
@@ -188,7 +215,7 @@ def _identity_file(path: Path, *, required: bool) -> IdentityFile:
             f"cannot read the identity file {path} ({_reason(exc)}); pass --identity FILE or "
             f"set {ENVIRONMENT_VARIABLE} to a readable one"
         ) from exc
-    if _OPENSSH_PRIVATE.search(text) or "PRIVATE KEY-----" in text:
+    if _is_ssh_private(text):
         public, passphrase = _ssh_public_key(path, text)
         return IdentityFile(path, (public,) if public else (), passphrase)
     secrets = _AGE_SECRET.findall(text)

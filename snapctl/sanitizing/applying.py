@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from snapctl.errors import OperationFailed
+from snapctl.sanitizing import triggers
 from snapctl.sanitizing.binding import BoundRule
 from snapctl.sanitizing.fakes import Faker
 from snapctl.sanitizing.rules import rules_json
@@ -137,9 +138,10 @@ def apply_to_database(alias: str, bound: list[BoundRule], faker: Faker) -> None:
         for table, rules in _by_table(bound).items():
             columns = [_Column(rule, faker) for rule in rules]
             writer = _Writer(connection, table, rules[0].pk_column, [r.column for r in rules])
-            for changed in _fakes_of_table(connection, table, columns):
-                writer.write(changed)
-            writer.finish()
+            with triggers.suspended(connection, table):
+                for changed in _fakes_of_table(connection, table, columns):
+                    writer.write(changed)
+                writer.finish()
 
 
 def _fakes_of_table(

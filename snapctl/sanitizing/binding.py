@@ -77,6 +77,13 @@ def bind_rule(rule: Rule) -> BoundRule:
         )
     if field.primary_key:
         raise refuse(target, "a primary key keeps its values: other tables refer to them")
+    referring = _referred_to_by(model, field)
+    if referring:
+        raise refuse(
+            target,
+            f"{referring} refers to rows by this field (to_field), so its values would stay "
+            "there (and the link break); sanitize another field",
+        )
     return BoundRule(
         rule=rule,
         model_label=meta.label,
@@ -88,6 +95,15 @@ def bind_rule(rule: Rule) -> BoundRule:
         unique=bool(field.unique),
         function=_check_fit(rule, field),
     )
+
+
+def _referred_to_by(model: Any, field: Any) -> str | None:
+    """A foreign key elsewhere that points at ``field`` (``to_field``) rather than the
+    primary key: it holds the same values, which no rule rewrites."""
+    for relation in model._meta.related_objects:
+        if getattr(relation, "field_name", None) == field.name and not field.primary_key:
+            return str(relation.field.model._meta.label) + "." + str(relation.field.name)
+    return None
 
 
 def _check_fit(rule: Rule, field: Any) -> Callable[[Any, bytes], Any] | None:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
+from snapctl import notices
 from snapctl.connectors import _process
 from snapctl.connectors.postgres.connection import Libpq, connect, maintenance_database
 from snapctl.connectors.postgres.leftovers import drop_leftovers, swap_prefix
@@ -68,8 +69,14 @@ def scratch_copy(db_alias: str) -> Iterator[str]:
                 _fill(pg, name, [] if info["owners_ok"] else ["--no-owner"], what)
             yield name
         finally:
-            with contextlib.suppress(OperationFailed):
+            try:
                 pg.server.query(drop_database_sql(name, version), database=admin_db, what=what)
+            except OperationFailed as exc:  # it holds real values: never left unsaid
+                notices.notice(
+                    f"the scratch copy {name} of '{db_alias}' could not be dropped ({exc}); "
+                    "the next sanitized dump drops it, or run: DROP DATABASE "
+                    f'"{name}" WITH (FORCE)'
+                )
 
 
 def _copy_by_template(pg: Libpq, info: dict[str, Any], name: str, admin_db: str, what: str) -> bool:
