@@ -23,7 +23,7 @@ from snapctl.connectors.postgres.connection import (
     connect,
     maintenance_database,
 )
-from snapctl.connectors.postgres.quoting import ident, literal, short_name
+from snapctl.connectors.postgres.quoting import do_block, ident, literal, short_name
 from snapctl.connectors.postgres.swap import drop_database_sql, replace_by_swap
 from snapctl.connectors.postgres.table_data import qualified_tables
 from snapctl.connectors.postgres.target import inspect_target
@@ -381,11 +381,9 @@ class PostgresTemplateConnector:
             return
         try:
             tables = qualified_tables(pg, self.exclude_data, copy)
-            pg.server.query(
-                f"TRUNCATE TABLE {', '.join(tables)}",
-                database=copy,
-                what=f"emptying {', '.join(self.exclude_data)} in the copy of '{pg.alias}'",
-            )
+            what = f"emptying {', '.join(self.exclude_data)} in the copy of '{pg.alias}'"
+            pg.server.query(f"TRUNCATE TABLE {', '.join(tables)}", database=copy, what=what)
+            pg.server.query(_forget_statistics_sql(tables), database=copy, what=what)
         finally:
             # Nobody may stay connected to the copy: it is the template of every restore,
             # and dropped if this failed.
@@ -469,3 +467,22 @@ class PostgresTemplateConnector:
             except IntegrityError:
                 return  # not on this server, gone already, or someone else's database
             _drop(pg, descriptor.copy_database, state["server_version_num"], admin_db)
+
+
+def _forget_statistics_sql(tables: list[str]) -> str:
+    """Drop the emptied tables' statistics from the copy: ANALYZE of an empty table keeps
+    the old ones, whose sampled values (most common values, histograms) are rows left out.
+    Only a superuser may; for anyone else they stay in the copy, which never leaves the
+    server (README, "Leaving data out")."""
+    oids = ", ".join(f"{literal(table)}::regclass" for table in tables)
+    return do_block(
+        f"""
+        BEGIN
+            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                DELETE FROM pg_statistic WHERE starelid IN ({oids});
+                DELETE FROM pg_statistic_ext_data WHERE stxoid IN
+                    (SELECT oid FROM pg_statistic_ext WHERE stxrelid IN ({oids}));
+            END IF;
+        END
+        """
+    )
