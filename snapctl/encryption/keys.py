@@ -13,27 +13,20 @@ only when it is needed, and never shown, logged or put on a command line.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import os
 import re
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snapctl.encryption import ssh_keys
 from snapctl.errors import ConfigurationError
 
 ENVIRONMENT_VARIABLE = "SNAPCTL_IDENTITY"
 # age's recipients are Bech32: "age1" and 58 characters of its alphabet.
 AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
-SSH_RECIPIENT = re.compile(r"(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/]+={0,2}")
 _AGE_SECRET = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]+")
-_OPENSSH_PRIVATE = re.compile(
-    r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END OPENSSH PRIVATE KEY-----", re.S
-)
 # An identity or recipients file is a few keys: far below this.
 _MAX_KEY_FILE = 256 * 1024
 
@@ -43,14 +36,7 @@ def is_recipient(text: str) -> bool:
     whose base64 holds a key of the type it names."""
     if AGE_RECIPIENT.fullmatch(text):
         return True
-    if not SSH_RECIPIENT.fullmatch(text):
-        return False
-    kind, _, encoded = text.partition(" ")
-    try:
-        named, _ = _ssh_string(base64.b64decode(encoded, validate=True), 0)
-    except (binascii.Error, struct.error, ValueError):
-        return False
-    return named == kind.encode()
+    return ssh_keys.is_public_key(text)
 
 
 def recipients_from(entries: Iterable[str], where: str) -> tuple[str, ...]:
@@ -150,11 +136,7 @@ def parse_recipient(recipient: str) -> Any:
 def describe(recipient: str) -> str:
     """A recipient as people recognise it: an age key whole, an SSH key by its type and
     fingerprint (as ``ssh-keygen -l`` prints it)."""
-    if not recipient.startswith("ssh-"):
-        return recipient
-    kind, _, encoded = recipient.partition(" ")
-    digest = hashlib.sha256(base64.b64decode(encoded)).digest()
-    return f"{kind} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+    return ssh_keys.fingerprint(recipient) if recipient.startswith("ssh-") else recipient
 
 
 @dataclass(frozen=True)
@@ -216,7 +198,7 @@ def _identity_file(path: Path, *, required: bool) -> IdentityFile:
             f"set {ENVIRONMENT_VARIABLE} to a readable one"
         ) from exc
     if _is_ssh_private(text):
-        public, passphrase = _ssh_public_key(path, text)
+        public, passphrase = ssh_keys.public_key_of(path, text, _read_key_file)
         return IdentityFile(path, (public,) if public else (), passphrase)
     secrets = _AGE_SECRET.findall(text)
     if required and not secrets:
@@ -234,53 +216,6 @@ def _age_public_key(path: Path, secret: str) -> str:
         return str(pyrage.x25519.Identity.from_str(secret).to_public())
     except pyrage.IdentityError as exc:
         raise ConfigurationError(f"the identity file {path} holds an invalid key: {exc}") from exc
-
-
-def _ssh_public_key(path: Path, text: str) -> tuple[str | None, bool]:
-    """The public key of an SSH private key, and whether a passphrase protects it: read from
-    the OpenSSH key's unencrypted header (which holds the public key even when the private
-    part is encrypted), else from the ``.pub`` file beside it."""
-    found = _OPENSSH_PRIVATE.search(text)
-    if found:
-        try:
-            return _openssh_header(base64.b64decode("".join(found.group(1).split())))
-        except (binascii.Error, struct.error, ValueError, UnicodeDecodeError):
-            pass
-    try:
-        parts = _read_key_file(path.with_name(path.name + ".pub")).split()
-    except (OSError, UnicodeDecodeError):
-        return None, False
-    public = " ".join(parts[:2])
-    return (public if SSH_RECIPIENT.fullmatch(public) else None), "ENCRYPTED" in text
-
-
-def _openssh_header(blob: bytes) -> tuple[str | None, bool]:
-    """The public key and whether it is encrypted, from an ``openssh-key-v1`` blob: the
-    magic, then the cipher's, the KDF's and its options' strings, the key count and the
-    first public key."""
-    magic = b"openssh-key-v1\x00"
-    if not blob.startswith(magic):
-        raise ValueError("not an OpenSSH private key")
-    offset = len(magic)
-    fields = []
-    for _ in range(3):
-        value, offset = _ssh_string(blob, offset)
-        fields.append(value)
-    (count,) = struct.unpack_from(">I", blob, offset)
-    if count < 1:
-        raise ValueError("no key")
-    public, _ = _ssh_string(blob, offset + 4)
-    kind, _ = _ssh_string(public, 0)
-    recipient = f"{kind.decode('ascii')} {base64.b64encode(public).decode('ascii')}"
-    return (recipient if SSH_RECIPIENT.fullmatch(recipient) else None), fields[0] != b"none"
-
-
-def _ssh_string(blob: bytes, offset: int) -> tuple[bytes, int]:
-    (length,) = struct.unpack_from(">I", blob, offset)
-    end = offset + 4 + length
-    if end > len(blob):
-        raise ValueError("truncated")
-    return blob[offset + 4 : end], end
 
 
 _chosen: list[Path] = []  # --identity, for the rest of the command

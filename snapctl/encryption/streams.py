@@ -240,6 +240,8 @@ class _DecryptedReader:
         self._expected = plaintext_sha256
 
     def read(self, size: int = -1) -> bytes:
+        if size < 0:  # all that is left, as a file gives it
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
         if size == 0:
             return b""
         data = self._pipe.read(size)
