@@ -225,19 +225,19 @@ def _backup_into(source: sqlite3.Connection, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def _without_rows(
-    source: sqlite3.Connection, dest: Path, tables: tuple[str, ...], *, vacuum: bool
+def _scratch_copy(
+    source: sqlite3.Connection, beside: Path, prefix: str
 ) -> Iterator[tuple[sqlite3.Connection, Path]]:
-    """A scratch copy of ``source`` (the backup API: one consistent read), private, beside
-    ``dest`` in the snapshot being written, with the rows of ``tables`` deleted; vacuumed
-    when its pages are the artifact, since freed pages would still hold those rows. The
-    live database is only read; sqlite_sequence keeps its counters. Removed afterwards."""
-    fd, name = tempfile.mkstemp(prefix=".snapctl-rows-", suffix=".sqlite3", dir=dest.parent)
+    """A private copy of ``source`` (the backup API: one consistent read) in a new file
+    beside ``beside``, inside the snapshot being written (a killed dump's copy goes with
+    it), for a dump to change before it is dumped: the live database is only read. Removed,
+    with any journal, when the block ends."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".sqlite3", dir=beside.parent)
     os.close(fd)  # 0600 from mkstemp; SQLite takes an empty file for a new database
-    scratch_path = Path(name)
+    path = Path(name)
     scratch = None
     try:
-        scratch = sqlite3.connect(scratch_path, isolation_level=None)
+        scratch = sqlite3.connect(path, isolation_level=None)
         # Scratch: the artifact made from it is what gets flushed to disk (VACUUM: 1.6 s
         # with syncs, 0.8 s without, on a 227 MB database).
         scratch.execute("PRAGMA synchronous=OFF")
@@ -248,18 +248,29 @@ def _without_rows(
         # Deleted content zeroed in place, whatever the build's default (Debian's is on):
         # with VACUUM after, twice sure that no page keeps a row.
         scratch.execute("PRAGMA secure_delete=ON")
+        yield scratch, path
+    finally:
+        if scratch is not None:
+            scratch.close()
+        for leftover in (path, *(Path(name + end) for end in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _without_rows(
+    source: sqlite3.Connection, dest: Path, tables: tuple[str, ...], *, vacuum: bool
+) -> Iterator[tuple[sqlite3.Connection, Path]]:
+    """A scratch copy of ``source`` with the rows of ``tables`` deleted; vacuumed when its
+    pages are the artifact, since freed pages would still hold those rows. sqlite_sequence
+    keeps its counters."""
+    with _scratch_copy(source, dest, ".snapctl-rows-") as (scratch, path):
         scratch.execute("BEGIN")
         for table in tables:
             scratch.execute(f"DELETE FROM {_quoted(table)}")
         scratch.execute("COMMIT")
         if vacuum:
             scratch.execute("VACUUM")
-        yield scratch, scratch_path
-    finally:
-        if scratch is not None:
-            scratch.close()
-        for leftover in (scratch_path, *(Path(name + end) for end in ("-journal", "-wal", "-shm"))):
-            leftover.unlink(missing_ok=True)
+        yield scratch, path
 
 
 def _quoted(name: str) -> str:
@@ -460,28 +471,19 @@ class SQLiteConnector:
         as the live database would be. The live database is only read."""
         from snapctl.sanitizing.scratch_alias import temporary_alias
 
-        scratch_dir = Path(tempfile.mkdtemp(prefix=".sanitize-", dir=dest.parent))
+        source = _connect(database_path(db_alias), "rw")
         try:
-            scratch = scratch_dir / f"{db_alias}.sqlite3"
-            source = _connect(database_path(db_alias), "rw")
-            try:
-                copy = sqlite3.connect(scratch)
-                try:
-                    source.backup(copy)
-                finally:
-                    copy.close()
-            except sqlite3.Error as exc:
-                raise OperationFailed(
-                    f"copying SQLite database '{db_alias}' to sanitize it failed: {exc}"
-                ) from exc
-            finally:
-                source.close()
-            sanitizer.sanitize_database({"NAME": str(scratch)})
-            _vacuum(scratch)
-            with temporary_alias(db_alias, {"NAME": str(scratch)}) as alias:
-                return self.dump(alias, dest)
+            with _scratch_copy(source, dest, ".sanitize-") as (copy, scratch):
+                source.close()  # read once, by the copy
+                copy.close()  # the rules open it through Django
+                sanitizer.sanitize_database({"NAME": str(scratch)})
+                _vacuum(scratch)
+                with temporary_alias(db_alias, {"NAME": str(scratch)}) as alias:
+                    return self.dump(alias, dest)
+        except sqlite3.Error as exc:
+            raise OperationFailed(f"sanitizing SQLite database '{db_alias}' failed: {exc}") from exc
         finally:
-            shutil.rmtree(scratch_dir, ignore_errors=True)
+            source.close()
 
     def restore(self, db_alias: str, src: Path) -> None:
         """Restore the SQLite database for db_alias from src, read as the format its name
