@@ -149,6 +149,22 @@ def test_a_killed_dumps_scratch_copy_is_dropped_by_the_next(project: Project) ->
     assert scratch_databases(project) == []
 
 
+def test_a_young_mysql_scratch_copy_may_be_another_dumps(mariadb_project: Project) -> None:
+    """Without the PROCESS privilege the session list shows only this user's sessions: a copy
+    with a table made in the last hour may be another dump's, between two sessions."""
+    project = mariadb_project
+    project.manage("shell", "-c", ADD_USERS)
+    project.env.update(sanitize_env())
+    name = f"{project.extra['db'].name}_snapctl_0123abcds"
+    mariadb_admin(f"CREATE DATABASE {name}")
+    mariadb_admin(f"CREATE TABLE {name}.t (x int)")
+    try:
+        dump(project)
+        assert scratch_databases(project) == [name]
+    finally:
+        mariadb_admin(f"DROP DATABASE IF EXISTS {name}")
+
+
 def test_an_interrupted_dump_drops_its_scratch_copy(project: Project, tmp_path: Path) -> None:
     marker = tmp_path / "sanitizing"
     code = tmp_path / "code"

@@ -32,13 +32,29 @@ def _is_scratch(live: str, name: str) -> bool:
     return re.fullmatch(re.escape(live + SCRATCH_INFIX) + r"[0-9a-f]{8}" + SUFFIX, name) is not None
 
 
+# A scratch copy with a table made this recently may be another dump's, between sessions.
+_YOUNG = "INTERVAL 1 HOUR"
+
+
 def _drop_leftovers(client: Client, live: str) -> None:
-    """Drop the scratch copies killed dumps left: those nobody is using (best effort)."""
+    """Drop the scratch copies killed dumps left: those nobody is using (best effort) and
+    none of whose tables is young: without the PROCESS privilege the session list shows only
+    this user's sessions, and a dump at work on its copy may be between two of them."""
     in_use = {
         as_text(row[0])
         for row in client.query(
             "SELECT DISTINCT DB FROM information_schema.PROCESSLIST WHERE DB IS NOT NULL",
             f"looking for sessions beside '{live}'",
+        )
+    }
+    prefix = live + SCRATCH_INFIX
+    in_use |= {
+        as_text(row[0])
+        for row in client.query(
+            "SELECT TABLE_SCHEMA FROM information_schema.TABLES "
+            f"WHERE LEFT(TABLE_SCHEMA, {len(prefix)}) = {quote_text(prefix)} "
+            f"GROUP BY TABLE_SCHEMA HAVING MAX(CREATE_TIME) > NOW() - {_YOUNG}",
+            f"looking for scratch copies in use beside '{live}'",
         )
     }
     for name in sorted(scratch_schemas(client, live)):
