@@ -5,6 +5,7 @@ files hold an original value (dead row versions included); the live database is 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,16 @@ CONNECTOR = ("--connector", "postgres-template")
 
 
 @pytest.fixture
-def project(postgres_project: Project) -> Project:
-    """The example project as the superuser (a sanitized server copy needs one)."""
+def project(postgres_project: Project) -> Iterator[Project]:
+    """The example project as the superuser (a sanitized server copy needs one); the copies
+    a failed test leaves are dropped after it, so that its database's role can go."""
     postgres_project.manage("shell", "-c", ADD_USERS)
     postgres_project.env.update(sanitize_env(EXAMPLE_DB_USER="postgres", EXAMPLE_DB_PASSWORD=""))
-    return postgres_project
+    try:
+        yield postgres_project
+    finally:
+        for name in copies(postgres_project):
+            psql_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_role_that_is_not_superuser_is_refused(postgres_project: Project) -> None:

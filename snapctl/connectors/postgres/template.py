@@ -256,8 +256,50 @@ def _sanitize_copy(pg: Libpq, db_alias: str, copy: str, sanitizer: Sanitizer) ->
     are rewritten."""
     sanitizer.sanitize_database({"NAME": copy})
     what = f"vacuuming the sanitized copy of '{db_alias}'"
+    # VACUUM FULL keeps the old versions any running snapshot may still see: first wait for
+    # every transaction older than the rewrite to end.
+    ((rewritten,),) = pg.server.query("SELECT pg_current_xact_id()::text", database=copy, what=what)
+    _wait_for_older_snapshots(pg, copy, int(rewritten), what)
     pg.server.query("ANALYZE", "VACUUM FULL", database=copy, what=what)
     pg.server.close()  # nobody stays connected to the copy
+
+
+# Sessions (ours aside) and prepared transactions whose snapshot or transaction is older than
+# {xid}: old row versions must stay for them, whatever VACUUM FULL is asked.
+_OLDER_SNAPSHOTS = """
+SELECT (SELECT count(*) FROM pg_stat_activity
+        WHERE pid <> pg_backend_pid() AND pid NOT IN ({ours})
+          AND (age(backend_xmin) >= age({xid}::text::xid)
+               OR age(backend_xid) >= age({xid}::text::xid)))
+     + (SELECT count(*) FROM pg_prepared_xacts
+        WHERE age(transaction) >= age({xid}::text::xid))
+     + (SELECT count(*) FROM pg_replication_slots
+        WHERE age(xmin) >= age({xid}::text::xid) OR age(catalog_xmin) >= age({xid}::text::xid))
+"""
+
+
+def _wait_for_older_snapshots(pg: Libpq, copy: str, xid: int, what: str) -> None:
+    """Wait, up to the lock timeout, until no transaction older than ``xid`` runs on the
+    server; then fail rather than leave old values in the copy."""
+    from snapctl import other_sessions
+
+    timeout = other_sessions.policy().lock_timeout
+    deadline = time.monotonic() + timeout
+    xid32 = xid % 2**32  # pg_current_xact_id() is 64 bits; age() takes the 32-bit xid
+    while True:
+        ours = ", ".join(str(pid) for pid in sorted(pg.server.pids)) or "0"
+        older = int(
+            pg.server.value(_OLDER_SNAPSHOTS.format(ours=ours, xid=xid32), database=copy, what=what)
+        )
+        if not older:
+            return
+        if time.monotonic() >= deadline:
+            raise OperationFailed(
+                f"{what}: {older} transaction(s) older than the rewrite still run on the "
+                f"server after {timeout:g} s, and old row versions must stay for them; "
+                "retry when they end (or set SNAPSHOTS['LOCK_TIMEOUT'] longer)"
+            )
+        time.sleep(0.1)
 
 
 class PostgresTemplateConnector:
