@@ -76,7 +76,9 @@ print(json.dumps({"tag_id": tag.pk, "unique": unique}))
 
 
 def _shell(project: Project, code: str) -> str:
-    return project.manage("shell", "-c", code).strip().splitlines()[-1]
+    """The last line ``code`` printed ("" if none: Django 4.2's shell says nothing else)."""
+    lines = project.manage("shell", "-c", code).strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def _ids(digest: dict[str, Any], table: str) -> list[int]:
