@@ -148,6 +148,29 @@ def settings_loaded() -> bool:
     return _loaded is not None
 
 
+class UnknownModel(LookupError):
+    """No installed app or model by that name; the message says which, and what there is."""
+
+
+def installed_model(app_label: str, model_name: str) -> Any:
+    """The model ``app_label.model_name`` of the (populated) app registry; an
+    :class:`UnknownModel` naming the installed apps, or the app's models, if there is none."""
+    from django.apps import apps
+
+    try:
+        config = apps.get_app_config(app_label)
+    except LookupError:
+        labels = ", ".join(sorted(c.label for c in apps.get_app_configs()))
+        raise UnknownModel(f"no installed app {app_label!r} (installed: {labels})") from None
+    try:
+        return config.get_model(model_name)
+    except LookupError:
+        names = ", ".join(sorted(m.__name__ for m in config.get_models())) or "none"
+        raise UnknownModel(
+            f"app {app_label!r} has no model {model_name!r} (its models: {names})"
+        ) from None
+
+
 def require_apps() -> None:
     """Populate the app registry once, after :func:`load_settings`: the rest of what
     ``django.setup()`` does. Connectors that need models (dumpdata, plugins that do not say

@@ -158,27 +158,16 @@ def _near(entry: str, databases: _Databases, aliases: Sequence[str]) -> str:
 def _model_table(entry: str, where: str = "") -> str:
     """The ``db_table`` of model ``app_label.ModelName``; the app registry is started here,
     only for such an entry."""
-    from snapctl.django_env import require_apps
+    from snapctl.django_env import UnknownModel, installed_model, require_apps
 
     require_apps()
-    from django.apps import apps
-
     app_label, _, model_name = entry.partition(".")
     try:
-        config = apps.get_app_config(app_label)
-    except LookupError:
-        labels = ", ".join(sorted(c.label for c in apps.get_app_configs()))
+        model = installed_model(app_label, model_name)
+    except UnknownModel as exc:
         raise ConfigurationError(
-            f"{where}: it is no table of the databases dumped, nor a model: no installed app "
-            f"{app_label!r} (installed: {labels}); give a table name or app_label.ModelName"
-        ) from None
-    try:
-        model = config.get_model(model_name)
-    except LookupError:
-        names = ", ".join(sorted(m.__name__ for m in config.get_models()))
-        raise ConfigurationError(
-            f"{where}: it is no table of the databases dumped, nor a model: app "
-            f"{app_label!r} has no model {model_name!r} (its models: {names or 'none'})"
+            f"{where}: it is no table of the databases dumped, nor a model: {exc}; give a "
+            "table name or app_label.ModelName"
         ) from None
     return str(model._meta.db_table)
 

@@ -44,23 +44,15 @@ def bind_rules(rules: Mapping[str, Rule]) -> list[BoundRule]:
 
 
 def bind_rule(rule: Rule) -> BoundRule:
-    from django.apps import apps
     from django.core.exceptions import FieldDoesNotExist
+
+    from snapctl.django_env import UnknownModel, installed_model
 
     target = rule.target
     try:
-        config = apps.get_app_config(rule.app_label)
-    except LookupError:
-        raise refuse(
-            target, f"no installed app '{rule.app_label}'; name it by its app label"
-        ) from None
-    try:
-        model = config.get_model(rule.model_name)
-    except LookupError:
-        known = ", ".join(sorted(m.__name__ for m in config.get_models())) or "none"
-        raise refuse(
-            target, f"app '{rule.app_label}' has no model '{rule.model_name}' (it has: {known})"
-        ) from None
+        model = installed_model(rule.app_label, rule.model_name)
+    except UnknownModel as exc:
+        raise refuse(target, str(exc)) from None
     meta = model._meta
     try:
         field: Any = meta.get_field(rule.field_name)
